@@ -1,0 +1,98 @@
+"""Robust z-score detector: how many spreads a point lies from its hour-of-week centre."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from detection.anomaly import Anomaly
+from detection.baseline import SeasonalBaseline
+from detection.frames import check_metric_frame
+from detection.metrics import MetricSpec, spec_for
+
+
+class RobustZDetector:
+    """Flags points more than ``threshold`` robust spreads from their seasonal centre.
+
+    Scores follow one convention: higher is more anomalous, signed by each metric's bad
+    direction (a CPU drop scores 0, a CPU rise scores its z).
+
+    Parameters
+    ----------
+    threshold : the score above which a point is an anomaly.
+    baseline : an unfitted SeasonalBaseline to fit (a default one when None).
+    specs : metric specs (labels, units, directions).
+    """
+
+    def __init__(self, threshold: float = 4.0, baseline: SeasonalBaseline | None = None,
+                 specs: dict[str, MetricSpec] | None = None):
+        self.threshold = threshold
+        self.baseline = baseline
+        self.specs = specs
+
+    def fit(self, history: pd.DataFrame, exclude: list[tuple] | None = None) -> "RobustZDetector":
+        """Fit the seasonal baseline of every metric in ``history``."""
+        if not self.threshold > 0:
+            raise ValueError(f"threshold must be positive, got {self.threshold}")
+        base = self.baseline if self.baseline is not None else SeasonalBaseline(specs=self.specs)
+        self.baseline_ = base.fit(history, exclude=exclude)
+        self.metrics_ = list(self.baseline_.metrics_)
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "baseline_"):
+            raise RuntimeError("RobustZDetector is not fitted; call fit(history) first")
+
+    def score(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Scores for every known metric in ``frame`` (NaN where the point is missing)."""
+        self._check_fitted()
+        frame = check_metric_frame(frame)
+        unknown = [c for c in frame.columns if c not in self.metrics_]
+        if unknown:
+            raise KeyError(f"no baseline for metric(s) {', '.join(unknown)}; "
+                           f"fitted: {', '.join(self.metrics_)}")
+        return pd.DataFrame({m: self._score_metric(m, frame[m]) for m in frame.columns},
+                            index=frame.index)
+
+    def _score_metric(self, metric: str, values: pd.Series) -> np.ndarray:
+        exp = self.baseline_.expected(metric, values.index)
+        z = (values.to_numpy() - exp.centre) / exp.spread
+        direction = spec_for(metric, self.specs).direction
+        if direction == "up":
+            return np.where(np.isnan(z), np.nan, np.maximum(z, 0.0))
+        if direction == "down":
+            return np.where(np.isnan(z), np.nan, np.maximum(-z, 0.0))
+        return np.abs(z)
+
+    def detect(self, frame: pd.DataFrame) -> list[Anomaly]:
+        """Every point of ``frame`` scoring above the threshold, as an explained Anomaly."""
+        scores = self.score(frame)
+        frame = check_metric_frame(frame)
+        found: list[Anomaly] = []
+        for metric in scores.columns:
+            hits = scores.index[scores[metric].to_numpy() > self.threshold]
+            if len(hits) == 0:
+                continue
+            exp = self.baseline_.expected(metric, hits)
+            for i, ts in enumerate(hits):
+                centre, spread = exp.centre[i], exp.spread[i]
+                found.append(Anomaly.build(
+                    metric, ts, frame.at[ts, metric], centre,
+                    centre - self.threshold * spread, centre + self.threshold * spread,
+                    scores.at[ts, metric], self.specs))
+        return sorted(found, key=lambda a: (a.timestamp, a.metric))
+
+    def expected_frame(self, index: pd.DatetimeIndex, metrics: list[str]) -> pd.DataFrame:
+        """The baseline centre of each fitted metric in ``metrics`` at ``index``."""
+        self._check_fitted()
+        return pd.DataFrame({m: self.baseline_.expected(m, index).centre
+                             for m in metrics if m in self.metrics_}, index=index)
+
+    def within_baseline(self, frame: pd.DataFrame, metrics: list[str]) -> dict[str, bool]:
+        """Per metric, whether the median score of ``frame`` is under the threshold.
+
+        Verification uses this: a single noisy minute should neither pass nor fail a fix.
+        """
+        scores = self.score(frame[[m for m in metrics if m in frame.columns]])
+        return {m: bool(np.nanmedian(scores[m].to_numpy()) <= self.threshold)
+                for m in scores.columns if scores[m].notna().any()}

@@ -1,0 +1,1 @@
+"""The model bundle: config + fitted state + manifest, saved and loaded with verification."""

@@ -1,0 +1,1 @@
+"""The composition root: settings, AWS adapters, incident store, remediation, watcher, CLI."""

@@ -1,0 +1,101 @@
+"""Settings: the one place that maps canonical metrics onto CloudWatch and holds every knob.
+
+Read from the environment (prefix ``AIOPS_``, nested with ``__``), a ``.env`` file, or passed
+in by the CLI; unsafe or impossible values are refused at start-up with the field named.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+from pydantic import BaseModel, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Mode(str, Enum):
+    AUTO = "auto"
+    APPROVE = "approve"
+    DRY_RUN = "dry-run"
+
+
+class MetricMapping(BaseModel, frozen=True):
+    """Where a canonical metric lives in CloudWatch.
+
+    ``dimensions`` maps a CloudWatch dimension name to the ServiceTarget field that fills it.
+    """
+
+    namespace: str
+    metric_name: str
+    statistic: str = "Average"
+    dimensions: dict[str, str]
+
+
+class ServiceTarget(BaseModel, frozen=True):
+    """One ECS service behind an ALB: what the metrics' dimensions and ECS calls name."""
+
+    cluster: str = "aiops-platform-cluster"
+    service: str = "aiops-platform-service"
+    load_balancer: str = "app/aiops-platform-alb/50dc6c495c0c9188"
+    target_group: str = "targetgroup/aiops-platform-tg/73e2d6bc24d8a067"
+
+    def dimension_value(self, field: str) -> str:
+        try:
+            return str(getattr(self, field))
+        except AttributeError:
+            raise ValueError(f"metric dimension refers to unknown target field {field!r}") from None
+
+
+_ECS = {"ClusterName": "cluster", "ServiceName": "service"}
+_ALB = {"LoadBalancer": "load_balancer", "TargetGroup": "target_group"}
+
+CANONICAL_METRICS: dict[str, MetricMapping] = {
+    "cpu_utilization": MetricMapping(namespace="AWS/ECS", metric_name="CPUUtilization", dimensions=_ECS),
+    "memory_utilization": MetricMapping(namespace="AWS/ECS", metric_name="MemoryUtilization",
+                                        dimensions=_ECS),
+    "error_count": MetricMapping(namespace="AWS/ApplicationELB", metric_name="HTTPCode_Target_5XX_Count",
+                                 statistic="Sum", dimensions=_ALB),
+    "response_time": MetricMapping(namespace="AWS/ApplicationELB", metric_name="TargetResponseTime",
+                                   dimensions=_ALB),
+    "request_count": MetricMapping(namespace="AWS/ApplicationELB", metric_name="RequestCount",
+                                   statistic="Sum", dimensions=_ALB),
+}
+
+
+class Settings(BaseSettings):
+    """Every setting of the platform, with safe defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="AIOPS_", env_nested_delimiter="__",
+                                      env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("aiops-data")
+    target: ServiceTarget = ServiceTarget()
+    metrics: dict[str, MetricMapping] = Field(default_factory=lambda: dict(CANONICAL_METRICS))
+    period_seconds: int = Field(60, ge=60, description="scoring period; CloudWatch's finest standard")
+    threshold: float = Field(4.0, gt=0, description="detector score above which a point is anomalous")
+    open_after: int = Field(2, ge=1, description="anomalous periods within the grouping window "
+                                                 "that open an incident")
+    group_window: int = Field(3, ge=1, description="periods in the alarm-grouping window")
+    verify_after_minutes: float = Field(15, gt=0)
+    history_days: int = Field(14, ge=1)
+    mode: Mode = Mode.AUTO
+    playbook: Path | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Settings":
+        if self.open_after > self.group_window:
+            raise ValueError(f"open_after ({self.open_after}) cannot exceed group_window "
+                             f"({self.group_window})")
+        return self
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "incidents.sqlite"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.data_dir / "reports"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.data_dir / "models"
