@@ -29,7 +29,7 @@ class Expected:
 
 def _bucket(index: pd.DatetimeIndex, resolution: str) -> np.ndarray:
     if resolution == "hour_of_week":
-        return (index.dayofweek * 24 + index.hour).to_numpy()
+        return (index.day_of_week * 24 + index.hour).to_numpy()
     if resolution == "hour_of_day":
         return index.hour.to_numpy()
     return np.zeros(len(index), dtype=int)

@@ -48,6 +48,9 @@ def _anomaly_lines(anomalies: list[dict], most: int = 12) -> list[str]:
 
 def _detail(event: dict) -> str:
     data = event.get("data") or {}
+    if event.get("kind") == "features":
+        raised = {k[:-2]: v for k, v in data.items() if k.endswith("_z") and v > 0}
+        return "scores: " + (", ".join(f"{k} {v:.1f}" for k, v in raised.items()) or "none raised")
     for key in ("change", "summary", "explanation", "error", "role", "reason"):
         if data.get(key):
             return str(data[key]).replace("|", "/")

@@ -8,6 +8,7 @@ detects, diagnoses, acts through the ECS API and verifies 15 simulated minutes l
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -65,6 +66,71 @@ class DemoResult:
     history_points: int
 
 
+class DemoEnvironment:
+    """The embedded environment, ready to play faults: moto, the simulated service, the watcher.
+
+    Use as a context manager; ``play(fault)`` runs one fault to its verification and returns
+    its scorecard row. Tests use the same class the demo does.
+    """
+
+    def __init__(self, settings: Settings, seed: int = 7, history_days: int | None = None,
+                 progress: Callable[[str], None] = print):
+        self.settings = settings
+        self.seed = seed
+        self.days = history_days or settings.history_days
+        self.progress = progress
+        self.false_alarms = 0
+        self._stack = ExitStack()
+
+    def __enter__(self) -> "DemoEnvironment":
+        try:
+            self._start()
+        except BaseException:
+            self._stack.close()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stack.close()
+
+    def _start(self) -> None:
+        settings, say = self.settings, self.progress
+        self.endpoint = self._stack.enter_context(local_aws())
+        say(f"local AWS endpoint (moto) at {self.endpoint}")
+        self.factory = ClientFactory()
+        self.clock = SimClock(pd.Timestamp.now(tz="UTC").floor("h") - pd.Timedelta(hours=12))
+        self.cloudwatch = CloudWatchMetrics(self.factory.client("cloudwatch"), settings.metrics,
+                                            settings.target, settings.period_seconds)
+        world = EcsWorld(self.factory.client("ecs"), settings.target.cluster, settings.target.service,
+                         FAMILY, endpoint_url=self.endpoint, ec2_client=self.factory.client("ec2"))
+        self.sim = Simulator(world, self.cloudwatch.write, self.clock, seed=self.seed)
+        say(f"creating ECS service {settings.target.service} and writing {self.days} days of "
+            "1-minute history to CloudWatch ...")
+        self.history = self.sim.bootstrap(self.days)
+        say(f"training baselines from CloudWatch history ({self.history.size:,} points) ...")
+        self.trained = train_detector(self.cloudwatch, self.clock.now, self.days,
+                                      settings.model_dir / "demo", threshold=settings.threshold)
+        say(f"baselines fitted ({self.trained.resolution}, {self.trained.points:,} points), "
+            f"bundle at {self.trained.bundle}")
+        sns = self.factory.client("sns")
+        notifier = SnsNotifier(sns, sns.create_topic(Name="aiops-escalations")["TopicArn"])
+        self.store = IncidentStore(settings.db_path)
+        self.watcher = build_watcher(settings, self.factory, self.trained.detector, notifier,
+                                     self.clock, store=self.store)
+
+    def quiet(self, minutes: int) -> int:
+        """Run ``minutes`` with no fault at nominal capacity; return the incidents opened."""
+        self.sim.clear()
+        opened = sum(_step(self.sim, self.watcher).opened is not None for _ in range(minutes))
+        self.false_alarms += opened
+        return opened
+
+    def play(self, fault: str, quiet_minutes: int = QUIET_MINUTES) -> ScorecardRow:
+        """A quiet spell at nominal capacity, then ``fault`` until its incident is verified."""
+        self.quiet(quiet_minutes)
+        return _play_fault(self.sim, self.watcher, self.store, fault, self.progress)
+
+
 def run_demo(settings: Settings, faults: list[str] | None = None, seed: int = 7,
              history_days: int | None = None, progress: Callable[[str], None] = print) -> DemoResult:
     """Run the demo scenario and return its scorecard. Writes under ``settings.data_dir``."""
@@ -72,33 +138,10 @@ def run_demo(settings: Settings, faults: list[str] | None = None, seed: int = 7,
     unknown = [f for f in faults if f not in FAULTS]
     if unknown:
         raise ValueError(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(FAULTS)}")
-    days = history_days or settings.history_days
-    with local_aws() as endpoint:
-        progress(f"local AWS endpoint (moto) at {endpoint}")
-        factory = ClientFactory()
-        clock = SimClock(pd.Timestamp.now(tz="UTC").floor("h") - pd.Timedelta(hours=12))
-        cloudwatch = CloudWatchMetrics(factory.client("cloudwatch"), settings.metrics, settings.target,
-                                       settings.period_seconds)
-        world = EcsWorld(factory.client("ecs"), settings.target.cluster, settings.target.service,
-                         FAMILY, endpoint_url=endpoint)
-        sim = Simulator(world, cloudwatch.write, clock, seed=seed)
-        progress(f"creating ECS service {settings.target.service} and writing {days} days of "
-                 "1-minute history to CloudWatch ...")
-        history = sim.bootstrap(days)
-        progress(f"training baselines from CloudWatch history ({history.size:,} points) ...")
-        trained = train_detector(cloudwatch, clock.now, days, settings.model_dir / "demo",
-                                 threshold=settings.threshold)
-        progress(f"baselines fitted ({trained.resolution}, {trained.points:,} points), "
-                 f"bundle at {trained.bundle}")
-        sns = factory.client("sns")
-        notifier = SnsNotifier(sns, sns.create_topic(Name="aiops-escalations")["TopicArn"])
-        store = IncidentStore(settings.db_path)
-        watcher = build_watcher(settings, factory, trained.detector, notifier, clock, store=store)
-        rows, false_alarms = [], 0
-        for name in faults:
-            false_alarms += _quiet(sim, watcher, QUIET_MINUTES)
-            rows.append(_play_fault(sim, watcher, store, name, progress))
-    return DemoResult(rows, settings.data_dir, settings.db_path, false_alarms, int(history.size))
+    with DemoEnvironment(settings, seed, history_days, progress) as env:
+        rows = [env.play(name) for name in faults]
+        return DemoResult(rows, settings.data_dir, settings.db_path, env.false_alarms,
+                          int(env.history.size))
 
 
 def _step(sim: Simulator, watcher: Watcher):
@@ -107,12 +150,6 @@ def _step(sim: Simulator, watcher: Watcher):
     result = watcher.tick()
     sim.clock.advance()
     return result
-
-
-def _quiet(sim: Simulator, watcher: Watcher, minutes: int) -> int:
-    """Run ``minutes`` with no fault, back at nominal capacity; count incidents opened."""
-    sim.clear()
-    return sum(_step(sim, watcher).opened is not None for _ in range(minutes))
 
 
 def _play_fault(sim: Simulator, watcher: Watcher, store: IncidentStore, name: str,

@@ -159,7 +159,10 @@ class EcsWorld:
     # ---------------------------------------------------------------- the scheduler
 
     def sync(self, now: pd.Timestamp) -> EcsSnapshot:
-        """One scheduler pass at simulated time ``now``; see the module docstring for its cost."""
+        """One scheduler pass at simulated time ``now``; see the module docstring for its cost.
+
+        Raises LookupError when the service is missing or no longer ACTIVE.
+        """
         now = _utc(now)
         service = self._describe_service()
         desired = int(service["desiredCount"])
@@ -214,12 +217,13 @@ class EcsWorld:
 
     def _start(self, count: int, task_definition: str, revision: int, service: dict,
                now: pd.Timestamp) -> int:
+        args = self._run_task_args(task_definition, service)
         started = 0
         while started < count:
-            batch = min(RUN_TASK_BATCH, count - started)
-            response = self.ecs.run_task(**self._run_task_args(task_definition, service), count=batch)
+            response = self.ecs.run_task(**args, count=min(RUN_TASK_BATCH, count - started))
             if response.get("failures") or not response.get("tasks"):
-                raise RuntimeError(f"run_task failed for {self.service}: {response.get('failures')}")
+                failures = response.get("failures")
+                raise RuntimeError(f"run_task failed for {self.service}: {failures}")
             for task in response["tasks"]:
                 self._tasks[task["taskArn"]] = TaskInfo(task["taskArn"], now, revision)
             started += len(response["tasks"])

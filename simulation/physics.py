@@ -39,7 +39,7 @@ def normal_load(index: pd.DatetimeIndex, shape: ServiceShape) -> np.ndarray:
     """Requests a minute the service normally gets at ``index`` (no noise, no faults)."""
     hours = index.hour.to_numpy() + index.minute.to_numpy() / 60.0
     daily = 0.55 + 0.45 * (0.5 - 0.5 * np.cos(2 * np.pi * (hours - 4.0) / 24.0))
-    weekly = np.where(index.dayofweek.to_numpy() >= 5, shape.weekend_factor, 1.0)
+    weekly = np.where(index.day_of_week.to_numpy() >= 5, shape.weekend_factor, 1.0)
     return shape.peak_rpm * daily * weekly
 
 

@@ -38,9 +38,9 @@ def ecs(endpoint: str, factory: ClientFactory):
 
 
 @pytest.fixture()
-def world(ecs, endpoint: str) -> EcsWorld:
+def world(ecs, endpoint: str, factory: ClientFactory) -> EcsWorld:
     world = EcsWorld(ecs, CLUSTER, SERVICE, FAMILY, endpoint_url=endpoint,
-                    ec2_client=factory.client("ec2"))
+                     ec2_client=factory.client("ec2"))
     world.setup(T0)
     return world
 
@@ -128,10 +128,10 @@ def test_rollback_skips_deregistered_revisions_and_takes_an_explicit_one(
         actions.rollback(CLUSTER, SERVICE, to_revision=2)
 
 
-def test_rollback_with_a_single_revision_is_refused(ecs, endpoint: str,
-                                                    actions: EcsActions) -> None:
+def test_rollback_with_a_single_revision_is_refused(ecs, endpoint: str, actions: EcsActions,
+                                                    factory: ClientFactory) -> None:
     EcsWorld(ecs, CLUSTER, SERVICE, FAMILY, endpoint_url=endpoint,
-                    ec2_client=factory.client("ec2")).setup(T0, revisions=1)
+             ec2_client=factory.client("ec2")).setup(T0, revisions=1)
     with pytest.raises(EcsActionError) as info:
         actions.rollback(CLUSTER, SERVICE)
     assert str(info.value) == (f"no previous task definition revision of {FAMILY} "

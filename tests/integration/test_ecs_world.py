@@ -36,7 +36,7 @@ def ecs(endpoint: str, factory: ClientFactory):
 
 
 @pytest.fixture()
-def world(ecs, endpoint: str) -> EcsWorld:
+def world(ecs, endpoint: str, factory: ClientFactory) -> EcsWorld:
     return EcsWorld(ecs, CLUSTER, SERVICE, FAMILY, endpoint_url=endpoint,
                     ec2_client=factory.client("ec2"))
 
@@ -124,10 +124,11 @@ def test_other_tasks_of_the_cluster_are_left_alone(world: EcsWorld, ecs) -> None
     assert other["taskArn"] in listed
 
 
-def test_a_fresh_world_adopts_the_running_tasks(world: EcsWorld, ecs, endpoint: str) -> None:
+def test_a_fresh_world_adopts_the_running_tasks(world: EcsWorld, ecs, endpoint: str,
+                                                 factory: ClientFactory) -> None:
     first = world.setup(T0)
     again = EcsWorld(ecs, CLUSTER, SERVICE, FAMILY, endpoint_url=endpoint,
-                    ec2_client=factory.client("ec2")).sync(T0 + MINUTE)
+                     ec2_client=factory.client("ec2")).sync(T0 + MINUTE)
     assert {t.arn for t in again.tasks} == {t.arn for t in first.tasks}
     assert again.started == 0
 
