@@ -63,7 +63,8 @@ class SeasonalBaseline:
         for start, end in exclude or []:
             frame = frame[(frame.index < pd.Timestamp(start)) | (frame.index > pd.Timestamp(end))]
         span = frame.index[-1] - frame.index[0]
-        self.resolution_ = "hour_of_week" if span >= self.min_history - pd.Timedelta(minutes=1) else "hour_of_day"
+        long_enough = span >= self.min_history - pd.Timedelta(minutes=1)
+        self.resolution_ = "hour_of_week" if long_enough else "hour_of_day"
         self.metrics_ = list(frame.columns)
         self.history_start_, self.history_end_ = frame.index[0], frame.index[-1]
         buckets = _bucket(frame.index, self.resolution_)

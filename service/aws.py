@@ -77,7 +77,9 @@ def local_aws(env: bool = True) -> Iterator[str]:
     endpoint) for the duration, so every client the factory makes talks to it; they are
     restored afterwards.
     """
-    from moto.server import ThreadedMotoServer  # a test/demo dependency, not needed on real AWS
+    from moto.server import (
+        ThreadedMotoServer,  # a test/demo dependency, not needed on real AWS
+    )
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per API call
     port = _free_port()

@@ -15,7 +15,13 @@ import pandas as pd
 from simulation.clock import SimClock
 from simulation.ecs_world import EcsSnapshot, EcsWorld
 from simulation.faults import ActiveFault, get_fault
-from simulation.physics import Conditions, ServiceShape, history, normal_load, service_metrics
+from simulation.physics import (
+    Conditions,
+    ServiceShape,
+    history,
+    normal_load,
+    service_metrics,
+)
 
 MetricWriter = Callable[[pd.DataFrame], int]
 OVERLOAD_SHARE = 1.15   # a task 15% over its usual share of requests starts timing out
