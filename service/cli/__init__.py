@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from service.cli.baseline import baseline
+from service.cli.benchmark import benchmark
 from service.cli.demo import demo
 from service.cli.incidents import incidents
 from service.cli.remediate import remediate
@@ -28,7 +29,7 @@ def cli(ctx: click.Context, data_dir: Path | None) -> None:
     ctx.obj = {"data_dir": data_dir} if data_dir else {}
 
 
-for command in (demo, baseline, watch, remediate, incidents):
+for command in (demo, baseline, watch, remediate, incidents, benchmark):
     cli.add_command(command)
 
 

@@ -1,0 +1,60 @@
+"""``aiops benchmark nab`` as a user runs it: the table beside the peers, and MLflow when asked."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(os.environ.get("AIOPS_NAB_ROOT") or
+            Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "nab")
+needs_corpus = pytest.mark.skipif(not (ROOT / "labels" / "combined_windows.json").is_file(),
+                                  reason=f"NAB corpus not found at {ROOT} (set AIOPS_NAB_ROOT)")
+
+
+def aiops(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return subprocess.run([sys.executable, "-m", "service.cli", *args], capture_output=True, text=True,
+                          timeout=600, env={**clean, **(env or {})})
+
+
+@needs_corpus
+def test_nab_table_shows_us_beside_the_five_peers_and_says_tracking_was_skipped() -> None:
+    done = aiops("benchmark", "nab", "--root", str(ROOT))
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == ["detector", "Standard", "Low", "FP", "Low", "FN"]
+    assert lines[2].startswith("baseline (ours)")
+    assert any(line.split()[:4] == ["numenta", "72.30", "69.12", "75.98"] for line in lines)
+    assert "rows/s" in done.stdout and "112092 rows" in done.stdout
+    assert "MLflow tracking skipped" in done.stdout
+
+
+@needs_corpus
+def test_nab_results_are_logged_to_mlflow_when_a_tracking_uri_is_set(tmp_path: Path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = aiops("benchmark", "nab", "--root", str(ROOT), "--json", env={"MLFLOW_TRACKING_URI": uri})
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [r["detector"] for r in report["table"]][0] == "baseline" and len(report["table"]) == 6
+    import mlflow
+
+    run = mlflow.MlflowClient(tracking_uri=uri).get_run(report["mlflow_run_id"])
+    assert run.data.params["detector"] == "baseline"
+    assert run.data.metrics["peer.numenta.standard"] == pytest.approx(72.30, abs=0.01)
+    assert "nab.standard" in run.data.metrics and "rows_per_second" in run.data.metrics
+    artifacts = {a.path for a in mlflow.MlflowClient(tracking_uri=uri).list_artifacts(run.info.run_id)}
+    assert artifacts == {"nab_table.md", "nab_report.json"}
+
+
+def test_unknown_detector_and_missing_corpus_are_named(tmp_path: Path) -> None:
+    done = aiops("benchmark", "nab", "--detector", "nope", "--root", str(tmp_path))
+    assert done.returncode == 2 and "unknown detector 'nope'" in done.stderr
+    done = aiops("benchmark", "nab", "--root", str(tmp_path))
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"aiops: error: no NAB corpus at {tmp_path}")
