@@ -21,12 +21,18 @@ DESCRIBE_TASKS_BATCH = 100  # DescribeTasks takes at most 100 ARNs per call
 
 IAM_PERMISSIONS: dict[str, tuple[str, ...]] = {
     "describe": ("ecs:DescribeServices",),
-    "scale_up": ("ecs:DescribeServices", "ecs:UpdateService"),
-    "scale_to": ("ecs:DescribeServices", "ecs:UpdateService"),
+    "status": ("ecs:DescribeServices", "application-autoscaling:DescribeScalableTargets"),
+    "scaling_target": ("application-autoscaling:DescribeScalableTargets",),
+    "scale_up": ("ecs:DescribeServices", "ecs:UpdateService",
+                 "application-autoscaling:DescribeScalableTargets"),
+    "scale_to": ("ecs:DescribeServices", "ecs:UpdateService",
+                 "application-autoscaling:DescribeScalableTargets"),
     "restart_tasks": ("ecs:DescribeServices", "ecs:ListTasks", "ecs:DescribeTasks",
                       "ecs:StopTask"),
     "rollback": ("ecs:DescribeServices", "ecs:ListTaskDefinitions", "ecs:UpdateService"),
+    "oom_stopped_tasks": ("ecs:ListTasks", "ecs:DescribeTasks"),
 }
+SCALABLE_DIMENSION = "ecs:service:DesiredCount"
 
 T = TypeVar("T")
 
@@ -49,10 +55,34 @@ class ServiceState:
     deployments: int  # number of deployments listed
     rolling_out: bool  # a deployment other than PRIMARY is still listed (being replaced)
     status: str = "ACTIVE"  # ACTIVE | DRAINING | INACTIVE
+    deployed_at: str | None = None  # when the PRIMARY deployment was created (ISO 8601)
 
     @property
     def task_definition_name(self) -> str:
         return f"{self.family}:{self.revision}" if self.family else ""
+
+
+@dataclass(frozen=True)
+class ScalingTarget:
+    """An Application Auto Scaling target attached to the service's desired count."""
+
+    min_capacity: int
+    max_capacity: int
+    suspended: bool = False  # dynamic scale-in suspended
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """What ``aiops status`` shows: the state, every deployment, the newest events, the scaler."""
+
+    state: ServiceState
+    deployments: list[dict]
+    events: list[dict]
+    scaling: ScalingTarget | None
+
+    def to_dict(self) -> dict:
+        return {"state": asdict(self.state), "deployments": self.deployments, "events": self.events,
+                "scaling": asdict(self.scaling) if self.scaling else None}
 
 
 @dataclass(frozen=True)
@@ -84,6 +114,8 @@ def _state(cluster: str, service: dict) -> ServiceState:
     task_definition = service.get("taskDefinition") or ""
     family, revision = parse_task_definition(task_definition)
     deployments = service.get("deployments") or []
+    primary = next((d for d in deployments if d.get("status") == "PRIMARY"), {})
+    created = primary.get("createdAt")
     return ServiceState(
         cluster=cluster, service=service["serviceName"],
         desired_count=int(service.get("desiredCount", 0)),
@@ -91,7 +123,15 @@ def _state(cluster: str, service: dict) -> ServiceState:
         task_definition=task_definition, family=family, revision=revision,
         deployments=len(deployments),
         rolling_out=any(d.get("status") != "PRIMARY" for d in deployments),
-        status=service.get("status", "ACTIVE"))
+        status=service.get("status", "ACTIVE"),
+        deployed_at=created.isoformat() if hasattr(created, "isoformat") else created)
+
+
+def _out_of_memory(task: dict) -> bool:
+    """Whether ECS says the task (or one of its containers) stopped for running out of memory."""
+    reasons = [task.get("stoppedReason") or ""] + [c.get("reason") or "" for c in
+                                                   task.get("containers") or []]
+    return any("OutOfMemory" in reason for reason in reasons)
 
 
 def _error(exc: Exception, cluster: str, service: str, what: str) -> EcsActionError:
@@ -120,11 +160,14 @@ class EcsActions:
     ----------
     ecs_client : a boto3 ECS client (from ``ClientFactory().client("ecs")``).
     dry_run : decide and report only; no UpdateService or StopTask call is made.
+    autoscaling_client : a boto3 Application Auto Scaling client; without it no scaler is seen.
     """
 
-    def __init__(self, ecs_client: Any, dry_run: bool = False) -> None:
+    def __init__(self, ecs_client: Any, dry_run: bool = False,
+                 autoscaling_client: Any | None = None) -> None:
         self.ecs = ecs_client
         self.dry_run = dry_run
+        self.autoscaling = autoscaling_client
 
     def _call(self, what: str, cluster: str, service: str, fn: Callable[[], T]) -> T:
         try:
@@ -146,6 +189,48 @@ class EcsActions:
             raise EcsActionError(f"service {service} not found in cluster {cluster}")
         return _state(cluster, found[0])
 
+    def status(self, cluster: str, service: str, events: int = 10) -> ServiceStatus:
+        """The service's state, deployments, newest ``events`` and attached scaler, for a person.
+
+        IAM: ecs:DescribeServices, application-autoscaling:DescribeScalableTargets.
+        """
+        response = self._call("describe", cluster, service, lambda: self.ecs.describe_services(
+            cluster=cluster, services=[service]))
+        found = response.get("services") or []
+        if not found:
+            raise EcsActionError(f"service {service} not found in cluster {cluster}")
+        raw = found[0]
+        keep = ("id", "status", "taskDefinition", "desiredCount", "runningCount", "pendingCount",
+                "failedTasks", "rolloutState", "createdAt", "updatedAt")
+        deployments = [{k: d.get(k) for k in keep if k in d} for d in raw.get("deployments") or []]
+        newest = sorted(raw.get("events") or [], key=lambda e: str(e.get("createdAt")), reverse=True)
+        return ServiceStatus(_state(cluster, raw), deployments,
+                             [{"createdAt": e.get("createdAt"), "message": e.get("message", "")}
+                              for e in newest[:events]],
+                             self.scaling_target(cluster, service))
+
+    def scaling_target(self, cluster: str, service: str) -> ScalingTarget | None:
+        """The Application Auto Scaling target on the service's desired count, if one is attached.
+
+        Its max capacity bounds what a scale-up may set: above it the scaler would undo the
+        change (and fight the next one).
+
+        IAM: application-autoscaling:DescribeScalableTargets.
+        """
+        if self.autoscaling is None:
+            return None
+        resource = f"service/{cluster}/{service}"
+        response = self._call("read the scaling target of", cluster, service,
+                              lambda: self.autoscaling.describe_scalable_targets(
+                                  ServiceNamespace="ecs", ResourceIds=[resource],
+                                  ScalableDimension=SCALABLE_DIMENSION))
+        for target in response.get("ScalableTargets") or []:
+            if target.get("ResourceId") == resource:
+                suspended = target.get("SuspendedState") or {}
+                return ScalingTarget(int(target["MinCapacity"]), int(target["MaxCapacity"]),
+                                     bool(suspended.get("DynamicScalingInSuspended")))
+        return None
+
     def _active(self, cluster: str, service: str) -> ServiceState:
         """The state of a service an action may change: it must be ACTIVE."""
         state = self.describe(cluster, service)
@@ -156,18 +241,26 @@ class EcsActions:
 
     # ---------------------------------------------------------------- scaling
 
-    def scale_up(self, cluster: str, service: str, by: int = 1) -> ActionResult:
-        """Raise the desired count by ``by`` tasks.
+    def scale_up(self, cluster: str, service: str, by: int = 1,
+                 max_count: int | None = None) -> ActionResult:
+        """Raise the desired count by ``by`` tasks, never above ``max_count``.
+
+        The count is read again just before the update, so a guardrail's cap holds even if the
+        service changed since it was judged.
 
         IAM: ecs:DescribeServices, ecs:UpdateService.
         """
         if by < 1:
             raise EcsActionError(f"scale_up needs by >= 1, got {by}")
         before = self._active(cluster, service)
-        return self._set_count("scale_up", before, before.desired_count + by)
+        count = before.desired_count + by
+        if max_count is not None and count > max_count:
+            raise EcsActionError(f"scale up of service {service} in cluster {cluster} refused: "
+                                 f"desired count {before.desired_count} -> {count} exceeds {max_count}")
+        return self._set_count("scale_up", before, count)
 
     def scale_to(self, cluster: str, service: str, count: int) -> ActionResult:
-        """Set the desired count to ``count`` tasks.
+        """Set the desired count to ``count`` tasks (no call when it already is).
 
         IAM: ecs:DescribeServices, ecs:UpdateService.
         """
@@ -177,6 +270,9 @@ class EcsActions:
 
     def _set_count(self, action: str, before: ServiceState, count: int) -> ActionResult:
         change = f"desired count {before.desired_count} -> {count}"
+        if count == before.desired_count:
+            return ActionResult(action, before, before, f"desired count already {count}",
+                                dry_run=self.dry_run)
         if self.dry_run:
             return ActionResult(action, before, before, change, dry_run=True)
         self._call("scale", before.cluster, before.service, lambda: self.ecs.update_service(
@@ -215,9 +311,19 @@ class EcsActions:
         return [task["taskArn"] for task in self._describe_tasks(cluster, service, listed)
                 if task.get("group") == group and task.get("desiredStatus") == "RUNNING"]
 
-    def _listed_tasks(self, cluster: str, service: str) -> Iterator[str]:
+    def oom_stopped_tasks(self, cluster: str, service: str) -> int:
+        """How many of the service's stopped tasks (ECS keeps them about an hour) ran out of memory.
+
+        IAM: ecs:ListTasks, ecs:DescribeTasks.
+        """
+        listed = list(self._listed_tasks(cluster, service, status="STOPPED"))
+        group = f"service:{service}"
+        return sum(1 for task in self._describe_tasks(cluster, service, listed)
+                   if task.get("group") == group and _out_of_memory(task))
+
+    def _listed_tasks(self, cluster: str, service: str, status: str = "RUNNING") -> Iterator[str]:
         pages = self.ecs.get_paginator("list_tasks").paginate(
-            cluster=cluster, serviceName=service, desiredStatus="RUNNING")
+            cluster=cluster, serviceName=service, desiredStatus=status)
         for page in self._call("list tasks of", cluster, service, lambda: list(pages)):
             yield from page.get("taskArns", [])
 
@@ -233,16 +339,20 @@ class EcsActions:
 
     # ---------------------------------------------------------------- rollback
 
-    def rollback(self, cluster: str, service: str, to_revision: int | None = None) -> ActionResult:
+    def rollback(self, cluster: str, service: str, to_revision: int | None = None,
+                 while_rolling_out: bool = True) -> ActionResult:
         """Point the service at the previous (or the named) ACTIVE task definition revision.
 
         The previous revision is the highest ACTIVE revision of the service's family below the
-        current one. The service's scheduler then replaces its tasks. Refusing a rollback while a
-        deployment rolls out is the caller's guardrail (see ``ServiceState.rolling_out``).
+        current one. The service's scheduler then replaces its tasks. With ``while_rolling_out``
+        False, a deployment still rolling out (read just before the update) is refused.
 
         IAM: ecs:DescribeServices, ecs:ListTaskDefinitions, ecs:UpdateService.
         """
         before = self._active(cluster, service)
+        if before.rolling_out and not while_rolling_out:
+            raise EcsActionError(f"rollback of service {service} in cluster {cluster} refused: a "
+                                 "deployment is still rolling out")
         if not before.family or not before.revision:
             raise EcsActionError(f"service {service} in cluster {cluster} has no task definition "
                                  f"revision to roll back from ({before.task_definition!r})")

@@ -1,11 +1,23 @@
-"""Notifiers: who is told, through what. The escalation path itself is playbook data."""
+"""Notifiers: who is told, through what. The escalation path itself is playbook data.
+
+Every notifier has one method, ``notify(role, subject, body) -> message id``, and raises
+:class:`NotifyError` naming the channel when it cannot deliver. :class:`FanOutNotifier` sends
+through several channels at once and succeeds when any of them did, so one broken channel does
+not silence a page.
+"""
 
 from __future__ import annotations
 
 import json
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Any, Protocol
 
+import httpx
 from botocore.exceptions import BotoCoreError, ClientError
+
+from service.mail import MailError, SesMailer
+
+WEBHOOK_TIMEOUT = 10.0
 
 
 class NotifyError(RuntimeError):
@@ -29,12 +41,60 @@ class SnsNotifier:
 
     def notify(self, role: str, subject: str, body: str) -> str:
         try:
-            reply = self.sns.publish(TopicArn=self.topic_arn, Subject=subject[:100], Message=body,
-                                     MessageAttributes={"role": {"DataType": "String",
-                                                                 "StringValue": role}})
+            reply = self.sns.publish(TopicArn=self.topic_arn, Subject=_sns_subject(subject),
+                                     Message=body, MessageAttributes={
+                                         "role": {"DataType": "String", "StringValue": role}})
         except (ClientError, BotoCoreError) as exc:
             raise NotifyError(f"cannot publish to SNS topic {self.topic_arn}: {exc}") from None
         return reply["MessageId"]
+
+
+def _sns_subject(subject: str) -> str:
+    """SNS subjects: at most 100 printable characters on one line."""
+    return " ".join(subject.split())[:100] or "aiops"
+
+
+class EmailNotifier:
+    """E-mails each role's recipients through SES (the role -> addresses map is configuration).
+
+    IAM: ses:SendEmail.
+    """
+
+    def __init__(self, mailer: SesMailer, recipients: dict[str, list[str]]):
+        self.mailer = mailer
+        self.recipients = recipients
+
+    def notify(self, role: str, subject: str, body: str) -> str:
+        to = self.recipients.get(role) or self.recipients.get("*")
+        if not to:
+            raise NotifyError(f"no e-mail recipients configured for role {role!r}")
+        try:
+            return self.mailer.send(to, subject, body)
+        except MailError as exc:
+            raise NotifyError(str(exc)) from None
+
+
+class WebhookNotifier:
+    """POSTs ``{"role", "subject", "body"}`` as JSON to a URL (Slack relays, PagerDuty, Teams...).
+
+    Any non-2xx answer or a network error is a NotifyError; the watcher logs it and tries the
+    page again on its next tick.
+    """
+
+    def __init__(self, url: str, client: httpx.Client | None = None,
+                 headers: dict[str, str] | None = None, timeout: float = WEBHOOK_TIMEOUT):
+        self.url = url
+        self.client = client or httpx.Client(timeout=timeout)
+        self.headers = headers or {}
+
+    def notify(self, role: str, subject: str, body: str) -> str:
+        try:
+            reply = self.client.post(self.url, json={"role": role, "subject": subject, "body": body},
+                                     headers=self.headers)
+            reply.raise_for_status()
+        except httpx.HTTPError as exc:
+            raise NotifyError(f"webhook {self.url} failed: {exc}") from None
+        return reply.headers.get("x-request-id") or f"webhook:{reply.status_code}"
 
 
 class ConsoleNotifier:
@@ -46,3 +106,27 @@ class ConsoleNotifier:
     def notify(self, role: str, subject: str, body: str) -> str:
         self.stream.write(json.dumps({"role": role, "subject": subject, "body": body}) + "\n")
         return "console"
+
+
+class FanOutNotifier:
+    """Sends through every channel; succeeds when at least one delivered.
+
+    The returned id lists each channel's id (or its error), so the incident log shows which
+    channels carried the page.
+    """
+
+    def __init__(self, channels: Sequence[tuple[str, Any]]):
+        if not channels:
+            raise ValueError("FanOutNotifier needs at least one channel")
+        self.channels = list(channels)
+
+    def notify(self, role: str, subject: str, body: str) -> str:
+        sent, failed = [], []
+        for name, channel in self.channels:
+            try:
+                sent.append(f"{name}:{channel.notify(role, subject, body)}")
+            except NotifyError as exc:
+                failed.append(f"{name} failed: {exc}")
+        if not sent:
+            raise NotifyError("; ".join(failed))
+        return "; ".join(sent + failed)

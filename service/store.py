@@ -1,17 +1,32 @@
-"""The incident log: incidents, their anomalies and every event of their lifecycle, in SQLite.
+"""The incident log: incidents, their anomalies, actions and every event of their lifecycle, in SQLite.
 
 WAL mode, one short transaction per write, so a crash loses at most the step in progress and
 a restarted watcher finds every incident whose verification or escalation is still pending.
 Times are stored as ISO 8601 UTC text; payloads as JSON.
+
+An incident moves through these statuses::
+
+    open -> awaiting_approval -> verifying -> resolved
+         \\-> verifying ------------/      \\-> escalated -> acknowledged -> resolved
+
+``open`` means detected and not yet decided; every status but ``resolved`` keeps the service's
+one open incident, so new anomalies join it and cause no second action.
+
+Actions (automatic, manual or from the Lambda handler) have their own table, written before the
+ECS call (``started``) and after it (``done``, ``dry_run``, ``failed``); an action still
+``started`` when the watcher restarts was interrupted by a crash and is never repeated blindly.
+The guardrails judge a new action inside the same transaction that records it, so two
+processes cannot both start an action on one service.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,14 +71,48 @@ CREATE TABLE IF NOT EXISTS events (
     payload TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_incident ON events (incident_id, id);
+CREATE INDEX IF NOT EXISTS events_by_kind ON events (kind);
+CREATE TABLE IF NOT EXISTS actions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    incident_id INTEGER REFERENCES incidents(id),
+    cluster TEXT NOT NULL,
+    service TEXT NOT NULL,
+    action TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    key TEXT UNIQUE,
+    status TEXT NOT NULL,
+    requested_at TEXT NOT NULL,
+    finished_at TEXT,
+    reason TEXT,
+    params TEXT NOT NULL DEFAULT '{}',
+    result TEXT,
+    error TEXT
+);
+CREATE INDEX IF NOT EXISTS actions_by_service ON actions (cluster, service, requested_at);
 """
 
-OPEN_STATUSES = ("open", "verifying", "escalated")
+# Columns added after the first release; an older log gets them on open.
+LATER_COLUMNS = {"incidents": (("escalated_at", "TEXT"), ("acked_at", "TEXT"), ("acked_by", "TEXT"),
+                               ("approved_at", "TEXT"), ("approved_by", "TEXT"),
+                               ("verified_at", "TEXT"))}
+
+OPEN_STATUSES = ("open", "awaiting_approval", "verifying", "escalated", "acknowledged")
+STATUSES = (*OPEN_STATUSES, "resolved")
+# Actions whose effect may be on the service: they count for cooldowns, caps and "in flight".
+EFFECTIVE_ACTIONS = ("started", "done", "interrupted")
+
+
+class IncidentStateError(ValueError):
+    """A lifecycle step that the incident's current status does not allow (ack a resolved one...)."""
 
 
 def _iso(ts: Any) -> str:
     t = pd.Timestamp(ts)
     return (t.tz_localize("UTC") if t.tz is None else t.tz_convert("UTC")).isoformat()
+
+
+def _ts(value: str | None) -> pd.Timestamp | None:
+    return pd.Timestamp(value) if value else None
 
 
 @dataclass(frozen=True)
@@ -82,21 +131,89 @@ class Incident:
     diagnosis: dict | None
     verify_due_at: pd.Timestamp | None
     closed_at: pd.Timestamp | None
+    escalated_at: pd.Timestamp | None = None   # when paging started (escalation or approval request)
+    acked_at: pd.Timestamp | None = None
+    acked_by: str | None = None
+    approved_at: pd.Timestamp | None = None
+    approved_by: str | None = None
+    verified_at: pd.Timestamp | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Incident":
-        def ts(v):
-            return pd.Timestamp(v) if v else None
-        return cls(row["id"], row["cluster"], row["service"], row["status"], ts(row["opened_at"]),
-                   ts(row["updated_at"]), row["root_cause"], row["severity"], row["confidence"],
+        return cls(row["id"], row["cluster"], row["service"], row["status"], _ts(row["opened_at"]),
+                   _ts(row["updated_at"]), row["root_cause"], row["severity"], row["confidence"],
                    json.loads(row["diagnosis"]) if row["diagnosis"] else None,
-                   ts(row["verify_due_at"]), ts(row["closed_at"]))
+                   _ts(row["verify_due_at"]), _ts(row["closed_at"]), _ts(row["escalated_at"]),
+                   _ts(row["acked_at"]), row["acked_by"], _ts(row["approved_at"]),
+                   row["approved_by"], _ts(row["verified_at"]))
 
     def to_dict(self) -> dict:
         out = dict(self.__dict__)
-        for key in ("opened_at", "updated_at", "verify_due_at", "closed_at"):
+        for key, value in out.items():
+            if isinstance(value, pd.Timestamp):
+                out[key] = value.isoformat()
+        return out
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    """One row of the actions table: an ECS action asked for, and what became of it."""
+
+    id: int
+    incident_id: int | None
+    cluster: str
+    service: str
+    action: str
+    origin: str            # auto | manual | lambda
+    key: str | None        # idempotency key: the same request twice is one action
+    status: str            # started | done | dry_run | failed | interrupted
+    requested_at: pd.Timestamp
+    finished_at: pd.Timestamp | None
+    reason: str | None
+    params: dict
+    result: dict | None
+    error: str | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> "ActionRecord":
+        return cls(row["id"], row["incident_id"], row["cluster"], row["service"], row["action"],
+                   row["origin"], row["key"], row["status"], _ts(row["requested_at"]),
+                   _ts(row["finished_at"]), row["reason"], json.loads(row["params"] or "{}"),
+                   json.loads(row["result"]) if row["result"] else None, row["error"])
+
+    def to_dict(self) -> dict:
+        out = dict(self.__dict__)
+        for key in ("requested_at", "finished_at"):
             out[key] = out[key].isoformat() if out[key] is not None else None
         return out
+
+
+@dataclass(frozen=True)
+class ActionHistory:
+    """What the guardrails need to know about a service's past actions, read in one transaction.
+
+    ``recent`` holds the actions of the last day that may have changed the service (and, for a
+    dry run, earlier dry-run decisions); ``in_flight`` those started and not yet finished, or
+    finished and waiting for their incident's verification.
+    """
+
+    recent: list[ActionRecord] = field(default_factory=list)
+    in_flight: list[ActionRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ActionRequest:
+    """An action asked of the guarded executor, before the guardrails have judged it."""
+
+    cluster: str
+    service: str
+    action: str                      # scale_up | scale_to | restart_tasks | rollback
+    origin: str = "auto"             # auto | manual | lambda
+    incident_id: int | None = None
+    reason: str = ""
+    params: dict = field(default_factory=dict)   # {"count": N} | {"to_revision": N}
+    key: str | None = None
+    dry_run: bool = False
 
 
 class IncidentStore:
@@ -108,16 +225,36 @@ class IncidentStore:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+            self._migrate(db)
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        for table, columns in LATER_COLUMNS.items():
+            present = {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+            for name, kind in columns:
+                if name not in present:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=30)
+    def _connect(self, immediate: bool = False) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None if immediate else "DEFERRED")
         db.row_factory = sqlite3.Row
         try:
-            with db:
-                yield db
+            if immediate:  # take the write lock before reading: read-check-insert is atomic
+                db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield db
+                except BaseException:
+                    db.execute("ROLLBACK")
+                    raise
+                db.execute("COMMIT")
+            else:
+                with db:
+                    yield db
         finally:
             db.close()
+
+    # ------------------------------------------------------------------ incidents
 
     def open_incident(self, cluster: str, service: str, at: Any) -> int:
         with self._connect() as db:
@@ -156,21 +293,110 @@ class IncidentStore:
             self._event(db, incident_id, at, "diagnosed", diagnosis)
 
     def set_status(self, incident_id: int, at: Any, status: str, *, verify_due_at: Any = None,
-                   closed: bool = False, payload: dict | None = None) -> None:
-        """Move an incident to ``status`` and log the move, in one transaction."""
+                   closed: bool = False, payload: dict | None = None,
+                   expect: tuple[str, ...] | None = None) -> bool:
+        """Move an incident to ``status`` and log the move, in one transaction.
+
+        With ``expect``, the move happens only from one of those statuses; returns whether it
+        happened (a step already taken by an earlier run is not taken twice).
+        """
+        if status not in STATUSES:
+            raise ValueError(f"unknown incident status {status!r}; known: {', '.join(STATUSES)}")
+        guard, args = "", []
+        if expect:
+            guard = f" AND status IN ({','.join('?' * len(expect))})"
+            args = list(expect)
+        # escalated_at is when the current round of paging started (an escalation, or a request
+        # for approval); an action going to verification ends the round.
+        paging = ("CASE WHEN ? IN ('escalated', 'awaiting_approval') THEN COALESCE(escalated_at, ?) "
+                  "WHEN ? = 'verifying' THEN NULL ELSE escalated_at END")
         with self._connect() as db:
-            db.execute("UPDATE incidents SET status=?, updated_at=?, "
-                       "verify_due_at=COALESCE(?, verify_due_at), closed_at=? WHERE id=?",
-                       (status, _iso(at), _iso(verify_due_at) if verify_due_at is not None else None,
-                        _iso(at) if closed else None, incident_id))
+            cur = db.execute("UPDATE incidents SET status=?, updated_at=?, "
+                             "verify_due_at=COALESCE(?, verify_due_at), closed_at=?, "
+                             f"escalated_at={paging} WHERE id=?" + guard,
+                             (status, _iso(at), _iso(verify_due_at) if verify_due_at is not None
+                              else None, _iso(at) if closed else None, status, _iso(at), status,
+                              incident_id, *args))
+            if cur.rowcount == 0:
+                return False
             self._event(db, incident_id, at, f"status:{status}", payload or {})
+            return True
+
+    def complete_verification(self, incident_id: int, at: Any, passed: bool, payload: dict) -> bool:
+        """Record the incident's one verification and move it on, atomically.
+
+        Only an incident still ``verifying`` is verified; returns False (and writes nothing) when
+        an earlier run already did it, so a verification happens exactly once.
+        """
+        status = "resolved" if passed else "escalated"
+        with self._connect() as db:
+            cur = db.execute("UPDATE incidents SET status=?, updated_at=?, verified_at=?, closed_at=?, "
+                             "escalated_at=COALESCE(escalated_at, ?) WHERE id=? AND status='verifying'",
+                             (status, _iso(at), _iso(at), _iso(at) if passed else None,
+                              None if passed else _iso(at), incident_id))
+            if cur.rowcount == 0:
+                return False
+            self._event(db, incident_id, at, "verification", {**payload, "passed": passed})
+            self._event(db, incident_id, at, f"status:{status}",
+                        {"summary" if passed else "reason": payload.get("summary", "")})
+            return True
+
+    def acknowledge(self, incident_id: int, at: Any, by: str) -> Incident:
+        """Someone is on it: escalation stops paging; an escalated incident becomes acknowledged."""
+        with self._connect() as db:
+            incident = self._get(db, incident_id)
+            if incident.status == "resolved":
+                raise IncidentStateError(f"incident {incident_id} is already resolved")
+            if incident.acked_at is not None:
+                raise IncidentStateError(f"incident {incident_id} was already acknowledged by "
+                                         f"{incident.acked_by} at {incident.acked_at:%Y-%m-%d %H:%M}")
+            status = "acknowledged" if incident.status == "escalated" else incident.status
+            db.execute("UPDATE incidents SET acked_at=?, acked_by=?, status=?, updated_at=? WHERE id=?",
+                       (_iso(at), by, status, _iso(at), incident_id))
+            self._event(db, incident_id, at, "acknowledged", {"by": by})
+            return self._get(db, incident_id)
+
+    def approve(self, incident_id: int, at: Any, by: str) -> Incident:
+        """Approve the action an incident waits for; the watcher runs it on its next tick."""
+        with self._connect() as db:
+            incident = self._get(db, incident_id)
+            if incident.status != "awaiting_approval":
+                raise IncidentStateError(f"incident {incident_id} is {incident.status}, not awaiting "
+                                         "approval")
+            if incident.approved_at is not None:
+                raise IncidentStateError(f"incident {incident_id} was already approved by "
+                                         f"{incident.approved_by}")
+            db.execute("UPDATE incidents SET approved_at=?, approved_by=?, updated_at=? WHERE id=?",
+                       (_iso(at), by, _iso(at), incident_id))
+            action = (incident.diagnosis or {}).get("auto_action")
+            self._event(db, incident_id, at, "approved", {"by": by, "action": action})
+            return self._get(db, incident_id)
+
+    def resolve(self, incident_id: int, at: Any, by: str, note: str = "") -> Incident:
+        """Close an incident by hand (after a person fixed what automation could not)."""
+        with self._connect() as db:
+            incident = self._get(db, incident_id)
+            if incident.status == "resolved":
+                raise IncidentStateError(f"incident {incident_id} is already resolved")
+            db.execute("UPDATE incidents SET status='resolved', closed_at=?, updated_at=? WHERE id=?",
+                       (_iso(at), _iso(at), incident_id))
+            self._event(db, incident_id, at, "status:resolved",
+                        {"by": by, "summary": note or f"resolved by {by}"})
+            return self._get(db, incident_id)
+
+    @staticmethod
+    def _get(db: sqlite3.Connection, incident_id: int) -> Incident:
+        row = db.execute("SELECT * FROM incidents WHERE id=?", (incident_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no incident {incident_id}")
+        return Incident.from_row(row)
 
     def get(self, incident_id: int) -> Incident:
         with self._connect() as db:
-            row = db.execute("SELECT * FROM incidents WHERE id=?", (incident_id,)).fetchone()
-        if row is None:
-            raise KeyError(f"no incident {incident_id} in {self.path}")
-        return Incident.from_row(row)
+            try:
+                return self._get(db, incident_id)
+            except KeyError:
+                raise KeyError(f"no incident {incident_id} in {self.path}") from None
 
     def open_for(self, cluster: str, service: str) -> Incident | None:
         """The service's incident still in progress, if any (one per service at a time)."""
@@ -189,6 +415,11 @@ class IncidentStore:
             rows = db.execute(query + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
         return [Incident.from_row(r) for r in rows]
 
+    def count_by_status(self) -> dict[str, int]:
+        with self._connect() as db:
+            rows = db.execute("SELECT status, count(*) FROM incidents GROUP BY status").fetchall()
+        return {r[0]: r[1] for r in rows}
+
     def anomalies(self, incident_id: int) -> list[dict]:
         with self._connect() as db:
             rows = db.execute("SELECT metric, timestamp, value, expected, lower, upper, score, text "
@@ -201,3 +432,122 @@ class IncidentStore:
             rows = db.execute("SELECT at, kind, payload FROM events WHERE incident_id=? ORDER BY id",
                               (incident_id,)).fetchall()
         return [{"at": r["at"], "kind": r["kind"], "data": json.loads(r["payload"])} for r in rows]
+
+    def events_of_kind(self, kind: str) -> list[dict]:
+        """Every event of one kind, oldest first, with its incident id (None for the platform's)."""
+        with self._connect() as db:
+            rows = db.execute("SELECT incident_id, at, payload FROM events WHERE kind=? ORDER BY id",
+                              (kind,)).fetchall()
+        return [{"incident_id": r["incident_id"], "at": r["at"], "data": json.loads(r["payload"])}
+                for r in rows]
+
+    def refusals(self) -> Counter:
+        """How many actions the guardrails refused, by reason."""
+        return Counter(e["data"].get("reason", "?") for e in self.events_of_kind("guardrail_refused"))
+
+    # ------------------------------------------------------------------ actions
+
+    def begin_action(self, request: ActionRequest, at: Any,
+                     judge: Callable[[ActionHistory], tuple[bool, dict]]) -> tuple[int | None, dict]:
+        """Judge and record an action in one write transaction, before it is attempted.
+
+        ``judge`` sees the service's action history and returns ``(allowed, verdict)``. When
+        allowed, the action is recorded as ``started`` (with an ``action_started`` event); when
+        not, a ``guardrail_refused`` event names the reason. Returns ``(action_id or None,
+        verdict)``. A request whose idempotency key was seen before returns that action's id and
+        ``{"duplicate": True}`` without judging it again.
+        """
+        with self._connect(immediate=True) as db:
+            if request.key:
+                row = db.execute("SELECT id FROM actions WHERE key=?", (request.key,)).fetchone()
+                if row is not None:
+                    return int(row[0]), {"duplicate": True}
+            history = self._history(db, request.cluster, request.service, at, request.dry_run)
+            allowed, verdict = judge(history)
+            base = {"action": request.action, "cluster": request.cluster, "service": request.service,
+                    "origin": request.origin, **request.params}
+            if not allowed:
+                self._event(db, request.incident_id, at, "guardrail_refused", {**base, **verdict})
+                return None, verdict
+            cur = db.execute(
+                "INSERT INTO actions (incident_id, cluster, service, action, origin, key, status, "
+                "requested_at, reason, params) VALUES (?,?,?,?,?,?, 'started', ?,?,?)",
+                (request.incident_id, request.cluster, request.service, request.action,
+                 request.origin, request.key, _iso(at), request.reason,
+                 json.dumps(request.params, default=str)))
+            kind = "action_started" if request.origin == "auto" else f"{request.origin}_action_started"
+            self._event(db, request.incident_id, at, kind,
+                        {**base, "action_id": cur.lastrowid, "reason": request.reason,
+                         **{k: v for k, v in verdict.items() if k == "notes"}})
+            return int(cur.lastrowid), verdict
+
+    def finish_action(self, action_id: int, at: Any, status: str, result: dict | None = None,
+                      error: str | None = None) -> None:
+        """Record what a started action came to (``done``, ``dry_run``, ``failed``, ``interrupted``)."""
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM actions WHERE id=?", (action_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"no action {action_id}")
+            record = ActionRecord.from_row(row)
+            db.execute("UPDATE actions SET status=?, finished_at=?, result=?, error=? WHERE id=?",
+                       (status, _iso(at), json.dumps(result, default=str) if result else None, error,
+                        action_id))
+            prefix = "action" if record.origin == "auto" else f"{record.origin}_action"
+            kind = {"done": "done", "dry_run": "done", "failed": "failed",
+                    "interrupted": "interrupted"}[status]
+            payload = {**(result or {}), "action": record.action, "action_id": action_id,
+                       "status": status, "cluster": record.cluster, "service": record.service}
+            if error:
+                payload["error"] = error
+            if record.reason:
+                payload["reason"] = record.reason
+            self._event(db, record.incident_id, at, f"{prefix}_{kind}", payload)
+
+    def action(self, action_id: int) -> ActionRecord:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM actions WHERE id=?", (action_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"no action {action_id}")
+        return ActionRecord.from_row(row)
+
+    def actions_by_key(self, key: str) -> ActionRecord | None:
+        """The action recorded under an idempotency key, if any."""
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM actions WHERE key=?", (key,)).fetchone()
+        return ActionRecord.from_row(row) if row else None
+
+    def actions(self, incident_id: int | None = None, cluster: str | None = None,
+                service: str | None = None, status: str | None = None) -> list[ActionRecord]:
+        """Actions, oldest first, filtered by incident, service or status."""
+        clauses, args = [], []
+        for column, value in (("incident_id", incident_id), ("cluster", cluster),
+                              ("service", service), ("status", status)):
+            if value is not None:
+                clauses.append(f"{column}=?")
+                args.append(value)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        with self._connect() as db:
+            rows = db.execute(f"SELECT * FROM actions{where} ORDER BY id", args).fetchall()
+        return [ActionRecord.from_row(r) for r in rows]
+
+    def history(self, cluster: str, service: str, at: Any, dry_run: bool = False) -> ActionHistory:
+        """The service's action history as the guardrails see it at ``at``."""
+        with self._connect() as db:
+            return self._history(db, cluster, service, at, dry_run)
+
+    @staticmethod
+    def _history(db: sqlite3.Connection, cluster: str, service: str, at: Any,
+                 dry_run: bool) -> ActionHistory:
+        counted = EFFECTIVE_ACTIONS + (("dry_run",) if dry_run else ())
+        marks = ",".join("?" * len(counted))
+        since = _iso(pd.Timestamp(_iso(at)) - pd.Timedelta(days=1))
+        rows = db.execute(f"SELECT * FROM actions WHERE cluster=? AND service=? AND requested_at>=? "
+                          f"AND status IN ({marks}) ORDER BY requested_at",
+                          (cluster, service, since, *counted)).fetchall()
+        recent = [ActionRecord.from_row(r) for r in rows]
+        flying = db.execute(
+            f"SELECT a.* FROM actions a LEFT JOIN incidents i ON a.incident_id = i.id "
+            f"WHERE a.cluster=? AND a.service=? AND a.status IN ({marks}) "
+            f"AND (a.status='started' OR i.status='verifying') ORDER BY a.id",
+            (cluster, service, *counted)).fetchall()
+        return ActionHistory(recent, [ActionRecord.from_row(r) for r in flying])

@@ -1,37 +1,68 @@
 """The live watcher: one tick a scoring period — read, score, group, diagnose, act, verify.
 
 One open incident per service at a time: anomalies that arrive while it is open join it and
-cause no new action. An incident is verified ``verify_after_minutes`` after its action, against
-the baselines of the health metrics; a failed verification or action escalates along the
-playbook's path until someone acknowledges.
+cause no new action. Each tick moves the service's incident on by the steps that are due, read
+back from the incident log, so a watcher killed at any point picks up where it stopped:
+
+``open``               diagnose (if not yet), decide, act through the guarded executor
+``awaiting_approval``  page until approved or acknowledged; once approved, act
+``verifying``          at ``verify_due_at`` compare the health metrics with their baselines,
+                       exactly once: resolved (and the RCA report sent) or escalated
+``escalated``          page the next role of the path when its delay has passed, until acked
+``acknowledged``       a person owns it; it stays open until ``aiops incidents resolve``
+
+A failed read of CloudWatch is logged and skips the tick's detection and verification (they
+happen on the next tick that has data); nothing is lost.
 """
 
 from __future__ import annotations
 
+import inspect
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import pandas as pd
 
 from detection.anomaly import Anomaly
 from detection.metrics import spec_for
-from detection.zscore import RobustZDetector
-from rca.diagnosis import RootCauseClassifier
+from rca.diagnosis import Diagnosis, Evidence, RootCauseClassifier
 from rca.features import incident_features
 from rca.playbook import Playbook
-from rca.report import render_markdown
-from service.notify import Notifier, NotifyError
-from service.remediation import Remediator
+from service.cloudwatch import MetricSourceError
+from service.escalation import Escalator
+from service.notify import Notifier
+from service.remediation import Outcome, Remediator
+from service.reporting import send_report, unsent_reports, write_report
 from service.settings import ServiceTarget, Settings
 from service.store import Incident, IncidentStore
 
+try:  # ECS facts for the classifier, in rca versions whose feature builder takes them
+    from rca.features import EcsContext
+except ImportError:  # pragma: no cover - an rca without ECS context
+    EcsContext = None
+
 FEATURE_WINDOW = pd.Timedelta(minutes=15)
+log = logging.getLogger("aiops.watcher")
 
 
 class MetricSource(Protocol):
     def read(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame: ...
+
+
+class Detector(Protocol):
+    """The detector seam: the z-score detector, the ensemble, or a fake."""
+
+    threshold: float
+    specs: Any
+
+    def detect(self, frame: pd.DataFrame) -> list[Anomaly]: ...
+
+    def expected_frame(self, index: pd.DatetimeIndex, metrics: list[str]) -> pd.DataFrame: ...
+
+    def within_baseline(self, frame: pd.DataFrame, metrics: list[str]) -> dict[str, bool]: ...
 
 
 @dataclass(frozen=True)
@@ -43,15 +74,26 @@ class TickResult:
     opened: int | None = None
     verified: int | None = None
     passed: bool | None = None
+    incident: int | None = None
+    status: str | None = None
+    outcome: Outcome | None = None
+    read_error: str | None = None
 
 
 class Watcher:
-    """Watches one service. Everything that talks to the world is handed in."""
+    """Watches one service. Everything that talks to the world is handed in.
 
-    def __init__(self, target: ServiceTarget, source: MetricSource, detector: RobustZDetector,
+    Parameters
+    ----------
+    ecs : optional; an object with ``describe(cluster, service)`` (``EcsActions``) whose
+        answer gives the classifier ECS facts (time since the last deployment, running tasks)
+        when the feature builder accepts them.
+    """
+
+    def __init__(self, target: ServiceTarget, source: MetricSource, detector: Detector,
                  classifier: RootCauseClassifier, remediator: Remediator, store: IncidentStore,
                  notifier: Notifier, playbook: Playbook, settings: Settings,
-                 clock: Callable[[], pd.Timestamp]):
+                 clock: Callable[[], pd.Timestamp], ecs: Any | None = None):
         self.target = target
         self.source = source
         self.detector = detector
@@ -62,104 +104,212 @@ class Watcher:
         self.playbook = playbook
         self.settings = settings
         self.clock = clock
+        self.ecs = ecs
         self.period = pd.Timedelta(seconds=settings.period_seconds)
+        self.escalator = Escalator(store, notifier, playbook)
+        self.remediator.watch(target)
+        self._resumed = False
+        self._read_failing = False
+
+    @property
+    def name(self) -> str:
+        return f"{self.target.cluster}/{self.target.service}"
+
+    # ------------------------------------------------------------------ the tick
 
     def tick(self) -> TickResult:
-        """Score the newest points and move the service's incident on by one step."""
+        """Score the newest points and move the service's incident on by the steps that are due."""
         now = self.clock()
-        window = self.source.read(now - FEATURE_WINDOW, now + self.period)
-        recent = window[window.index > now - self.settings.group_window * self.period]
-        anomalies = self.detector.detect(recent) if not recent.dropna(how="all").empty else []
+        if not self._resumed:
+            self.resume(now)
+        window, error = self._read(now)
+        anomalies: list[Anomaly] = []
+        if window is not None:
+            recent = self._recent(window, now)
+            anomalies = self.detector.detect(recent) if not recent.dropna(how="all").empty else []
         incident = self.store.open_for(self.target.cluster, self.target.service)
-        if incident is not None:
-            return self._follow(incident, anomalies, window, now)
-        if self._should_open(anomalies):
-            return TickResult(now, anomalies, opened=self._open(anomalies, window, now))
-        return TickResult(now, anomalies)
+        opened = None
+        if incident is None:
+            if window is None or not self._should_open(anomalies):
+                return TickResult(now, anomalies, read_error=error)
+            opened = self.store.open_incident(self.target.cluster, self.target.service, now)
+            self.store.add_anomalies(opened, anomalies)
+            incident = self.store.get(opened)
+        elif anomalies:
+            self.store.add_anomalies(incident.id, anomalies)
+        return self._advance(incident, window, now, opened, anomalies, error)
+
+    def resume(self, now: pd.Timestamp) -> None:
+        """After a (re)start: settle actions a crash interrupted, send reports a crash held back."""
+        self._resumed = True
+        interrupted = self.remediator.recover(self.target.cluster, self.target.service, now)
+        if interrupted:
+            log.warning("%s: actions %s were interrupted by a restart; not repeated",
+                        self.name, interrupted)
+        for incident_id in unsent_reports(self.store, self.target.cluster, self.target.service):
+            send_report(self.store, self.notifier, incident_id, self.escalator.on_call,
+                        self.settings.reports_dir, now)
+
+    def _read(self, now: pd.Timestamp) -> tuple[pd.DataFrame | None, str | None]:
+        try:
+            window = self.source.read(now - FEATURE_WINDOW, now + self.period)
+        except MetricSourceError as exc:
+            if not self._read_failing:
+                self.store.record(None, now, "read_failed", {"cluster": self.target.cluster,
+                                                             "service": self.target.service,
+                                                             "error": str(exc)})
+            self._read_failing = True
+            log.error("%s: %s", self.name, exc)
+            return None, str(exc)
+        if self._read_failing:
+            self.store.record(None, now, "read_recovered", {"cluster": self.target.cluster,
+                                                            "service": self.target.service})
+            self._read_failing = False
+        return window, None
+
+    def _recent(self, window: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
+        return window[window.index > now - self.settings.group_window * self.period]
 
     def _should_open(self, anomalies: list[Anomaly]) -> bool:
         periods = {a.timestamp for a in anomalies if spec_for(a.metric, self.detector.specs).health}
         return len(periods) >= self.settings.open_after
 
-    def _open(self, anomalies: list[Anomaly], window: pd.DataFrame, now: pd.Timestamp) -> int:
-        incident_id = self.store.open_incident(self.target.cluster, self.target.service, now)
-        self.store.add_anomalies(incident_id, anomalies)
-        expected = self.detector.expected_frame(window.index, list(window.columns))
-        features = incident_features(anomalies, window, expected, list(self.settings.metrics))
-        self.store.record(incident_id, now, "features", features)
-        diagnosis = self.classifier.diagnose(features)
-        self.store.set_diagnosis(incident_id, now, diagnosis.to_dict())
-        outcome = self.remediator.remediate(incident_id, self.target, diagnosis, now)
-        if outcome.status == "failed":
-            self._escalate(incident_id, now, f"action {outcome.action} failed: {outcome.error}")
-        elif outcome.status != "awaiting_approval":
-            due = now + pd.Timedelta(minutes=self.settings.verify_after_minutes)
-            self.store.set_status(incident_id, now, "verifying", verify_due_at=due,
-                                  payload={"verify_due_at": due.isoformat()})
-        return incident_id
+    # ------------------------------------------------------------------ the lifecycle
 
-    def _follow(self, incident: Incident, anomalies: list[Anomaly], window: pd.DataFrame,
-                now: pd.Timestamp) -> TickResult:
-        if anomalies:
-            self.store.add_anomalies(incident.id, anomalies)
-        if incident.status == "escalated":
-            self._continue_escalation(incident, now)
-        if incident.status == "verifying" and incident.verify_due_at is not None \
-                and now >= incident.verify_due_at:
-            passed = self._verify(incident, window, now)
-            return TickResult(now, anomalies, verified=incident.id, passed=passed)
-        return TickResult(now, anomalies)
+    def _advance(self, incident: Incident, window: pd.DataFrame | None, now: pd.Timestamp,
+                 opened: int | None, anomalies: list[Anomaly], error: str | None) -> TickResult:
+        result = dict(at=now, anomalies=anomalies, opened=opened, incident=incident.id,
+                      read_error=error)
+        outcome = None
+        if incident.status == "open":
+            if incident.diagnosis is None:
+                if window is None:
+                    return TickResult(**result, status=incident.status)
+                self._diagnose(incident, window, now)
+            outcome = self.remediator.remediate(incident.id, self.target, self._diagnosis(incident.id),
+                                                now)
+            self._after_action(incident.id, outcome, now)
+        elif incident.status == "awaiting_approval":
+            if incident.approved_at is not None:
+                outcome = self.remediator.execute_approved(incident.id, self.target,
+                                                           self._diagnosis(incident.id), now)
+                self._after_action(incident.id, outcome, now)
+            else:
+                self.escalator.page_due(incident, now)
+        elif incident.status == "verifying":
+            due = incident.verify_due_at is not None and now >= incident.verify_due_at
+            if due and window is not None:
+                passed = self._verify(incident, window, now)
+                status = self.store.get(incident.id).status
+                return TickResult(**result, verified=incident.id, passed=passed, status=status)
+        elif incident.status == "escalated":
+            self.escalator.page_due(incident, now)
+        return TickResult(**result, status=self.store.get(incident.id).status, outcome=outcome)
+
+    def _diagnose(self, incident: Incident, window: pd.DataFrame, now: pd.Timestamp) -> None:
+        anomalies = self._stored_anomalies(incident.id)
+        expected = self.detector.expected_frame(window.index, list(window.columns))
+        features = self._features(anomalies, window, expected)
+        self.store.record(incident.id, now, "features", features)
+        diagnosis = self.classifier.diagnose(features)
+        self.store.set_diagnosis(incident.id, now, diagnosis.to_dict())
+
+    def _features(self, anomalies: list[Anomaly], window: pd.DataFrame,
+                  expected: pd.DataFrame) -> dict:
+        """The incident's features, with the baseline spread and ECS facts when they are known."""
+        accepts = inspect.signature(incident_features).parameters
+        extra: dict = {}
+        if "spread" in accepts:
+            spread = self._spread(window)
+            if spread is not None:
+                extra["spread"] = spread
+        if "context" in accepts and self.ecs is not None and EcsContext is not None:
+            extra["context"] = self._ecs_context()
+        return incident_features(anomalies, window, expected, list(self.settings.metrics), **extra)
+
+    def _spread(self, window: pd.DataFrame) -> pd.DataFrame | None:
+        """The baseline spread at the window's timestamps, if the detector exposes its baselines."""
+        baseline = getattr(self.detector, "baseline_", None)
+        if baseline is None:
+            return None
+        fitted = getattr(baseline, "metrics_", list(window.columns))
+        return pd.DataFrame({m: baseline.expected(m, window.index).spread
+                             for m in window.columns if m in fitted}, index=window.index)
+
+    def _ecs_context(self):
+        """ECS facts for the classifier; what cannot be read is unknown (never blocks a tick)."""
+        cluster, service = self.target.cluster, self.target.service
+        try:
+            state = self.ecs.describe(cluster, service)
+        except Exception as exc:  # noqa: BLE001 - context is optional; the reason is logged
+            log.warning("%s: no ECS context for the diagnosis: %s", self.name, exc)
+            return EcsContext()
+        minutes = None
+        if state.deployed_at:
+            deployed = pd.Timestamp(state.deployed_at)
+            deployed = deployed.tz_localize("UTC") if deployed.tz is None else deployed.tz_convert("UTC")
+            elapsed = (self.clock() - deployed).total_seconds() / 60
+            minutes = elapsed if elapsed >= 0 else None  # a deployment "in the future": clocks differ
+        oom = None
+        counter = getattr(self.ecs, "oom_stopped_tasks", None)
+        if counter is not None:
+            try:
+                oom = counter(cluster, service)
+            except Exception as exc:  # noqa: BLE001 - as above
+                log.warning("%s: cannot count OOM-stopped tasks: %s", self.name, exc)
+        return EcsContext(minutes_since_deployment=minutes, oom_stopped_tasks=oom,
+                          running_tasks=state.running_count, desired_tasks=state.desired_count)
+
+    def _stored_anomalies(self, incident_id: int) -> list[Anomaly]:
+        return [Anomaly.build(a["metric"], a["timestamp"], a["value"], a["expected"], a["lower"],
+                              a["upper"], a["score"], self.detector.specs)
+                for a in self.store.anomalies(incident_id)]
+
+    def _diagnosis(self, incident_id: int) -> Diagnosis:
+        """The incident's diagnosis read back from the log (the same after a restart)."""
+        data = self.store.get(incident_id).diagnosis or {}
+        known = {f.name for f in fields(Diagnosis)}
+        evidence_fields = {f.name for f in fields(Evidence)}
+        kept = {k: v for k, v in data.items() if k in known}
+        kept["evidence"] = [Evidence(**{k: v for k, v in e.items() if k in evidence_fields})
+                            for e in data.get("evidence", [])]
+        return Diagnosis(**kept)
+
+    def _after_action(self, incident_id: int, outcome: Outcome, now: pd.Timestamp) -> None:
+        """Move the incident on from an action's outcome (each move taken at most once)."""
+        if outcome.status == "awaiting_approval":
+            self.escalator.request_approval(incident_id, now, outcome.action)
+        elif outcome.status in ("failed", "refused"):
+            what = "refused by the guardrails" if outcome.status == "refused" else "failed"
+            self.escalator.escalate(incident_id, now, f"{outcome.action} {what}: {outcome.error}")
+            write_report(self.store, incident_id, self.settings.reports_dir, now)
+        else:
+            started = outcome.started_at if outcome.started_at is not None else now
+            due = started + pd.Timedelta(minutes=self.settings.verify_after_minutes)
+            self.store.set_status(incident_id, now, "verifying", verify_due_at=due,
+                                  payload={"verify_due_at": due.isoformat(), "after": outcome.status},
+                                  expect=("open", "awaiting_approval"))
 
     def _verify(self, incident: Incident, window: pd.DataFrame, now: pd.Timestamp) -> bool:
-        recent = window[window.index > now - self.settings.group_window * self.period]
+        recent = self._recent(window, now)
         health = [m for m in recent.columns if spec_for(m, self.detector.specs).health]
         verdict = self.detector.within_baseline(recent, health)
         passed = bool(verdict) and all(verdict.values())
         summary = ("all health metrics back inside their baselines" if passed else
                    "still outside baseline: " + ", ".join(m for m, ok in verdict.items() if not ok)
                    if verdict else "no data to verify against")
-        self.store.record(incident.id, now, "verification", {"passed": passed, "metrics": verdict,
-                                                             "summary": summary})
+        if not self.store.complete_verification(incident.id, now, passed,
+                                                {"metrics": verdict, "summary": summary}):
+            return passed  # an earlier run verified it already
         if passed:
-            self.store.set_status(incident.id, now, "resolved", closed=True, payload={"summary": summary})
-            self.write_report(incident.id)
+            send_report(self.store, self.notifier, incident.id, self.escalator.on_call,
+                        self.settings.reports_dir, now)
         else:
-            self._escalate(incident.id, now, f"verification failed: {summary}")
+            self.escalator.page_due(self.store.get(incident.id), now)
+            write_report(self.store, incident.id, self.settings.reports_dir, now)
         return passed
-
-    def _escalate(self, incident_id: int, now: pd.Timestamp, reason: str) -> None:
-        self.store.set_status(incident_id, now, "escalated", payload={"reason": reason})
-        self._notify_step(incident_id, now, 0, reason)
-        self.write_report(incident_id)
-
-    def _continue_escalation(self, incident: Incident, now: pd.Timestamp) -> None:
-        """Page the next role of the path once its delay since escalation has passed."""
-        events = self.store.events(incident.id)
-        started = next(pd.Timestamp(e["at"]) for e in events if e["kind"] == "status:escalated")
-        done = {e["data"]["step"] for e in events if e["kind"] == "escalation"}
-        minutes = (now - started).total_seconds() / 60
-        for step, entry in enumerate(self.playbook.escalation):
-            if step not in done and minutes >= entry.after_minutes:
-                self._notify_step(incident.id, now, step, "no acknowledgement yet")
-
-    def _notify_step(self, incident_id: int, now: pd.Timestamp, step: int, reason: str) -> None:
-        role = self.playbook.escalation[step].role
-        subject = f"Escalation: incident {incident_id} on {self.target.service}"
-        try:
-            message_id = self.notifier.notify(role, subject, reason)
-            self.store.record(incident_id, now, "escalation",
-                              {"step": step, "role": role, "reason": reason, "message_id": message_id})
-        except NotifyError as exc:
-            self.store.record(incident_id, now, "escalation_failed",
-                              {"step": step, "role": role, "error": str(exc)})
 
     def write_report(self, incident_id: int) -> Path:
         """Write (or rewrite) the incident's Markdown report; its path is logged."""
-        incident = self.store.get(incident_id)
-        text = render_markdown(incident.to_dict(), self.store.anomalies(incident_id),
-                               self.store.events(incident_id))
-        path = self.settings.reports_dir / f"incident-{incident_id}.md"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-        self.store.record(incident_id, self.clock(), "report", {"path": str(path)})
-        return path
+        return write_report(self.store, incident_id, self.settings.reports_dir, self.clock())
+

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,69 +9,16 @@ import pytest
 from detection.zscore import RobustZDetector
 from rca.playbook import load_playbook
 from rca.rules import RuleClassifier
-from service.ecs import ActionResult, EcsActionError, ServiceState
+from service.guardrails import GuardrailConfig, Guardrails
 from service.remediation import Remediator
 from service.settings import Mode, ServiceTarget, Settings
 from service.store import IncidentStore
 from service.watcher import Watcher
+from tests.fakes import Clock, FakeEcs, FakeNotifier, FakeSource, normal
 
 T0 = pd.Timestamp("2026-11-16 10:00", tz="UTC")
-METRICS = ["cpu_utilization", "memory_utilization", "error_count", "response_time"]
-
-
-def normal(index: pd.DatetimeIndex, rng) -> pd.DataFrame:
-    n = len(index)
-    return pd.DataFrame({"cpu_utilization": 30 + rng.normal(0, 1, n),
-                         "memory_utilization": 45 + rng.normal(0, 0.5, n),
-                         "error_count": rng.poisson(0.2, n).astype(float),
-                         "response_time": 0.15 + rng.normal(0, 0.003, n)}, index=index)
-
-
-class FakeSource:
-    """CloudWatch as a frame: normal points, with CPU raised from ``surge_from`` to ``surge_to``."""
-
-    def __init__(self, surge_from: pd.Timestamp, surge_to: pd.Timestamp | None = None):
-        self.surge_from, self.surge_to = surge_from, surge_to
-
-    def read(self, start, end) -> pd.DataFrame:
-        index = pd.date_range(start, end, freq="1min", inclusive="left")
-        frame = normal(index, np.random.default_rng(int(start.timestamp()) % 1000))
-        hot = (index >= self.surge_from) & ((index < self.surge_to) if self.surge_to else True)
-        frame.loc[hot, "cpu_utilization"] = 85.0
-        return frame
-
-
-@dataclass
-class FakeActions:
-    """Records what it was asked to do; fails when told to."""
-
-    fail: bool = False
-    calls: list = field(default_factory=list)
-
-    def _result(self, action: str, cluster: str, service: str) -> ActionResult:
-        self.calls.append((action, cluster, service))
-        if self.fail:
-            raise EcsActionError(f"service {service} not found in cluster {cluster}")
-        state = ServiceState(cluster, service, 2, 2, "app:2", "app", 2, 1, False)
-        return ActionResult(action, state, state, "desired count 2 -> 3")
-
-    def scale_up(self, cluster, service):
-        return self._result("scale_up", cluster, service)
-
-    def restart_tasks(self, cluster, service):
-        return self._result("restart_tasks", cluster, service)
-
-    def rollback(self, cluster, service):
-        return self._result("rollback", cluster, service)
-
-
-@dataclass
-class FakeNotifier:
-    sent: list = field(default_factory=list)
-
-    def notify(self, role: str, subject: str, body: str) -> str:
-        self.sent.append((role, subject))
-        return f"msg-{len(self.sent)}"
+TARGET = ServiceTarget()
+CS = (TARGET.cluster, TARGET.service)
 
 
 @pytest.fixture(scope="module")
@@ -82,72 +27,191 @@ def detector() -> RobustZDetector:
     return RobustZDetector().fit(normal(index, np.random.default_rng(0)))
 
 
-def make_watcher(tmp_path, detector, source, actions=None, notifier=None, clock=None):
-    settings = Settings(data_dir=tmp_path, mode=Mode.AUTO)
-    store = IncidentStore(settings.db_path)
+def make_watcher(tmp_path, detector, source, clock, ecs=None, notifier=None, mode=Mode.AUTO,
+                 guardrails=None, store=None):
+    settings = Settings(data_dir=tmp_path, mode=mode)
+    store = store or IncidentStore(settings.db_path)
     playbook = load_playbook()
-    actions, notifier = actions or FakeActions(), notifier or FakeNotifier()
-    remediator = Remediator(actions, store, notifier, Mode.AUTO)
-    watcher = Watcher(ServiceTarget(), source, detector, RuleClassifier(playbook), remediator, store,
+    ecs = ecs if ecs is not None else FakeEcs(dry_run=mode is Mode.DRY_RUN)
+    notifier = notifier if notifier is not None else FakeNotifier()
+    remediator = Remediator(ecs, store, notifier, mode, guardrails=guardrails)
+    watcher = Watcher(TARGET, source, detector, RuleClassifier(playbook), remediator, store,
                       notifier, playbook, settings, clock)
-    return watcher, store, actions, notifier
-
-
-class Clock:
-    def __init__(self, now):
-        self.now = now
-
-    def __call__(self):
-        return self.now
+    return watcher, store, ecs, notifier
 
 
 def run(watcher, clock, minutes: int):
     results = []
     for _ in range(minutes):
         results.append(watcher.tick())
-        clock.now += pd.Timedelta(minutes=1)
+        clock.advance()
     return results
 
 
 def test_a_surge_opens_one_incident_one_action_and_verifies(tmp_path, detector) -> None:
     clock = Clock(T0)
-    source = FakeSource(T0 + pd.Timedelta(minutes=3), T0 + pd.Timedelta(minutes=10))
-    watcher, store, actions, _ = make_watcher(tmp_path, detector, source, clock=clock)
+    source = FakeSource([(T0 + pd.Timedelta(minutes=3), T0 + pd.Timedelta(minutes=10), "high_cpu")])
+    watcher, store, ecs, notifier = make_watcher(tmp_path, detector, source, clock)
     results = run(watcher, clock, 30)
     opened = [r.opened for r in results if r.opened]
     assert len(opened) == 1, "the same surge reported every minute is one incident"
-    assert actions.calls == [("scale_up", "aiops-platform-cluster", "aiops-platform-service")]
+    assert ecs.calls == [("scale_up", *CS)]
     incident = store.get(opened[0])
     assert incident.status == "resolved" and incident.root_cause == "high_cpu"
     kinds = [e["kind"] for e in store.events(incident.id)]
     assert kinds.index("decision") < kinds.index("action_started") < kinds.index("action_done") \
         < kinds.index("verification")
+    assert kinds.count("verification") == 1
     assert (tmp_path / "reports" / f"incident-{incident.id}.md").read_text().count("high_cpu") >= 1
+    assert notifier.sent[-1][1].startswith(f"Resolved: incident {incident.id}"), \
+        "resolution sends the RCA report"
 
 
 def test_a_fix_that_does_not_hold_escalates_along_the_path(tmp_path, detector) -> None:
     clock = Clock(T0)
-    watcher, store, _, notifier = make_watcher(tmp_path, detector, FakeSource(T0), clock=clock)
+    watcher, store, _, notifier = make_watcher(tmp_path, detector, FakeSource([(T0, None, "high_cpu")]),
+                                               clock)
     run(watcher, clock, 3 + 15 + 16)
     incident = store.list()[0]
     assert incident.status == "escalated"
-    assert [role for role, _ in notifier.sent] == ["on-call engineer", "team lead"]
+    assert notifier.roles() == ["on-call engineer", "team lead"]
+
+
+def test_paging_follows_the_path_until_acknowledged(tmp_path, detector) -> None:
+    clock = Clock(T0)
+    watcher, store, _, notifier = make_watcher(tmp_path, detector, FakeSource([(T0, None, "high_cpu")]),
+                                               clock)
+    run(watcher, clock, 3 + 15 + 35)
+    assert notifier.roles() == ["on-call engineer", "team lead", "engineering manager"]
+    incident = store.list()[0]
+    store.acknowledge(incident.id, clock(), "alice")
+    run(watcher, clock, 60)
+    assert notifier.roles() == ["on-call engineer", "team lead", "engineering manager"], \
+        "no page after the acknowledgement"
+    assert store.get(incident.id).status == "acknowledged"
+    assert len(ecs_calls := watcher.remediator.actions.calls) == 1, ecs_calls
 
 
 def test_a_failed_action_is_logged_and_escalated_at_once(tmp_path, detector) -> None:
     clock = Clock(T0)
-    watcher, store, actions, notifier = make_watcher(tmp_path, detector, FakeSource(T0),
-                                                     actions=FakeActions(fail=True), clock=clock)
+    ecs = FakeEcs()
+    ecs.fail = "access denied to scale service aiops-platform-service"
+    watcher, store, _, notifier = make_watcher(tmp_path, detector, FakeSource([(T0, None, "high_cpu")]),
+                                               clock, ecs=ecs)
     run(watcher, clock, 4)
     incident = store.list()[0]
     failed = [e for e in store.events(incident.id) if e["kind"] == "action_failed"]
-    assert incident.status == "escalated" and "not found" in failed[0]["data"]["error"]
-    assert notifier.sent[0][0] == "on-call engineer"
+    assert incident.status == "escalated" and "access denied" in failed[0]["data"]["error"]
+    assert notifier.roles() == ["on-call engineer"]
+    assert store.actions(incident_id=incident.id)[0].status == "failed"
 
 
 def test_quiet_metrics_open_nothing(tmp_path, detector) -> None:
     clock = Clock(T0)
-    watcher, store, actions, _ = make_watcher(tmp_path, detector, FakeSource(T0 + pd.Timedelta(days=1)),
-                                              clock=clock)
+    watcher, store, ecs, _ = make_watcher(tmp_path, detector, FakeSource(), clock)
     run(watcher, clock, 20)
-    assert store.list() == [] and actions.calls == []
+    assert store.list() == [] and ecs.calls == []
+
+
+def test_the_same_anomaly_reported_many_times_is_one_incident_and_one_action(tmp_path, detector) -> None:
+    clock = Clock(T0)
+    source = FakeSource([(T0, T0 + pd.Timedelta(minutes=12), "high_cpu")])
+    watcher, store, ecs, _ = make_watcher(tmp_path, detector, source, clock)
+    for _ in range(12):
+        for _ in range(5):  # the same minute scored five times (a retry loop, a second process)
+            watcher.tick()
+        clock.advance()
+    assert len(store.list()) == 1 and ecs.calls == [("scale_up", *CS)]
+
+
+def test_approve_mode_waits_for_a_person_then_acts(tmp_path, detector) -> None:
+    clock = Clock(T0)
+    source = FakeSource([(T0, None, "error_rate_high")])
+    watcher, store, ecs, notifier = make_watcher(tmp_path, detector, source, clock, mode=Mode.APPROVE)
+    run(watcher, clock, 5)
+    incident = store.list()[0]
+    assert incident.status == "awaiting_approval" and ecs.calls == []
+    assert notifier.sent[0][1].startswith("Approval needed: rollback for incident")
+    store.approve(incident.id, clock(), "bob")
+    run(watcher, clock, 1)
+    assert ecs.calls == [("rollback", *CS)]
+    assert store.get(incident.id).status == "verifying"
+    approved = [e for e in store.events(incident.id) if e["kind"] == "approved"]
+    assert approved[0]["data"]["by"] == "bob"
+
+
+def test_approve_mode_runs_non_critical_actions_at_once(tmp_path, detector) -> None:
+    clock = Clock(T0)
+    watcher, store, ecs, _ = make_watcher(tmp_path, detector, FakeSource([(T0, None, "high_cpu")]),
+                                          clock, mode=Mode.APPROVE)
+    run(watcher, clock, 4)
+    assert ecs.calls == [("scale_up", *CS)]
+
+
+def test_dry_run_decides_and_logs_but_changes_nothing(tmp_path, detector) -> None:
+    clock = Clock(T0)
+    watcher, store, ecs, _ = make_watcher(tmp_path, detector, FakeSource([(T0, None, "memory_leak")]),
+                                          clock, mode=Mode.DRY_RUN)
+    run(watcher, clock, 5)
+    incident = store.list()[0]
+    assert ecs.calls == [] and ecs.service(*CS).restarts == 0
+    assert store.actions(incident_id=incident.id)[0].status == "dry_run"
+    done = [e for e in store.events(incident.id) if e["kind"] == "action_done"]
+    assert done[0]["data"]["status"] == "dry_run"
+
+
+def test_a_refused_action_escalates_with_the_reason(tmp_path, detector) -> None:
+    clock = Clock(T0)
+    ecs = FakeEcs()
+    ecs.service(*CS).rolling_out = True
+    watcher, store, _, notifier = make_watcher(tmp_path, detector,
+                                               FakeSource([(T0, None, "error_rate_high")]), clock, ecs=ecs)
+    run(watcher, clock, 4)
+    incident = store.list()[0]
+    assert incident.status == "escalated" and ecs.calls == []
+    assert store.refusals() == {"rolling_out": 1}
+    assert notifier.roles() == ["on-call engineer"]
+
+
+def test_a_service_outside_the_allow_list_is_never_touched(tmp_path, detector) -> None:
+    clock = Clock(T0)
+    ecs = FakeEcs()
+    guardrails = Guardrails(GuardrailConfig(allowed_services=["other/svc"]))
+    watcher, store, _, _ = make_watcher(tmp_path, detector, FakeSource([(T0, None, "high_cpu")]), clock,
+                                        ecs=ecs, guardrails=guardrails)
+    run(watcher, clock, 4)
+    assert ecs.calls == [] and ecs.reads == 0, "not even read"
+    assert store.refusals() == {"not_allowed": 1}
+
+
+def test_a_cloudwatch_outage_postpones_verification_and_loses_nothing(tmp_path, detector) -> None:
+    clock = Clock(T0)
+    source = FakeSource([(T0, T0 + pd.Timedelta(minutes=6), "high_cpu")])
+    watcher, store, ecs, _ = make_watcher(tmp_path, detector, source, clock)
+    run(watcher, clock, 15)
+    incident = store.list()[0]
+    assert store.get(incident.id).status == "verifying"
+    source.fail = "cannot read cpu_utilization from CloudWatch: Throttling"
+    results = run(watcher, clock, 10)
+    assert all(r.read_error for r in results) and store.get(incident.id).status == "verifying"
+    source.fail = None
+    run(watcher, clock, 1)
+    assert store.get(incident.id).status == "resolved"
+    platform = store.events_of_kind("read_failed")
+    assert len(platform) == 1 and "Throttling" in platform[0]["data"]["error"], \
+        "one log line per outage, not one per minute"
+    assert len(store.events_of_kind("read_recovered")) == 1
+
+
+def test_a_notifier_outage_is_retried_until_the_page_goes_out(tmp_path, detector) -> None:
+    clock = Clock(T0)
+    ecs, notifier = FakeEcs(), FakeNotifier(fail=True)
+    ecs.fail = "throttled"
+    watcher, store, _, _ = make_watcher(tmp_path, detector, FakeSource([(T0, None, "high_cpu")]), clock,
+                                        ecs=ecs, notifier=notifier)
+    run(watcher, clock, 6)
+    incident = store.list()[0]
+    assert notifier.sent == [] and any(e["kind"] == "escalation_failed" for e in store.events(incident.id))
+    notifier.fail = False
+    run(watcher, clock, 1)
+    assert notifier.roles() == ["on-call engineer"]

@@ -1,0 +1,56 @@
+"""The RCA report of an incident: written as Markdown beside the log, and sent when it is resolved.
+
+Sending is idempotent (a ``report_sent`` event marks it), so a watcher that crashed between the
+resolution and the e-mail sends it once on restart, and a person resolving by hand gets the same
+report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rca.report import render_markdown
+from service.notify import Notifier, NotifyError
+from service.store import IncidentStore
+
+
+def write_report(store: IncidentStore, incident_id: int, reports_dir: Path, at: Any) -> Path:
+    """Write (or rewrite) the incident's Markdown report; its path is logged."""
+    incident = store.get(incident_id)
+    text = render_markdown(incident.to_dict(), store.anomalies(incident_id), store.events(incident_id))
+    path = Path(reports_dir) / f"incident-{incident_id}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    store.record(incident_id, at, "report", {"path": str(path)})
+    return path
+
+
+def send_report(store: IncidentStore, notifier: Notifier, incident_id: int, role: str,
+                reports_dir: Path, at: Any) -> str | None:
+    """Send a resolved incident's RCA report to ``role`` once; returns the message id.
+
+    Returns None when it was already sent; a failed send is logged and left for a later call.
+    """
+    if any(e["kind"] == "report_sent" for e in store.events(incident_id)):
+        return None
+    path = write_report(store, incident_id, reports_dir, at)
+    incident = store.get(incident_id)
+    cause = (incident.diagnosis or {}).get("root_cause", "undiagnosed")
+    subject = f"Resolved: incident {incident_id} on {incident.service} ({cause}) - RCA report"
+    try:
+        message_id = notifier.notify(role, subject, path.read_text())
+    except NotifyError as exc:
+        store.record(incident_id, at, "report_failed", {"role": role, "error": str(exc)})
+        return None
+    store.record(incident_id, at, "report_sent", {"role": role, "message_id": message_id,
+                                                  "path": str(path)})
+    return message_id
+
+
+def unsent_reports(store: IncidentStore, cluster: str, service: str, limit: int = 20) -> list[int]:
+    """Resolved incidents of a service whose report was never sent (newest ``limit`` looked at)."""
+    resolved = [i for i in store.list(status="resolved", limit=500)
+                if i.cluster == cluster and i.service == service][:limit]
+    return [i.id for i in resolved
+            if not any(e["kind"] == "report_sent" for e in store.events(i.id))]
