@@ -11,11 +11,16 @@ from rca.playbook import Playbook
 
 @dataclass(frozen=True)
 class Evidence:
-    """A feature that drove the decision, with what was seen and what was expected."""
+    """A feature that drove the decision, with what was seen and what was expected.
+
+    ``contribution``: how much the chosen cause's probability falls when this feature is made
+    unremarkable (a trained classifier fills it; rules leave it None).
+    """
 
     feature: str
     value: float
     expected: float | None = None
+    contribution: float | None = None
 
 
 @dataclass(frozen=True)

@@ -50,9 +50,18 @@ class EscalationStep(BaseModel, frozen=True):
 
 
 class Playbook(BaseModel, frozen=True):
-    """The response matrix as data: causes, the error boundary and the escalation path."""
+    """The response matrix as data: causes, the error boundary, the guards and the escalation path.
+
+    ``recent_deployment_minutes``: a deployment this recent, with more than ``error_boundary``
+    errors above their baseline, makes the cause ``error_rate_high`` whatever else is seen.
+    ``min_confidence``: below it a classifier answers ``unknown`` (alert only).
+    ``min_confidence_destructive``: a restart or a rollback needs at least this confidence.
+    """
 
     error_boundary: int = Field(ge=0)
+    recent_deployment_minutes: float = Field(60.0, ge=0)
+    min_confidence: float = Field(0.6, ge=0, le=1)
+    min_confidence_destructive: float = Field(0.85, ge=0, le=1)
     causes: list[Cause]
     escalation: list[EscalationStep] = Field(min_length=1)
 
@@ -69,6 +78,9 @@ class Playbook(BaseModel, frozen=True):
             raise ValueError("the 'unknown' cause must be alert_only: never act when unsure")
         if self.cause("error_rate_low").auto_action is not Action.ALERT_ONLY:
             raise ValueError("'error_rate_low' may only alert")
+        if self.min_confidence_destructive < self.min_confidence:
+            raise ValueError("min_confidence_destructive must be at least min_confidence: a restart "
+                             "or a rollback needs more certainty than an alert")
         steps = [s.after_minutes for s in self.escalation]
         if steps != sorted(steps):
             raise ValueError("escalation steps must be in order of after_minutes")

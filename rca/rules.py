@@ -30,12 +30,19 @@ class RuleClassifier:
         self.playbook = playbook
         self.threshold = threshold
 
+    def _score(self, features: Features, metric: str) -> float:
+        """The metric's detector score; a payload's anomaly (flagged, no score) counts as 1 over."""
+        z = features.get(f"{metric}_z", 0.0)
+        if math.isnan(z):
+            return self.threshold + 1.0 if features.get(f"{metric}_anomalous", 0.0) >= 1 else 0.0
+        return z
+
     def _anomalous(self, features: Features, metric: str) -> bool:
-        return features.get(f"{metric}_z", 0.0) > self.threshold
+        return self._score(features, metric) > self.threshold
 
     def _confidence(self, features: Features, metrics: list[str]) -> float:
         """Logistic in the weakest deciding score's margin over the threshold."""
-        margin = min(features.get(f"{m}_z", 0.0) for m in metrics) - self.threshold
+        margin = min(self._score(features, m) for m in metrics) - self.threshold
         return 1.0 / (1.0 + math.exp(-margin))
 
     def diagnose(self, features: Features) -> Diagnosis:

@@ -1,0 +1,99 @@
+"""From an incident's feature dict to the fixed, service-agnostic vector a model reads.
+
+Only figures that mean the same on any service go in: anomaly flags, robust z-scores, log
+ratios to the baseline, slopes normalised by the baseline's spread or level, the shape of the
+rise, how recent the last deployment was and whether tasks were OOM-killed. Absolute values
+(requests a minute, CPU percent, task counts) stay out, so a model trained on simulated
+services does not learn one service's scale. What is unknown is NaN, which the classifier
+handles natively, never a made-up number.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+CPU, MEMORY, ERRORS, LATENCY, REQUESTS = ("cpu_utilization", "memory_utilization", "error_count",
+                                          "response_time", "request_count")
+MODEL_METRICS = (CPU, MEMORY, ERRORS, LATENCY, REQUESTS)
+HEALTH_METRICS = (CPU, MEMORY, ERRORS, LATENCY)
+PER_METRIC = ("missing", "anomalous", "z", "log_ratio", "dev_z", "slope_z", "slope_rel", "climb")
+DERIVED = ("cpu_vs_requests", "anomalous_health_metrics", "log_minutes_since_deployment",
+           "oom_stopped_tasks")
+FEATURE_NAMES: tuple[str, ...] = tuple(f"{m}_{p}" for m in MODEL_METRICS for p in PER_METRIC) + DERIVED
+NAN = math.nan
+
+
+def _num(value) -> float:
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return NAN
+    return out if math.isfinite(out) else NAN
+
+
+def metric_missing(features: Mapping[str, float], metric: str) -> bool:
+    """Whether the incident has no data at all for ``metric``."""
+    flag = features.get(f"{metric}_missing")
+    if flag is not None:
+        return bool(flag)
+    return not any(f"{metric}_{p}" in features for p in ("value", "anomalous", "log_ratio"))
+
+
+def metric_anomalous(features: Mapping[str, float], metric: str) -> bool:
+    """Whether the incident holds an anomaly of ``metric`` (a flag, or a raised score)."""
+    flag = features.get(f"{metric}_anomalous")
+    if flag is not None and math.isfinite(flag):
+        return bool(flag)
+    return _num(features.get(f"{metric}_z")) > 0
+
+
+def model_inputs(features: Mapping[str, float]) -> dict[str, float]:
+    """The named model inputs of one incident; NaN where a figure is not known."""
+    out: dict[str, float] = {}
+    for metric in MODEL_METRICS:
+        missing = metric_missing(features, metric)
+        out[f"{metric}_missing"] = float(missing)
+        for part in PER_METRIC[1:]:
+            out[f"{metric}_{part}"] = NAN if missing else _num(features.get(f"{metric}_{part}"))
+        if not missing:
+            out[f"{metric}_anomalous"] = float(metric_anomalous(features, metric))
+            out[f"{metric}_climb"] = min(max(out[f"{metric}_climb"], 0.0), 1.0) \
+                if math.isfinite(out[f"{metric}_climb"]) else NAN
+    out["cpu_vs_requests"] = out[f"{CPU}_log_ratio"] - out[f"{REQUESTS}_log_ratio"]
+    out["anomalous_health_metrics"] = float(sum(out[f"{m}_anomalous"] == 1.0 for m in HEALTH_METRICS))
+    minutes = _num(features.get("minutes_since_deployment"))
+    out["log_minutes_since_deployment"] = math.log1p(minutes) if minutes >= 0 else NAN
+    out["oom_stopped_tasks"] = min(_num(features.get("oom_stopped_tasks")), 10.0)
+    return out
+
+
+class FeatureVectorizer(TransformerMixin, BaseEstimator):
+    """Turns a list of feature dicts into a float matrix with columns :data:`FEATURE_NAMES`.
+
+    Stateless (``fit`` learns nothing but the column names), so it can lead a scikit-learn
+    pipeline and a saved model always reads its inputs the same way. It takes dicts, not
+    arrays, which is why ``parametrize_with_checks`` does not apply to it.
+    """
+
+    def fit(self, X: Iterable[Mapping[str, float]], y=None) -> "FeatureVectorizer":
+        self.feature_names_out_ = np.array(FEATURE_NAMES, dtype=object)
+        self.n_features_in_ = len(FEATURE_NAMES)
+        return self
+
+    def transform(self, X: Iterable[Mapping[str, float]]) -> np.ndarray:
+        rows = list(X)
+        for i, row in enumerate(rows):
+            if not isinstance(row, Mapping):
+                raise TypeError(f"incident {i} is a {type(row).__name__}, not a dict of features")
+        matrix = np.empty((len(rows), len(FEATURE_NAMES)), dtype=float)
+        for i, row in enumerate(rows):
+            inputs = model_inputs(row)
+            matrix[i] = [inputs[name] for name in FEATURE_NAMES]
+        return matrix
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        return np.array(FEATURE_NAMES, dtype=object)

@@ -1,0 +1,376 @@
+"""Labelled incidents from the simulator's physics, for training and benchmarking the classifier.
+
+Each simulated *service* draws its own shape from wide ranges (peak load from 30 to 50,000
+requests a minute, 1 to 32 tasks, CPU and memory levels, service time, utilisation, error
+background, noise from a third to three times the default, traffic with its own daily peak
+hour, amplitude, second harmonic, weekend share and slow drift, 3 to 14 days of history so
+both hour-of-week and cold-start hour-of-day baselines occur). Its baseline detector is
+fitted on that history exactly as ``aiops baseline`` does. Then several faults are played on
+it, each with its own intensity, onset (sudden or ramped over up to 20 minutes), side
+effects, missing metrics, gaps and ECS context, and the incident is opened the way the
+watcher opens one (``open_after`` anomalous periods within ``group_window``). Its features are
+built in one of three forms: the watcher's window with baseline spreads, the window without
+spreads (as the skeleton's watcher passes it), or the operator's JSON payload (anomaly strings
+and a few metric values), parsed by the same parser the CLI and the API use.
+
+The truth is the response matrix read on what is observable when the incident opens: the
+error-rate row by the count against the boundary, "with errors" by whether errors are above
+their baseline, and the recent-deployment guard. A fault whose own signature metric is not
+yet outside its baseline when the incident opens is not a fair question and is left out
+(counted in ``Generated.skipped``).
+
+Seeds: training draws services from :data:`TRAIN_SEEDS`, the benchmark from
+:data:`HOLDOUT_SEEDS`; the two ranges do not overlap, so no held-out service, fault draw or
+noise was seen in training.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from joblib import Parallel, delayed
+
+from detection.zscore import RobustZDetector
+from rca.features import EcsContext, Features, incident_features
+from rca.payload import parse_payload
+from rca.vectorize import CPU, ERRORS, HEALTH_METRICS, LATENCY, MEMORY, MODEL_METRICS
+from simulation.physics import Conditions, ServiceShape, service_metrics
+
+TRAIN_SEEDS = range(1_000_000, 5_000_000)
+HOLDOUT_SEEDS = range(9_000_000, 9_500_000)
+SCENARIOS = ("load_surge", "cpu_regression", "overload_errors", "memory_leak", "error_trickle",
+             "bad_deploy", "slow_dependency")
+SIGNATURE = {"load_surge": CPU, "cpu_regression": CPU, "overload_errors": CPU, "memory_leak": MEMORY,
+             "error_trickle": ERRORS, "bad_deploy": ERRORS, "slow_dependency": LATENCY}
+FORMS = ("window", "window_no_spread", "payload")
+FORM_WEIGHTS = (0.45, 0.2, 0.35)
+START = pd.Timestamp("2026-03-02 00:00", tz="UTC")
+PRE_MINUTES = 20      # normal minutes before the onset, so the feature window starts clean
+MAX_WAIT = 60         # minutes after onset within which the incident must open
+FEATURE_WINDOW = 15   # minutes of window the watcher hands to the features (plus the current one)
+OVERLOAD_SHARE = 1.15
+
+
+@dataclass(frozen=True)
+class LabelledIncident:
+    """One simulated incident as a classifier sees it, and the truth."""
+
+    features: Features
+    cause: str
+    scenario: str
+    form: str
+    seed: int
+    delay_minutes: int
+
+
+@dataclass
+class Generated:
+    incidents: list[LabelledIncident] = field(default_factory=list)
+    skipped: Counter = field(default_factory=Counter)   # reason -> count
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The parts of the playbook and the watcher that define an incident and its truth."""
+
+    error_boundary: int = 10
+    recent_deployment_minutes: float = 60.0
+    threshold: float = 4.0
+    open_after: int = 2
+    group_window: int = 3
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """A daily curve with its own peak hour, depth, second harmonic, weekend share and drift."""
+
+    peak_hour: float
+    depth: float
+    second: float
+    second_hour: float
+    drift: float
+
+    def load(self, index: pd.DatetimeIndex, shape: ServiceShape, rng: np.random.Generator) -> np.ndarray:
+        hours = index.hour.to_numpy() + index.minute.to_numpy() / 60.0
+        daily = (1 - self.depth) + self.depth * (0.5 - 0.5 * np.cos(2 * np.pi * (hours - self.peak_hour
+                                                                                  + 12) / 24))
+        daily = daily * (1 + self.second * np.cos(4 * np.pi * (hours - self.second_hour) / 24))
+        weekly = np.where(index.day_of_week.to_numpy() >= 5, shape.weekend_factor, 1.0)
+        drift = np.exp(_ar1(len(index), self.drift, 0.999, rng))
+        return shape.peak_rpm * np.clip(daily, 0.05, None) * weekly * drift
+
+
+def _ar1(n: int, sigma: float, phi: float, rng: np.random.Generator) -> np.ndarray:
+    """A slow AR(1) wander with stationary standard deviation ``sigma``."""
+    if sigma <= 0:
+        return np.zeros(n)
+    from scipy.signal import lfilter
+    shocks = rng.normal(0, sigma * np.sqrt(1 - phi ** 2), n)
+    return lfilter([1.0], [1.0, -phi], shocks)
+
+
+def _log_uniform(rng: np.random.Generator, low: float, high: float) -> float:
+    return float(10 ** rng.uniform(np.log10(low), np.log10(high)))
+
+
+def random_service(rng: np.random.Generator) -> tuple[ServiceShape, Traffic]:
+    """A service drawn from wide ranges, so nothing is tuned to one shape."""
+    cpu_idle = rng.uniform(1, 15)
+    shape = ServiceShape(
+        peak_rpm=_log_uniform(rng, 30, 50_000), nominal_tasks=int(round(_log_uniform(rng, 1, 32))),
+        cpu_idle=cpu_idle, cpu_at_peak=rng.uniform(10, min(70, 85 - cpu_idle)),
+        memory_base=rng.uniform(15, 70), memory_at_peak=rng.uniform(0, 10),
+        service_time=_log_uniform(rng, 0.01, 1.0), utilisation_at_peak=rng.uniform(0.15, 0.7),
+        base_error_rate=_log_uniform(rng, 0.01, 3.0), weekend_factor=rng.uniform(0.3, 1.0),
+        noise=_log_uniform(rng, 0.3, 3.0))
+    traffic = Traffic(peak_hour=rng.uniform(0, 24), depth=rng.uniform(0.1, 0.8),
+                      second=rng.uniform(0, 0.25), second_hour=rng.uniform(0, 24),
+                      drift=rng.uniform(0, 0.08))
+    return shape, traffic
+
+
+@dataclass
+class _Fault:
+    """What one fault does to a segment of minutes (onset at ``i0``)."""
+
+    load_factor: np.ndarray
+    leaked: np.ndarray
+    errors: np.ndarray
+    latency_add: np.ndarray
+    cpu_factor: np.ndarray
+    latency_factor: np.ndarray
+    deployed_at: int | None = None   # minute index of a deployment that started the fault
+    timeouts: float = 0.0            # errors as a fraction of requests (slow dependency)
+
+
+def _fault(scenario: str, n: int, i0: int, shape: ServiceShape, rng: np.random.Generator) -> _Fault:
+    minutes = np.arange(n) - i0
+    ramp = 0 if rng.random() < 0.5 else int(rng.integers(1, 21))
+    prof = np.clip((minutes + 1) / max(ramp, 1), 0, 1) * (minutes >= 0)
+    ones, zeros = np.ones(n), np.zeros(n)
+    f = _Fault(ones.copy(), zeros.copy(), zeros.copy(), zeros.copy(), ones.copy(), ones.copy())
+    if scenario == "load_surge":
+        f.load_factor = 1 + (_log_uniform(rng, 0.2, 2.5)) * prof
+    elif scenario == "overload_errors":
+        factor = 1 + rng.uniform(0.35, 2.5)
+        f.load_factor = 1 + (factor - 1) * prof
+        amplitude = _log_uniform(rng, 3, 200)
+        f.errors = amplitude * np.clip((f.load_factor - OVERLOAD_SHARE) / (factor - OVERLOAD_SHARE), 0, 1)
+    elif scenario == "cpu_regression":
+        g = rng.uniform(0.3, 2.0)
+        f.cpu_factor = 1 + g * prof
+        f.latency_factor = 1 + rng.uniform(0, 0.5) * g * prof
+        if rng.random() < 0.6:
+            f.deployed_at = i0
+    elif scenario == "memory_leak":
+        rate = _log_uniform(rng, 0.1, 3.0)
+        f.leaked = rate * np.clip(minutes + 1, 0, None)
+        if rng.random() < 0.3:  # garbage collection works harder as the heap fills
+            f.cpu_factor = 1 + rng.uniform(0.002, 0.02) * f.leaked
+            f.latency_factor = 1 + rng.uniform(0, 0.02) * f.leaked
+        if rng.random() < 0.25:  # the leak shipped with a deployment
+            f.deployed_at = i0
+    elif scenario == "error_trickle":
+        f.errors = _log_uniform(rng, 1, 40) * prof
+    elif scenario == "bad_deploy":
+        rollout = np.clip((minutes + 1) / max(int(rng.integers(0, 11)), 1), 0, 1) * (minutes >= 0)
+        f.errors = _log_uniform(rng, 2, 300) * rollout
+        f.deployed_at = i0
+        if rng.random() < 0.3:  # the new revision is also heavier or slower
+            f.cpu_factor = 1 + rng.uniform(0.1, 1.0) * rollout
+            f.latency_factor = 1 + rng.uniform(0, 1.0) * rollout
+    elif scenario == "slow_dependency":
+        base = shape.service_time / (1 - shape.utilisation_at_peak * 0.7)
+        f.latency_add = base * _log_uniform(rng, 0.4, 15) * prof
+        if rng.random() < 0.25:  # calls to the dependency time out
+            f.timeouts = _log_uniform(rng, 0.0005, 0.01)
+            f.errors = prof.copy()
+    else:
+        raise ValueError(f"unknown scenario {scenario!r}; known: {', '.join(SCENARIOS)}")
+    return f
+
+
+class _Service:
+    """One simulated service with its fitted detector, ready to play faults."""
+
+    def __init__(self, seed: int, rules: Rules):
+        self.seed = seed
+        self.rules = rules
+        self.rng = np.random.default_rng(seed)
+        self.shape, self.traffic = random_service(self.rng)
+        days = int(self.rng.integers(3, 15))
+        self.history_end = START + pd.Timedelta(days=int(self.rng.integers(0, 28)))
+        self.index = pd.date_range(self.history_end - pd.Timedelta(days=days), periods=(days + 3) * 1440,
+                                   freq="1min")
+        self.load = self.traffic.load(self.index, self.shape, self.rng)
+        self.n_history = days * 1440
+        history = self._metrics(slice(0, self.n_history))
+        self.detector = RobustZDetector(threshold=rules.threshold).fit(history)
+
+    def _metrics(self, where: slice, fault: _Fault | None = None) -> pd.DataFrame:
+        index = self.index[where]
+        normal = self.load[where]
+        n = len(index)
+        tasks = np.full(n, self.shape.nominal_tasks)
+        if fault is None:
+            return service_metrics(index, Conditions(load=normal, tasks=tasks), self.shape, self.rng)
+        load = normal * fault.load_factor
+        errors = fault.errors * (load * fault.timeouts if fault.timeouts else 1.0)
+        cond = Conditions(load=load, tasks=tasks, leaked_memory=fault.leaked, fault_errors=errors,
+                          latency_add=fault.latency_add)
+        frame = service_metrics(index, cond, self.shape, self.rng)
+        idle = self.shape.cpu_idle
+        cpu = idle + (frame["cpu_utilization"] - idle) * fault.cpu_factor
+        frame["cpu_utilization"] = np.clip(cpu, 0, 100)
+        frame["response_time"] = frame["response_time"] * fault.latency_factor
+        return frame
+
+    def play(self, scenario: str) -> tuple[LabelledIncident | None, str]:
+        """One fault on this service; the incident, or None and why it was left out."""
+        rng, rules = self.rng, self.rules
+        start = self.n_history + int(rng.integers(PRE_MINUTES, 3 * 1440 - MAX_WAIT - 1))
+        where = slice(start - PRE_MINUTES, start + MAX_WAIT)
+        fault = _fault(scenario, where.stop - where.start, PRE_MINUTES, self.shape, rng)
+        frame = self._metrics(where, fault)
+        frame = self._degrade(frame, scenario)
+        scores = self.detector.score(frame)
+        health = [m for m in HEALTH_METRICS if m in scores.columns]
+        hot = (scores[health] > rules.threshold).any(axis=1).to_numpy().astype(int)
+        opened = np.convolve(hot, np.ones(rules.group_window, dtype=int))[:len(hot)] >= rules.open_after
+        candidates = np.flatnonzero(opened[PRE_MINUTES:])
+        if len(candidates) == 0:
+            return None, "not detected within an hour"
+        at = PRE_MINUTES + int(candidates[0])
+        now = frame.index[at]
+        recent = frame.iloc[at - rules.group_window + 1:at + 1]
+        anomalies = self.detector.detect(recent)
+        if not any(a.metric == SIGNATURE[scenario] for a in anomalies):
+            return None, "signature not visible when the incident opened"
+        window = frame.iloc[at - FEATURE_WINDOW:at + 1]
+        context = self._context(scenario, fault, at)
+        cause = self._truth(scenario, anomalies, window, context)
+        form = FORMS[int(rng.choice(len(FORMS), p=FORM_WEIGHTS))]
+        if form == "payload":
+            features = self._payload(anomalies, window, context)
+        else:
+            columns = list(window.columns)
+            expected = self.detector.expected_frame(window.index, columns)
+            spread = None if form == "window_no_spread" else pd.DataFrame(
+                {m: self.detector.baseline_.expected(m, window.index).spread for m in columns},
+                index=window.index)
+            features = incident_features(anomalies, window, expected, list(MODEL_METRICS),
+                                         spread=spread, context=context)
+        delay = int((now - frame.index[PRE_MINUTES]).total_seconds() // 60)
+        return LabelledIncident(features, cause, scenario, form, self.seed, delay), ""
+
+    def _degrade(self, frame: pd.DataFrame, scenario: str) -> pd.DataFrame:
+        """Metrics missing altogether (never the fault's own signature) and scattered gaps."""
+        rng = self.rng
+        optional = [m for m in frame.columns if m != SIGNATURE[scenario]]
+        drop = int(rng.choice([0, 1, 2], p=[0.65, 0.25, 0.1]))
+        frame = frame.drop(columns=list(rng.choice(optional, size=drop, replace=False)))
+        if rng.random() < 0.2:
+            gaps = rng.random(frame.shape) < rng.uniform(0.02, 0.1)
+            frame = frame.mask(gaps)
+        return frame
+
+    def _context(self, scenario: str, fault: _Fault, at: int) -> EcsContext | None:
+        rng = self.rng
+        if rng.random() < 0.4:
+            return None
+        if fault.deployed_at is not None:
+            minutes = float(at - fault.deployed_at)
+        elif rng.random() < 0.15 and scenario in ("load_surge", "cpu_regression", "memory_leak"):
+            minutes = rng.uniform(5, 120)  # an unrelated deployment shortly before
+        else:
+            minutes = _log_uniform(rng, self.rules.recent_deployment_minutes + 1, 60 * 24 * 60)
+        oom = int(rng.integers(1, self.shape.nominal_tasks + 1)) \
+            if scenario == "memory_leak" and rng.random() < 0.3 else 0
+        return EcsContext(minutes_since_deployment=minutes, oom_stopped_tasks=oom,
+                          running_tasks=self.shape.nominal_tasks, desired_tasks=self.shape.nominal_tasks)
+
+    def _truth(self, scenario: str, anomalies, window: pd.DataFrame, context: EcsContext | None) -> str:
+        rules = self.rules
+        errors_flagged = any(a.metric == ERRORS for a in anomalies)
+        errors = float(window[ERRORS].iloc[-1]) if ERRORS in window.columns else np.nan
+        errors = errors if np.isfinite(errors) else np.nan
+        recent = context is not None and context.minutes_since_deployment is not None \
+            and context.minutes_since_deployment <= rules.recent_deployment_minutes
+        if errors_flagged and errors > rules.error_boundary and recent:
+            return "error_rate_high"
+        if scenario in ("load_surge", "cpu_regression", "overload_errors"):
+            return "high_cpu_with_errors" if errors_flagged else "high_cpu"
+        if scenario in ("error_trickle", "bad_deploy"):
+            return "error_rate_high" if errors > rules.error_boundary else "error_rate_low"
+        return {"memory_leak": "memory_leak", "slow_dependency": "slow_response"}[scenario]
+
+    def _payload(self, anomalies, window: pd.DataFrame, context: EcsContext | None) -> Features:
+        """The incident as an operator's payload, through the same parser the CLI and API use."""
+        rng = self.rng
+        latest = {a.metric: a for a in anomalies}
+        texts, flagged = [], set(latest)
+        for anomaly in latest.values():
+            if rng.random() < 0.2:
+                texts.append({"metric": anomaly.metric, "value": anomaly.value, "expected": anomaly.expected})
+            else:
+                texts.append(anomaly.render())
+        last = window.iloc[-1]
+        metrics = {m: float(last[m]) for m in window.columns if np.isfinite(last[m])
+                   and rng.random() < (0.8 if m in flagged else 0.4)}
+        payload = {"anomalies": texts, "metrics": metrics}
+        if context is not None and rng.random() < 0.5:
+            payload["context"] = {k: v for k, v in vars(context).items() if v is not None}
+        return parse_payload(payload).features(list(MODEL_METRICS))
+
+
+def _service_batch(seeds: list[int], per_service: int, rules: Rules) -> Generated:
+    out = Generated()
+    for seed in seeds:
+        service = _Service(seed, rules)
+        order = service.rng.permutation(SCENARIOS)
+        for k in range(per_service):
+            incident, why = service.play(str(order[k % len(order)]))
+            if incident is None:
+                out.skipped[why] += 1
+            else:
+                out.incidents.append(incident)
+    return out
+
+
+def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def generate_incidents(n_services: int, seeds: range = TRAIN_SEEDS, first: int = 0,
+                       per_service: int = 7, rules: Rules | None = None, n_jobs: int = 1) -> Generated:
+    """Simulate ``n_services`` services (seeds ``seeds[first:first + n_services]``), each
+    playing ``per_service`` faults (every scenario once per seven), and label the incidents.
+
+    Parameters
+    ----------
+    n_services : how many simulated services.
+    seeds : the seed range: :data:`TRAIN_SEEDS` for training, :data:`HOLDOUT_SEEDS` for benchmarks.
+    first : offset into ``seeds`` (to draw a fresh, disjoint batch from the same range).
+    per_service : faults played on each service.
+    rules : the boundary, the guards and the watcher's grouping that define the truth.
+    n_jobs : processes for joblib (services are independent).
+    """
+    if n_services < 1 or per_service < 1:
+        raise ValueError("n_services and per_service must be at least 1")
+    if first + n_services > len(seeds):
+        raise ValueError(f"only {len(seeds)} seeds in {seeds}; asked for {first + n_services}")
+    rules = rules or Rules()
+    chosen = list(seeds[first:first + n_services])
+    size = max(1, len(chosen) // (4 * max(n_jobs, 1)))
+    parts = Parallel(n_jobs=n_jobs)(delayed(_service_batch)(chunk, per_service, rules)
+                                    for chunk in _chunks(chosen, size))
+    out = Generated()
+    for part in parts:
+        out.incidents.extend(part.incidents)
+        out.skipped.update(part.skipped)
+    return out
