@@ -14,7 +14,9 @@ class Anomaly:
     """One metric at one time, outside what its baseline expects.
 
     ``score`` is the detector's raw score (higher is more anomalous); ``lower``/``upper`` is the
-    band the baseline allows at that hour of the week.
+    band the baseline allows at that hour of the week. ``members`` optionally lists what each
+    detector of an ensemble scored the point (calibrated, [0, 1]), strongest first, so an
+    operator can see which model raised it.
     """
 
     metric: str
@@ -27,6 +29,7 @@ class Anomaly:
     label: str
     unit: str = ""
     count: bool = False
+    members: tuple[tuple[str, float], ...] = ()
 
     @property
     def spec(self) -> MetricSpec:
@@ -41,13 +44,17 @@ class Anomaly:
         """A JSON-ready dict (the timestamp as ISO 8601) with the rendered text."""
         out = asdict(self)
         out["timestamp"] = pd.Timestamp(self.timestamp).isoformat()
+        out["members"] = {name: score for name, score in self.members}
         out["text"] = self.render()
         return out
 
     @classmethod
     def build(cls, metric: str, timestamp, value: float, expected: float, lower: float,
-              upper: float, score: float, specs: dict[str, MetricSpec] | None = None) -> "Anomaly":
+              upper: float, score: float, specs: dict[str, MetricSpec] | None = None,
+              members: dict[str, float] | None = None) -> "Anomaly":
         """Make an anomaly, taking label and unit from the metric's spec."""
         spec = spec_for(metric, specs)
+        parts = tuple(sorted(((str(k), float(v)) for k, v in (members or {}).items()),
+                             key=lambda kv: -kv[1]))
         return cls(metric, pd.Timestamp(timestamp), float(value), float(expected), float(lower),
-                   float(upper), float(score), spec.label, spec.unit, spec.count)
+                   float(upper), float(score), spec.label, spec.unit, spec.count, parts)

@@ -27,6 +27,19 @@ class Expected:
     spread: np.ndarray
 
 
+def spread_floor(centre, spread, spec: MetricSpec, relative_floor: float = 0.0):
+    """``spread`` raised to the smallest spread a metric may have around ``centre``.
+
+    The floor is the larger of ``relative_floor`` times the centre, the spec's ``min_spread``
+    and, for counts, a Poisson-like ``sqrt(centre) + 1``: a flat or near-zero history must not
+    make every wobble (or a single stray error) an anomaly. Works on arrays and Series alike.
+    """
+    floor = np.maximum(relative_floor * np.abs(centre), spec.min_spread)
+    if spec.count:
+        floor = np.maximum(floor, np.sqrt(np.clip(centre, 0, None)) + 1.0)
+    return np.maximum(spread, floor)
+
+
 def _bucket(index: pd.DatetimeIndex, resolution: str) -> np.ndarray:
     if resolution == "hour_of_week":
         return (index.day_of_week * 24 + index.hour).to_numpy()
@@ -96,10 +109,7 @@ class SeasonalBaseline:
                                                                spec).iloc[0]))
 
     def _floor(self, centre: pd.Series, spread: pd.Series, spec: MetricSpec) -> pd.Series:
-        floor = np.maximum(self.relative_floor * centre.abs(), spec.min_spread)
-        if spec.count:
-            floor = np.maximum(floor, np.sqrt(centre.clip(lower=0)) + 1.0)
-        return np.maximum(spread, floor)
+        return spread_floor(centre, spread, spec, self.relative_floor)
 
     def expected(self, metric: str, timestamps: pd.DatetimeIndex) -> Expected:
         """Centre and spread of ``metric`` at ``timestamps``."""

@@ -11,6 +11,20 @@ from detection.frames import check_metric_frame
 from detection.metrics import MetricSpec, spec_for
 
 
+def by_direction(z: np.ndarray, direction: str) -> np.ndarray:
+    """A signed deviation turned into a score that is high only in the metric's bad direction.
+
+    ``up``: a rise scores its z and a drop scores 0; ``down`` the reverse; ``both``: ``|z|``.
+    NaN (a missing point) stays NaN.
+    """
+    z = np.asarray(z, dtype=float)
+    if direction == "up":
+        return np.where(np.isnan(z), np.nan, np.maximum(z, 0.0))
+    if direction == "down":
+        return np.where(np.isnan(z), np.nan, np.maximum(-z, 0.0))
+    return np.abs(z)
+
+
 class RobustZDetector:
     """Flags points more than ``threshold`` robust spreads from their seasonal centre.
 
@@ -57,12 +71,7 @@ class RobustZDetector:
     def _score_metric(self, metric: str, values: pd.Series) -> np.ndarray:
         exp = self.baseline_.expected(metric, values.index)
         z = (values.to_numpy() - exp.centre) / exp.spread
-        direction = spec_for(metric, self.specs).direction
-        if direction == "up":
-            return np.where(np.isnan(z), np.nan, np.maximum(z, 0.0))
-        if direction == "down":
-            return np.where(np.isnan(z), np.nan, np.maximum(-z, 0.0))
-        return np.abs(z)
+        return by_direction(z, spec_for(metric, self.specs).direction)
 
     def detect(self, frame: pd.DataFrame) -> list[Anomaly]:
         """Every point of ``frame`` scoring above the threshold, as an explained Anomaly."""

@@ -1,0 +1,354 @@
+"""ServiceDetector: the hour-of-week z-score, the seasonal residual model and the isolation
+forest, calibrated onto one [0, 1] scale and combined, as a drop-in for RobustZDetector.
+
+How a point is scored:
+
+1. Each member scores it raw, higher = more anomalous: ``zscore`` (robust z against the
+   hour-of-week baseline, ``RobustZDetector``), ``seasonal`` (residual against the robust STL
+   fit, ``SeasonalResidualDetector``), ``iforest`` (one multivariate score per minute,
+   ``IsolationForestDetector``).
+2. Each member's raw score is calibrated per metric by a ``TailCalibrator`` fitted on that
+   member's training scores, so 0.999 means the same for every member and metric: about one
+   normal training point in a thousand scores higher.
+3. The forest's calibrated score is handed to one metric per minute, its culprit: the metric
+   whose seasonal deviation or short-term change is largest in robust spreads, provided it is
+   out in its bad direction (``IsolationForestDetector.culprit``). For the other metrics, and
+   for every metric when the culprit only moved the harmless way, the forest is silent (left
+   out of the combination, not counted as a 0).
+4. Per metric the members are combined on the surprise scale ``-log(1 - calibrated)``: ``max``
+   (default; the most surprised member decides, each scaled by ``weight / max weight``) or
+   ``mean`` (weighted over the members that spoke).
+5. With ``recalibrate`` the combination is calibrated again on the training combinations, so
+   the final score is again a [0, 1] tail probability and taking the largest of three does
+   not inflate the false-alarm rate. ``threshold`` applies to this final score.
+
+Drop-in contract (what the watcher and training use): ``fit(history, exclude=None)``,
+``score(frame)`` (per-metric DataFrame), ``detect(frame)`` (per-point anomalies above the
+threshold; stateless, so the watcher's own grouping still applies), ``expected_frame``,
+``within_baseline``, ``threshold``, ``specs``, ``metrics_``, ``baseline_``. Anomaly scores and
+``threshold`` are on the calibrated [0, 1] scale, so a RuleClassifier built with
+``threshold=detector.threshold`` compares like with like. ``alarms(frame)`` applies the
+configured alarm grouping to a longer frame (replays, benchmarks, evaluation).
+
+An anomaly's ``expected`` is the hour-of-week baseline centre; its band is the range the
+baseline member, calibrated, keeps under the ensemble's threshold (``band_z_`` spreads either
+side); its ``members`` list what each member scored.
+
+With too little history for a member (the seasonal model needs two days, the forest an hour)
+that member is left out and the reason is kept in ``skipped_``; the z-score always runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+import pandas as pd
+
+from detection.anomaly import Anomaly
+from detection.baseline import SeasonalBaseline
+from detection.frames import MetricFrameError, check_metric_frame
+from detection.iforest import IsolationForestDetector
+from detection.metrics import MetricSpec, spec_for
+from detection.postprocess import Alarm, AlarmGrouper, GroupingConfig, TailCalibrator
+from detection.seasonal import SeasonalResidualDetector, mask_ranges
+from detection.zscore import RobustZDetector
+
+MEMBERS = ("zscore", "seasonal", "iforest")
+COMBINERS = ("max", "mean")
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """What the ensemble runs and how it decides; plain data, JSON-ready via ``to_dict``.
+
+    Parameters
+    ----------
+    members : member name -> weight (``zscore``, ``seasonal``, ``iforest``); weight 0 or absent
+        turns a member off (the z-score's baseline is still fitted: it gives expected values).
+    combiner : ``max`` or ``mean`` of the weighted calibrated member scores.
+    threshold : the final [0, 1] score above which a point is anomalous.
+    calibration : TailCalibrator settings (``n_quantiles``, ``tail_quantile``, ``fallback_scale``).
+    recalibrate : calibrate the combined score again on the training combinations.
+    grouping : alarm grouping for ``alarms``; None makes each anomalous point an alarm.
+    baseline, seasonal, iforest : keyword settings of SeasonalBaseline,
+        SeasonalResidualDetector and IsolationForestDetector.
+    """
+
+    members: dict[str, float] = field(default_factory=lambda: {m: 1.0 for m in MEMBERS})
+    combiner: str = "max"
+    threshold: float = 0.9999
+    calibration: dict = field(default_factory=dict)
+    recalibrate: bool = True
+    grouping: GroupingConfig | None = field(default_factory=GroupingConfig)
+    baseline: dict = field(default_factory=dict)
+    seasonal: dict = field(default_factory=dict)
+    iforest: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "EnsembleConfig":
+        """Build from plain data (e.g. parsed JSON); unknown keys are an error naming them."""
+        if not isinstance(data, dict):
+            raise TypeError(f"ensemble config must be a dict, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown ensemble config key(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(sorted(known))}")
+        values = dict(data)
+        if isinstance(values.get("grouping"), dict):
+            grouping = values["grouping"]
+            allowed = {f.name for f in fields(GroupingConfig)}
+            if set(grouping) - allowed:
+                raise ValueError(f"unknown grouping key(s) {', '.join(sorted(set(grouping) - allowed))}; "
+                                 f"known: {', '.join(sorted(allowed))}")
+            values["grouping"] = GroupingConfig(**grouping)
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        """Plain data that ``from_dict`` reads back."""
+        return asdict(self)
+
+    def checked(self) -> "EnsembleConfig":
+        """Self, after checking every value; raises ValueError naming the bad one."""
+        unknown = sorted(set(self.members) - set(MEMBERS))
+        if unknown:
+            raise ValueError(f"unknown ensemble member(s) {', '.join(unknown)}; known: {', '.join(MEMBERS)}")
+        weights = list(self.members.values())
+        if any(not isinstance(w, (int, float)) or not np.isfinite(w) or w < 0 for w in weights) \
+                or not any(w > 0 for w in weights):
+            raise ValueError(f"member weights must be finite and >= 0, at least one > 0; got {self.members}")
+        if self.combiner not in COMBINERS:
+            raise ValueError(f"combiner must be one of {', '.join(COMBINERS)}, got {self.combiner!r}")
+        if not 0 < self.threshold < 1:
+            raise ValueError(f"threshold is a calibrated score and must be in (0, 1), got {self.threshold}")
+        allowed = {"n_quantiles", "tail_quantile", "fallback_scale"}
+        extra = sorted(set(self.calibration) - allowed)
+        if extra:
+            raise ValueError(f"unknown calibration key(s) {', '.join(extra)}; "
+                             f"known: {', '.join(sorted(allowed))}")
+        if self.grouping is not None:
+            if not isinstance(self.grouping, GroupingConfig):
+                raise ValueError("grouping must be a GroupingConfig, a dict of its fields, or None")
+            self.grouping.checked()
+        return self
+
+    def weight(self, member: str) -> float:
+        return float(self.members.get(member, 0.0))
+
+
+def _coerce(config) -> EnsembleConfig:
+    if config is None:
+        return EnsembleConfig()
+    if isinstance(config, EnsembleConfig):
+        return config
+    if isinstance(config, dict):
+        return EnsembleConfig.from_dict(config)
+    raise TypeError(f"config must be an EnsembleConfig, a dict or None, got {type(config).__name__}")
+
+
+class ServiceDetector:
+    """The ensemble detector of one service (see the module docstring for the rules).
+
+    Parameters
+    ----------
+    config : an EnsembleConfig, a dict of its fields, or None for the defaults.
+    specs : metric specs (labels, units, directions, floors), shared by every member.
+    """
+
+    def __init__(self, config: EnsembleConfig | dict | None = None,
+                 specs: dict[str, MetricSpec] | None = None):
+        self.config = config
+        self.specs = specs
+
+    @property
+    def threshold(self) -> float:
+        """The calibrated [0, 1] score above which a point is an anomaly."""
+        return float(_coerce(self.config).threshold)
+
+    # ----------------------------------------------------------------------------- fitting
+    def fit(self, history: pd.DataFrame, exclude: list[tuple] | None = None) -> "ServiceDetector":
+        """Fit every configured member on ``history``, then the calibrators and the band."""
+        config = _coerce(self.config).checked()
+        frame = check_metric_frame(history, min_rows=2)
+        self.config_ = config
+        baseline = SeasonalBaseline(specs=self.specs, **config.baseline)
+        self.zscore_ = RobustZDetector(baseline=baseline, specs=self.specs).fit(frame, exclude=exclude)
+        self.baseline_ = self.zscore_.baseline_
+        self.metrics_ = list(self.baseline_.metrics_)
+        self.members_: dict[str, object] = {"zscore": self.zscore_}
+        self.skipped_: dict[str, str] = {}
+        makers = {"seasonal": lambda: SeasonalResidualDetector(specs=self.specs, **config.seasonal),
+                  "iforest": lambda: IsolationForestDetector(specs=self.specs, **config.iforest)}
+        for name, make in makers.items():
+            if config.weight(name) <= 0:
+                continue
+            try:
+                self.members_[name] = make().fit(frame, exclude=exclude)
+            except MetricFrameError as exc:
+                self.skipped_[name] = str(exc)
+        training = mask_ranges(frame, exclude)
+        raw, culprit = self._raw_scores(training, fitting=True)
+        self.calibrators_ = {name: TailCalibrator(**config.calibration).fit(scores.to_numpy())
+                             for name, scores in raw.items()}
+        combined = self._combine(self._surprises(raw, culprit), training)
+        self._process_training_scores(combined)
+        return self
+
+    def _process_training_scores(self, combined: pd.DataFrame) -> None:
+        """Final calibrator, training scores, threshold and band, as fitted attributes.
+
+        ``combined`` is the training combination on the surprise scale (see ``_surprises``).
+        """
+        config = self.config_
+        self.final_ = (TailCalibrator(**config.calibration).fit(combined.to_numpy())
+                       if config.recalibrate else None)
+        final = self._finalize(combined)
+        if self.final_ is not None:
+            level = self.final_.inverse_transform(np.full((1, len(self.metrics_)), config.threshold))[0]
+        else:
+            level = np.full(len(self.metrics_), -np.log1p(-config.threshold))
+        self.training_scores_ = final
+        self.threshold_ = float(config.threshold)
+        rate = float(np.nanmean(final.to_numpy() > self.threshold_))
+        self.threshold_method_ = (f"calibrated score {self.threshold_:g} "
+                                  f"({'recalibrated ' if config.recalibrate else ''}{config.combiner} of "
+                                  f"{', '.join(self.members_)}); {rate:.2%} of training points above")
+        # the z-score member's raw z whose surprise reaches the combined level at the threshold
+        as_calibrated = -np.expm1(-np.maximum(level, 0.0))
+        z = self.calibrators_["zscore"].inverse_transform(as_calibrated[None, :])[0]
+        self.band_z_ = pd.Series(np.maximum(z, 0.0), index=self.metrics_)
+
+    # ----------------------------------------------------------------------------- scoring
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "calibrators_"):
+            raise RuntimeError("ServiceDetector is not fitted; call fit(history) first")
+
+    def _raw_scores(self, frame: pd.DataFrame,
+                    fitting: bool = False) -> tuple[dict[str, pd.DataFrame], np.ndarray | None]:
+        """Each member's raw scores on ``frame`` (all fitted metrics as columns), and the
+        forest's culprit per row (column position, -1 for none; None without a forest)."""
+        culprit = None
+        full = frame.reindex(columns=self.metrics_)
+        raw = {"zscore": self.zscore_.score(full)}
+        if "seasonal" in self.members_:
+            seasonal = self.members_["seasonal"]
+            raw["seasonal"] = (seasonal.training_scores_.reindex(columns=self.metrics_) if fitting
+                               else seasonal.score(full))
+        if "iforest" in self.members_:
+            forest = self.members_["iforest"]
+            features, present = forest.features(frame)
+            scores = np.where(present, forest._raw(features), np.nan)
+            raw["iforest"] = pd.DataFrame({"iforest": scores}, index=features.index)
+            culprit = forest._culprit(features)
+        return raw, culprit
+
+    def _surprises(self, raw: dict[str, pd.DataFrame],
+                   culprit: np.ndarray | None) -> dict[str, pd.DataFrame]:
+        """Calibrated member scores per metric on the surprise scale, ``-log(1 - calibrated)``;
+        the forest's only under its culprit metric.
+
+        Members are combined on this scale because calibrated scores are bounded: the largest
+        of three near-1 values has no exponential tail left for the final calibration to fit,
+        while surprises of calibrated scores are about Exp(1) and stay exact where the
+        calibrated score rounds to 1.
+        """
+        out = {}
+        for name, scores in raw.items():
+            values = self.calibrators_[name].surprise(scores.to_numpy())
+            if name == "iforest":
+                table = np.full((len(scores), len(self.metrics_)), np.nan)
+                rows = np.flatnonzero(culprit >= 0)
+                table[rows, culprit[rows]] = values[rows, 0]
+                out[name] = pd.DataFrame(table, index=scores.index, columns=self.metrics_)
+            else:
+                out[name] = pd.DataFrame(values, index=scores.index, columns=self.metrics_)
+        return out
+
+    def _combine(self, surprises: dict[str, pd.DataFrame], frame: pd.DataFrame) -> pd.DataFrame:
+        config = self.config_
+        names = [n for n in surprises if config.weight(n) > 0]
+        weights = np.array([config.weight(n) for n in names])[:, None, None]
+        stack = np.stack([surprises[n].to_numpy() for n in names])
+        with np.errstate(invalid="ignore"):
+            if config.combiner == "max":
+                scaled = np.where(np.isnan(stack), -np.inf, stack * weights / weights.max())
+                combined = scaled.max(axis=0)
+                combined[np.isneginf(combined)] = np.nan
+            else:
+                spoke = ~np.isnan(stack)
+                total = np.where(spoke, stack * weights, 0.0).sum(axis=0)
+                combined = total / np.where(spoke, weights, 0.0).sum(axis=0)
+        missing = frame.reindex(columns=self.metrics_).isna().to_numpy()
+        combined[missing] = np.nan
+        return pd.DataFrame(combined, index=frame.index, columns=self.metrics_)
+
+    def _parts(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], pd.DataFrame]:
+        """(final scores, calibrated member scores, checked frame) for ``frame``'s metrics."""
+        self._check_fitted()
+        frame = check_metric_frame(frame)
+        unknown = [c for c in frame.columns if c not in self.metrics_]
+        if unknown:
+            raise KeyError(f"no baseline for metric(s) {', '.join(unknown)}; "
+                           f"fitted: {', '.join(self.metrics_)}")
+        surprises = self._surprises(*self._raw_scores(frame))
+        final = self._finalize(self._combine(surprises, frame))
+        columns = list(frame.columns)
+        calibrated = {n: -np.expm1(-s[columns]) for n, s in surprises.items()}
+        return final[columns], calibrated, frame
+
+    def _finalize(self, combined: pd.DataFrame) -> pd.DataFrame:
+        """The combined surprise as a [0, 1] score: recalibrated, or read back as a probability."""
+        values = combined.to_numpy()
+        out = self.final_.transform(values) if self.final_ is not None else -np.expm1(-values)
+        return pd.DataFrame(out, index=combined.index, columns=combined.columns)
+
+    def score(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Final calibrated [0, 1] scores for every known metric in ``frame`` (NaN if missing)."""
+        return self._parts(frame)[0]
+
+    def member_scores(self, frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+        """Each member's calibrated scores for ``frame`` (the forest's under its culprit only)."""
+        return self._parts(frame)[1]
+
+    def detect(self, frame: pd.DataFrame) -> list[Anomaly]:
+        """Every point of ``frame`` scoring above the threshold, as an explained Anomaly."""
+        scores, members, frame = self._parts(frame)
+        found: list[Anomaly] = []
+        for metric in scores.columns:
+            hits = scores.index[scores[metric].to_numpy() > self.threshold_]
+            if len(hits) == 0:
+                continue
+            exp = self.baseline_.expected(metric, hits)
+            width = float(self.band_z_[metric])
+            for i, ts in enumerate(hits):
+                centre, spread = exp.centre[i], exp.spread[i]
+                said = {name: float(part.at[ts, metric]) for name, part in members.items()
+                        if not np.isnan(part.at[ts, metric])}
+                found.append(Anomaly.build(metric, ts, frame.at[ts, metric], centre,
+                                           centre - width * spread, centre + width * spread,
+                                           scores.at[ts, metric], self.specs, members=said))
+        return sorted(found, key=lambda a: (a.timestamp, a.metric))
+
+    def alarms(self, frame: pd.DataFrame, metrics: list[str] | None = None) -> list[Alarm]:
+        """Alarms over ``frame``, grouped as configured; health metrics unless ``metrics``."""
+        scores = self.score(frame)
+        chosen = metrics if metrics is not None else [m for m in scores.columns
+                                                      if spec_for(m, self.specs).health]
+        grouping = self.config_.grouping or GroupingConfig(min_points=1, window="1ns", cooldown="0s")
+        return AlarmGrouper(grouping).group(scores[[m for m in chosen if m in scores.columns]],
+                                            self.threshold_)
+
+    def expected_frame(self, index: pd.DatetimeIndex, metrics: list[str]) -> pd.DataFrame:
+        """The hour-of-week baseline centre of each fitted metric in ``metrics`` at ``index``."""
+        self._check_fitted()
+        return self.zscore_.expected_frame(index, metrics)
+
+    def within_baseline(self, frame: pd.DataFrame, metrics: list[str]) -> dict[str, bool]:
+        """Per metric, whether the median score of ``frame`` is under the threshold.
+
+        Verification uses this: a single noisy minute should neither pass nor fail a fix.
+        """
+        scores = self.score(frame[[m for m in metrics if m in frame.columns]])
+        return {m: bool(np.nanmedian(scores[m].to_numpy()) <= self.threshold_)
+                for m in scores.columns if scores[m].notna().any()}
