@@ -1,4 +1,9 @@
-"""Fit the per-metric seasonal baselines and the z-score detector, and save them as a bundle."""
+"""Fit the per-metric seasonal baselines and the z-score detector, and save them as a bundle.
+
+The first, single-service path (used by the demo until it trains through
+``training.pipeline.train_service``); the pipeline does the same with evaluation, stores,
+tracking and promotion.
+"""
 
 from __future__ import annotations
 
@@ -11,14 +16,13 @@ import pandas as pd
 from detection.frames import MetricFrameError, check_metric_frame
 from detection.zscore import RobustZDetector
 from models.bundle import save_bundle
+from training.errors import TrainingError
+
+__all__ = ["HistorySource", "TrainingError", "TrainingResult", "train_detector"]
 
 
 class HistorySource(Protocol):
     def read(self, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame: ...
-
-
-class TrainingError(RuntimeError):
-    """Training could not run; the message says what the history lacked."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,200 @@
+"""``aiops train``: the nightly retraining job, for one service or many.
+
+Reads each service's history (CloudWatch through the settings' mapping, or a CSV/Parquet
+file), fits the configured detector, evaluates it against the champion on a held-back tail
+with injected anomalies, publishes the bundle to the local store, logs an MLflow run and
+promotes the new version only when it is not worse. Progress bars go to stderr; the summary
+table (or ``--json``) to stdout. Exit 1 when any service failed (the others still train).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from service.cli.common import emit, fail, handle_errors, settings_from
+from service.settings import Settings
+
+MLFLOW_ENV = "MLFLOW_TRACKING_URI"
+
+
+class ClickProgress:
+    """Progress bars (click's) and notes on stderr; a bar shows only its label off a terminal."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+
+    @contextlib.contextmanager
+    def bar(self, label: str, total: int) -> Iterator[Callable[[str], None]]:
+        if self.quiet:
+            yield lambda item: None
+            return
+        with click.progressbar(length=total, label=label, file=sys.stderr, show_pos=True,
+                               item_show_func=lambda item: item or "") as bar:
+            yield lambda item: bar.update(1, item)
+
+    def note(self, text: str) -> None:
+        if not self.quiet:
+            click.echo(text, err=True)
+
+
+def source_options(func):
+    """``--from-csv`` / ``--from-parquet``: train from a file instead of CloudWatch."""
+    func = click.option("--from-parquet", "from_parquet", type=click.Path(path_type=Path), default=None,
+                        help="Read history from a Parquet file (timestamp + metric columns).")(func)
+    return click.option("--from-csv", "from_csv", type=click.Path(path_type=Path), default=None,
+                        help="Read history from a CSV file (timestamp + metric columns, optional "
+                             "cluster/service columns).")(func)
+
+
+def history_sources(settings: Settings, services: list[str], from_csv: Path | None,
+                    from_parquet: Path | None) -> tuple[dict, pd.Timestamp, list[str] | None]:
+    """Each service's history source, the default end of the window, and the wanted metrics.
+
+    CloudWatch: one source per metric (a progress step each), the window ending at the last
+    whole hour (so two runs in the same hour read the same data); a file: its rows, ending
+    after its last timestamp, with whatever metric columns it has.
+    """
+    from training.datasets import FrameSource, PerMetricSource, infer_freq, read_metric_file, select_service
+
+    if from_csv and from_parquet:
+        raise click.UsageError("give --from-csv or --from-parquet, not both")
+    path = from_csv or from_parquet
+    cluster = settings.target.cluster
+    if path is not None:
+        frame = read_metric_file(path)
+        sources = {s: FrameSource(select_service(frame, cluster, s, str(path))) for s in services}
+        end = frame.index.max() + infer_freq(frame.index.unique().sort_values())
+        return sources, end, None
+    from service.aws import ClientFactory
+    from service.cloudwatch import CloudWatchMetrics
+
+    if len(services) > 1:
+        raise click.UsageError("several --service values need --from-csv/--from-parquet: the "
+                               "CloudWatch dimensions (load balancer, target group) in the settings "
+                               "describe one service; run aiops train once per service instead")
+    client = ClientFactory().client("cloudwatch")
+    sources = {}
+    for name in services:
+        target = settings.target.model_copy(update={"service": name})
+        sources[name] = PerMetricSource({
+            metric: CloudWatchMetrics(client, {metric: mapping}, target, settings.period_seconds)
+            for metric, mapping in settings.metrics.items()})
+    end = pd.Timestamp.now(tz="UTC").floor("h")
+    return sources, end, list(settings.metrics)
+
+
+def parse_end(value: str | None) -> pd.Timestamp | None:
+    if value is None:
+        return None
+    try:
+        stamp = pd.Timestamp(value)
+    except ValueError:
+        raise click.BadParameter(f"not a timestamp: {value!r}", param_hint="--end") from None
+    return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
+
+
+def parse_excludes(values: tuple[str, ...]) -> tuple[tuple[pd.Timestamp, pd.Timestamp], ...]:
+    out = []
+    for value in values:
+        parts = value.split("/")
+        if len(parts) != 2:
+            raise click.BadParameter(f"{value!r} is not START/END", param_hint="--exclude")
+        start, end = (parse_end(p) for p in parts)
+        if end <= start:
+            raise click.BadParameter(f"{value!r} ends before it starts", param_hint="--exclude")
+        out.append((start, end))
+    return tuple(out)
+
+
+def tracker_from(mlflow_uri: str | None, experiment: str, no_tracking: bool):
+    from training.tracking import DEFAULT_URI, MlflowTracker
+
+    if no_tracking:
+        return None
+    return MlflowTracker(mlflow_uri or os.environ.get(MLFLOW_ENV) or DEFAULT_URI, experiment)
+
+
+def store_paths(settings: Settings) -> tuple[Path, Path]:
+    """The local model store's root and the directory of deployed (champion) bundles."""
+    return settings.model_dir / "registry", settings.model_dir
+
+
+@click.command()
+@click.option("--cluster", help="ECS cluster [env AIOPS_TARGET__CLUSTER].")
+@click.option("--service", "services", multiple=True,
+              help="ECS service; repeat for several [env AIOPS_TARGET__SERVICE].")
+@click.option("--days", default=14.0, show_default=True, type=click.FloatRange(0.05, 455),
+              help="Days of history to fit on (the held-back tail comes on top).")
+@click.option("--holdout-hours", default=24.0, show_default=True, type=click.FloatRange(0, 24 * 14),
+              help="Newest hours held back to evaluate on (0: no evaluation).")
+@click.option("--end", default=None, help="End of the window, ISO 8601 [last whole hour; a file's end].")
+@source_options
+@click.option("--detector", default=None, help="Detector to fit: robust_z or ensemble [robust_z].")
+@click.option("--threshold", default=None, type=float, help="Detector threshold [env AIOPS_THRESHOLD].")
+@click.option("--seed", default=0, show_default=True, help="Seed of the evaluation's injected anomalies.")
+@click.option("--tolerance", default=0.0, show_default=True, type=click.FloatRange(0, 1),
+              help="F1 below the champion's that still counts as not worse.")
+@click.option("--no-promote", is_flag=True, help="Register the new version as challenger only.")
+@click.option("--exclude", multiple=True, metavar="START/END",
+              help="A time range left out of fitting (an incident, a deployment); repeatable.")
+@click.option("--n-jobs", default=-1, show_default=True, help="Parallel fits (-1: one per core).")
+@click.option("--backend", type=click.Choice(["loky", "dask", "sequential"]), default="loky",
+              show_default=True, help="joblib process pool, a Dask cluster, or one process.")
+@click.option("--dask-scheduler", default=None,
+              help="Dask scheduler address for --backend dask [a LocalCluster is started].")
+@click.option("--mlflow-uri", default=None,
+              help=f"MLflow tracking URI [env {MLFLOW_ENV}; sqlite:///mlflow.db].")
+@click.option("--experiment", default="aiops-training", show_default=True, help="MLflow experiment.")
+@click.option("--no-tracking", is_flag=True, help="Do not log to MLflow.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.pass_context
+@handle_errors
+def train(ctx: click.Context, cluster, services, days, holdout_hours, end, from_csv, from_parquet,
+          detector, threshold, seed, tolerance, no_promote, exclude, n_jobs, backend, dask_scheduler,
+          mlflow_uri, experiment, no_tracking, as_json) -> None:
+    """Retrain services' models from their history, evaluate, track and promote.
+
+    The new model becomes the champion only when it is not worse than the current one on the
+    same held-back tail with the same injected anomalies; otherwise it is the challenger and
+    the table says why. Safe to run twice: an identical model is reported as unchanged.
+    """
+    from models.store import LocalModelStore
+    from training.detectors import DEFAULT_DETECTOR, detector_config
+    from training.pipeline import SUMMARY_HEADERS, Target, TrainOptions, summary_rows, train_services
+
+    settings = settings_from(ctx, cluster=cluster, service=services[0] if services else None)
+    names = list(dict.fromkeys(services)) or [settings.target.service]
+    sources, default_end, metrics = history_sources(settings, names, from_csv, from_parquet)
+    kind = detector or DEFAULT_DETECTOR
+    config = detector_config(kind, threshold=threshold if threshold is not None else settings.threshold)
+    options = TrainOptions(detector=config, days=days, holdout=pd.Timedelta(hours=holdout_hours),
+                           metrics=tuple(metrics) if metrics else None,
+                           freq=pd.Timedelta(seconds=settings.period_seconds) if metrics else None,
+                           seed=seed, tolerance=tolerance, promote="never" if no_promote else "auto",
+                           exclude=parse_excludes(exclude), n_jobs=n_jobs, backend=backend,
+                           scheduler=dask_scheduler)
+    root, deploy_root = store_paths(settings)
+    targets = [Target(settings.target.cluster, name, sources[name]) for name in names]
+    results = train_services(targets, options, end=parse_end(end) or default_end,
+                             store=LocalModelStore(root), deploy_root=deploy_root,
+                             tracker=tracker_from(mlflow_uri, experiment, no_tracking),
+                             progress=ClickProgress(quiet=as_json))
+    if as_json:
+        emit([r.to_dict() for r in results], True)
+    else:
+        emit(None, False, summary_rows(results), SUMMARY_HEADERS)
+        for r in results:
+            for note in r.notes:
+                click.echo(f"{r.name}: {note}")
+            if r.ok:
+                click.echo(f"{r.name}: bundle {r.bundle}; MLflow {r.tracking}")
+    failed = [r for r in results if not r.ok]
+    if failed:
+        fail("; ".join(f"{r.cluster}/{r.service}: {r.reason}" for r in failed))
