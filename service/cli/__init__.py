@@ -17,7 +17,6 @@ from service.cli.benchmark import benchmark
 from service.cli.demo import demo
 from service.cli.incidents import incidents
 from service.cli.models import models
-from service.cli.rca import rca, train_rca
 from service.cli.remediate import remediate
 from service.cli.train import train
 from service.cli.watch import watch
@@ -32,7 +31,7 @@ def cli(ctx: click.Context, data_dir: Path | None) -> None:
     ctx.obj = {"data_dir": data_dir} if data_dir else {}
 
 
-for command in (demo, train, baseline, models, watch, remediate, incidents, benchmark, rca, train_rca):
+for command in (demo, train, baseline, models, watch, remediate, incidents, benchmark):
     cli.add_command(command)
 
 
