@@ -40,7 +40,7 @@ that member is left out and the reason is kept in ``skipped_``; the z-score alwa
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 import pandas as pd
@@ -154,22 +154,34 @@ class ServiceDetector:
     ----------
     config : an EnsembleConfig, a dict of its fields, or None for the defaults.
     specs : metric specs (labels, units, directions, floors), shared by every member.
+    threshold : overrides ``config.threshold`` (so ``ServiceDetector(threshold=...)`` reads
+        like ``RobustZDetector(threshold=...)``); a calibrated score in (0, 1), not a z.
     """
 
     def __init__(self, config: EnsembleConfig | dict | None = None,
-                 specs: dict[str, MetricSpec] | None = None):
+                 specs: dict[str, MetricSpec] | None = None, threshold: float | None = None):
         self.config = config
         self.specs = specs
+        self.threshold = threshold
 
     @property
     def threshold(self) -> float:
         """The calibrated [0, 1] score above which a point is an anomaly."""
+        if self._threshold is not None:
+            return float(self._threshold)
         return float(_coerce(self.config).threshold)
+
+    @threshold.setter
+    def threshold(self, value: float | None) -> None:
+        self._threshold = value
 
     # ----------------------------------------------------------------------------- fitting
     def fit(self, history: pd.DataFrame, exclude: list[tuple] | None = None) -> "ServiceDetector":
         """Fit every configured member on ``history``, then the calibrators and the band."""
-        config = _coerce(self.config).checked()
+        config = _coerce(self.config)
+        if self._threshold is not None:
+            config = replace(config, threshold=self._threshold)
+        config = config.checked()
         frame = check_metric_frame(history, min_rows=2)
         self.config_ = config
         baseline = SeasonalBaseline(specs=self.specs, **config.baseline)

@@ -35,9 +35,11 @@ class TailCalibrator(TransformerMixin, BaseEstimator):
     ----------
     n_quantiles : quantiles the empirical CDF keeps (capped at the number of training rows).
     tail_quantile : where the exponential tail takes over from the empirical CDF.
-    fallback_scale : the tail's scale, in raw-score units, for a column with no training score
-        above its ``tail_quantile`` (e.g. a constant history). Raw scores measured in robust
-        spreads make 1.0 a neutral choice: one spread above anything seen is not yet alarming.
+    fallback_scale : for a column whose training scores are all equal beyond rounding noise (a
+        constant history: no distribution to learn), the calibrated score is
+        ``1 - exp(-(x - u) / fallback_scale)`` above that value ``u`` and 0 at or below it.
+        Raw scores measured in robust spreads make 1.0 a neutral choice: 0.9999 is then 9.2
+        spreads above the constant.
     """
 
     def __init__(self, n_quantiles: int = 1000, tail_quantile: float = 0.99,
@@ -67,16 +69,21 @@ class TailCalibrator(TransformerMixin, BaseEstimator):
             start = np.nanquantile(X, self.tail_quantile, axis=0) if X.size else np.zeros(X.shape[1])
         start = np.where(np.isnan(start), 0.0, start)
         scale = np.empty(X.shape[1])
+        degenerate = np.zeros(X.shape[1], dtype=bool)
         for j in range(X.shape[1]):
             column = X[:, j]
             excess = column[column > start[j]] - start[j]
-            scale[j] = float(excess.mean()) if excess.size else self.fallback_scale
+            mean_excess = float(excess.mean()) if excess.size else 0.0
+            # rounding noise above a constant column (1e-15) is no tail to extrapolate from
+            degenerate[j] = mean_excess <= 1e-9 * max(1.0, abs(float(start[j])))
+            scale[j] = self.fallback_scale if degenerate[j] else mean_excess
         self.tail_start_ = start
         self.tail_scale_ = scale
         # the share of training scores at or below the tail's start, as a plotting position
         # (n + 1 in the denominator) so that even a constant column leaves room for a tail
         counted = (~np.isnan(X)).sum(axis=0)
-        self.tail_level_ = (X <= start[None, :]).sum(axis=0) / (counted + 1.0)
+        level = (X <= start[None, :]).sum(axis=0) / (counted + 1.0)
+        self.tail_level_ = np.where(degenerate, 0.0, level)
         return self
 
     def transform(self, X) -> np.ndarray:

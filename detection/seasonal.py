@@ -244,8 +244,10 @@ class SeasonalResidualDetector:
 
     def _score_metric(self, metric: str, values: pd.Series) -> np.ndarray:
         exp = self.expected(metric, values.index)
-        z = (values.to_numpy() - exp.centre) / exp.spread
-        return by_direction(z, spec_for(metric, self.specs).direction)
+        resid = values.to_numpy() - exp.centre
+        # STL's arithmetic leaves ~1e-14 on a constant series: that is a perfect fit, not a tail
+        resid = np.where(np.abs(resid) <= 1e-9 * np.maximum(1.0, np.abs(exp.centre)), 0.0, resid)
+        return by_direction(resid / exp.spread, spec_for(metric, self.specs).direction)
 
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Raw scores (robust spreads in the bad direction) per metric; NaN where missing."""

@@ -55,8 +55,8 @@ def test_calibration_round_trips_and_keeps_missing_points() -> None:
 
 def test_a_constant_training_column_gets_the_fallback_tail() -> None:
     calibrator = TailCalibrator(fallback_scale=1.0).fit(np.zeros((100, 1)))
-    one, five = calibrator.transform([[1.0], [5.0]])[:, 0]
-    assert 0.99 < one < 0.999 < five < 1
+    zero, one, ten = calibrator.transform([[0.0], [1.0], [10.0]])[:, 0]
+    assert zero == 0 and one == pytest.approx(1 - np.exp(-1)) and 0.9999 < ten < 1
 
 
 def minutes(*offsets: int) -> pd.DatetimeIndex:

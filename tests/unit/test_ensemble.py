@@ -1,0 +1,190 @@
+"""ServiceDetector: the calibrated ensemble, held to RobustZDetector's contract and on faults."""
+
+from __future__ import annotations
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+
+from detection.ensemble import EnsembleConfig, ServiceDetector
+from detection.frames import MetricFrameError
+from detection.zscore import RobustZDetector
+from simulation.physics import ServiceShape, history
+
+# Not checked with sklearn's parametrize_with_checks: it fits on metric DataFrames on a
+# DatetimeIndex and scores per metric, an API sklearn's checks do not speak. Its calibrators
+# (TailCalibrator) are checked in test_postprocess.py.
+
+CPU, ERRORS, LATENCY, MEMORY = "cpu_utilization", "error_count", "response_time", "memory_utilization"
+END = pd.Timestamp("2026-11-16", tz="UTC")
+
+
+def weekly_history(days: int = 14, seed: int = 0) -> pd.DataFrame:
+    """The same series test_detection.py holds RobustZDetector to."""
+    rng = np.random.default_rng(seed)
+    index = pd.date_range("2026-11-02", periods=days * 1440, freq="1min", tz="UTC")
+    working = (index.hour >= 9) & (index.hour < 17)
+    return pd.DataFrame({
+        CPU: np.where(working, 60.0, 10.0) + rng.normal(0, 1, len(index)),
+        LATENCY: 0.2 + rng.normal(0, 0.005, len(index)),
+        ERRORS: rng.poisson(0.2, len(index)).astype(float),
+    }, index=index)
+
+
+@pytest.fixture(scope="module")
+def detector() -> ServiceDetector:
+    return ServiceDetector().fit(weekly_history())
+
+
+@pytest.fixture(scope="module")
+def service() -> ServiceDetector:
+    return ServiceDetector().fit(history(END, 14, ServiceShape(), np.random.default_rng(0)))
+
+
+def live(values: dict, start: str = "2026-11-16 10:00") -> pd.DataFrame:
+    n = len(next(iter(values.values())))
+    return pd.DataFrame(values, index=pd.date_range(start, periods=n, freq="1min", tz="UTC"))
+
+
+# ------------------------------------------------------------------ the RobustZDetector contract
+def test_it_offers_what_the_watcher_and_training_use(detector) -> None:
+    reference = RobustZDetector().fit(weekly_history())
+    for name in ("fit", "score", "detect", "expected_frame", "within_baseline", "threshold",
+                 "specs", "metrics_", "baseline_"):
+        assert hasattr(detector, name) and hasattr(reference, name)
+    assert detector.metrics_ == reference.metrics_
+    assert detector.baseline_.resolution_ == "hour_of_week"
+    assert 0 < detector.threshold < 1 and detector.skipped_ == {}
+    index = pd.date_range("2026-11-16 08:00", periods=5, freq="1h", tz="UTC")
+    pd.testing.assert_frame_equal(detector.expected_frame(index, [CPU, "disk_io"]),
+                                  reference.expected_frame(index, [CPU, "disk_io"]))
+
+
+def test_detector_flags_a_rise_with_its_expected_value_and_ignores_a_drop(detector) -> None:
+    frame = live({CPU: [61.0, 95.0, 2.0], LATENCY: [0.2] * 3, ERRORS: [0.0] * 3})
+    found = detector.detect(frame)
+    assert [(a.metric, a.timestamp) for a in found] == [(CPU, frame.index[1])]
+    anomaly = found[0]
+    assert anomaly.render() == "CPU: 95% (expected 60%)"
+    assert anomaly.lower < 60 < anomaly.upper < 95
+    assert detector.threshold < anomaly.score <= 1
+    assert {"zscore", "seasonal"} <= set(anomaly.to_dict()["members"])
+
+
+def test_errors_need_more_than_a_stray_one(detector) -> None:
+    assert [a.value for a in detector.detect(live({ERRORS: [2.0, 12.0]}))] == [12.0]
+
+
+def test_within_baseline_reads_the_median_not_one_noisy_minute(detector) -> None:
+    one_spike = live({CPU: [60.0, 99.0, 61.0]})
+    still_high = live({CPU: [90.0, 99.0, 61.0]})
+    assert detector.within_baseline(one_spike, [CPU]) == {CPU: True}
+    assert detector.within_baseline(still_high, [CPU]) == {CPU: False}
+
+
+def test_scores_are_per_metric_in_0_1_and_missing_points_stay_missing(detector) -> None:
+    frame = live({CPU: [60.0, np.nan, 61.0], ERRORS: [0.0, 1.0, np.nan]})
+    scores = detector.score(frame)
+    assert list(scores.columns) == [CPU, ERRORS]
+    assert scores.isna().to_numpy().tolist() == [[False, False], [True, False], [False, True]]
+    assert scores.stack().dropna().between(0, 1).all()
+
+
+def test_detector_names_what_is_wrong_with_its_input() -> None:
+    with pytest.raises(RuntimeError, match="not fitted"):
+        ServiceDetector().score(weekly_history(days=1))
+    small = ServiceDetector().fit(weekly_history(days=2))
+    index = pd.date_range("2026-11-16", periods=2, freq="1min", tz="UTC")
+    with pytest.raises(KeyError, match="disk_io"):
+        small.score(pd.DataFrame({"disk_io": [1.0, 2.0]}, index=index))
+    with pytest.raises(MetricFrameError, match="finite"):
+        small.score(pd.DataFrame({CPU: [1.0, np.inf]}, index=index))
+    with pytest.raises(MetricFrameError, match="DatetimeIndex"):
+        small.score(pd.DataFrame({CPU: [1.0, 2.0]}))
+    with pytest.raises(ValueError, match="threshold"):
+        ServiceDetector(threshold=4.0).fit(weekly_history(days=1))
+    with pytest.raises(ValueError, match="unknown ensemble config key"):
+        ServiceDetector({"treshold": 0.9}).fit(weekly_history(days=1))
+    with pytest.raises(ValueError, match="combiner"):
+        ServiceDetector({"combiner": "median"}).fit(weekly_history(days=1))
+    with pytest.raises(ValueError, match="member"):
+        ServiceDetector({"members": {"lstm": 1.0}}).fit(weekly_history(days=1))
+
+
+def test_unsorted_and_duplicate_timestamps_score_like_the_clean_frame(detector) -> None:
+    frame = live({CPU: [60.0, 95.0, 61.0, 62.0]})
+    messy = pd.concat([frame.iloc[::-1], frame.iloc[[1]]])
+    pd.testing.assert_frame_equal(detector.score(messy), detector.score(frame), check_freq=False)
+
+
+def test_too_little_history_leaves_members_out_and_says_why() -> None:
+    one_day = ServiceDetector().fit(weekly_history(days=1))
+    assert "seasonal" in one_day.skipped_ and "two periods" in one_day.skipped_["seasonal"]
+    assert "iforest" in one_day.members_
+    hour = ServiceDetector().fit(weekly_history(days=1).iloc[:30])
+    assert set(hour.skipped_) == {"seasonal", "iforest"}
+    assert [a.metric for a in hour.detect(live({CPU: [95.0]}, "2026-11-03 10:00"))] == [CPU]
+
+
+def test_a_constant_history_is_usable() -> None:
+    index = pd.date_range("2026-11-02", periods=3 * 1440, freq="1min", tz="UTC")
+    flat = ServiceDetector().fit(pd.DataFrame({CPU: 20.0, LATENCY: 0.1}, index=index))
+    found = flat.detect(live({CPU: [20.0, 20.3, 45.0], LATENCY: [0.1] * 3}, "2026-11-05 10:00"))
+    assert [(a.metric, a.value) for a in found] == [(CPU, 45.0)]
+
+
+# ------------------------------------------------------------------ faults on the simulated service
+def next_day(seed: int = 1) -> pd.DataFrame:
+    return history(END + pd.Timedelta(days=1), 1, ServiceShape(), np.random.default_rng(seed))
+
+
+def test_a_normal_day_raises_no_alarm(service) -> None:
+    assert service.alarms(next_day()) == []
+
+
+@pytest.mark.parametrize(("fault", "metric"), [("spike", CPU), ("level_shift", LATENCY),
+                                               ("slow_drift", MEMORY)])
+def test_injected_faults_open_one_alarm_naming_the_metric(service, fault: str, metric: str) -> None:
+    day = next_day()
+    column = day.columns.get_loc(metric)
+    if fault == "spike":
+        day.iloc[600:604, column] += 12.0
+    elif fault == "level_shift":
+        day.iloc[600:660, column] += 0.05
+    else:
+        day.iloc[600:660, column] += np.linspace(0, 10, 60)   # a leak, +1 point every 6 min
+    alarms = service.alarms(day)
+    assert len(alarms) == 1
+    alarm = alarms[0]
+    assert metric in alarm.metrics
+    assert day.index[600] <= alarm.opened_at <= day.index[600 + (30 if fault == "slow_drift" else 3)]
+    anomaly = next(a for a in service.detect(day.loc[alarm.start:alarm.end]) if a.metric == metric)
+    assert anomaly.value > anomaly.upper and anomaly.expected == pytest.approx(
+        service.expected_frame(pd.DatetimeIndex([anomaly.timestamp]), [metric]).iloc[0, 0])
+
+
+def test_the_ensemble_catches_a_slow_drift_before_the_plain_z_score(service) -> None:
+    day = next_day()
+    day.iloc[600:660, day.columns.get_loc(MEMORY)] += np.linspace(0, 10, 60)
+    plain = RobustZDetector().fit(history(END, 14, ServiceShape(), np.random.default_rng(0)))
+    first = service.score(day)[MEMORY].gt(service.threshold).iloc[600:].idxmax()
+    first_plain = plain.score(day)[MEMORY].gt(plain.threshold).iloc[600:].idxmax()
+    assert first < first_plain
+
+
+# ------------------------------------------------------------------ configuration and persistence
+def test_configuration_switches_members_and_post_processing(tmp_path) -> None:
+    hist = weekly_history(days=3)
+    only_z = ServiceDetector({"members": {"zscore": 1.0}, "grouping": None}).fit(hist)
+    assert list(only_z.members_) == ["zscore"]
+    frame = live({CPU: [95.0, 60.0, 96.0]}, "2026-11-05 10:00")
+    assert len(only_z.alarms(frame)) == 2                     # no grouping: one per point
+    mean = ServiceDetector({"combiner": "mean", "recalibrate": False,
+                            "grouping": {"min_points": 2, "window": "3min", "cooldown": "10min"}}).fit(hist)
+    assert len(mean.alarms(frame)) == 1
+    config = EnsembleConfig.from_dict(mean.config_.to_dict())
+    assert config == mean.config_
+    path = tmp_path / "model.joblib"
+    joblib.dump(mean, path)
+    pd.testing.assert_frame_equal(joblib.load(path).score(frame), mean.score(frame))
