@@ -1,0 +1,367 @@
+"""A streaming single-metric detector: three kinds of evidence, each judged by its own rarity.
+
+``StreamingUnivariateDetector`` follows the streaming protocol of
+``detection.streaming_baseline``: one call over a whole series whose score at row ``i`` uses
+rows ``0..i`` only. It is what ``aiops detect`` and ``aiops benchmark nab`` run.
+
+How a row is scored
+-------------------
+1. **Expectation and residual.** Two predictors forecast each row from earlier rows only: the
+   median of the previous ``window`` rows (level), and for each of ``seasonal_periods`` the
+   median of the values at the same phase in the previous ``seasonal_cycles`` cycles (each the
+   median of a few rows around that instant, so a one-row jitter in a daily job does not count
+   as a miss). The predictor with the smaller mean absolute error over the previous ``window``
+   rows is used, so daily shapes are followed where they exist and ignored where they do not.
+   The residual is divided by a robust spread of the previous ``window`` residuals: ``z``.
+2. **Three evidence channels**, each a number per row, higher = more unusual:
+
+   * ``range``: how far the value lies outside the range of the previous ``history`` rows, in
+     units of ``range_tolerance`` times that range (0 inside it). This is Numenta's "spatial
+     anomaly" rule, the one that catches a value never seen before the moment it arrives.
+   * ``shift``: the largest standardised mean of the (clipped) ``z`` over the last ``k`` rows,
+     ``sqrt(k) |mean|``, over ``shift_windows`` -- a scan statistic for a change of level of
+     unknown duration.
+   * ``sustained``: the median ``|z|`` of the last ``sustained_window`` rows: at least half of
+     them are off. Isolated spikes cannot raise it; a level shift, a lost daily cycle or a burst
+     of volatility does.
+
+3. **Calibration by rarity.** Each channel's value is ranked among its own previous
+   ``history`` values: the surprise is ``-log10`` of the fraction of earlier rows that were at
+   least as extreme (the empirical tail probability). Beyond the largest value seen, a Pareto
+   tail with index ``tail_index`` continues it, so a value ten times the previous record is
+   rarer than one that just equals it. This is the "anomaly likelihood" idea of Numenta's HTM
+   detector (alarm by tail probability of recent behaviour against its own history), made
+   non-parametric: a metric that spikes every day learns that spikes are ordinary, and a
+   quiet metric alarms on its first spike. The row's surprise is the largest of the three.
+4. **Alarm suppression.** A row reports its surprise only when it beats every surprise of
+   the previous ``refractory`` rows (and, within ``refractory`` rows of the previous report,
+   the previous report by at least ``min_gain``); all other rows score 0. One event therefore
+   gives one alarm, whatever threshold a reader applies, and a creeping trend does not re-alarm
+   on every new record.
+5. **Score.** ``score = surprise / (surprise + score_scale)``, in [0, 1): 0.5 means a tail
+   probability of ``10 ** -score_scale`` (about one row in 3,000 by default), which is also
+   the default ``threshold`` for the 0/1 ``anomaly`` decision.
+
+Global choices, and why
+-----------------------
+Every length is in rows and sized for 5-minute data (the sampling of CloudWatch metrics and of
+most of NAB): ``window`` = 288 (a day), ``refractory`` = 144 (half a day),
+``sustained_window`` = 48 (four hours: long enough that isolated spikes cannot fill half of it,
+short enough to flag a shift inside NAB's windows), ``history`` = 8,640 (a month, as HTM's
+likelihood), ``range_tolerance`` = 0.05 (HTM's). These were fixed once for the whole NAB
+development subset, never per file; the benchmark figures and how they move when each choice
+is halved or doubled are in the README's NAB section.
+
+Defined behaviour on awkward input
+----------------------------------
+The first ``warmup`` rows only feed the statistics, and calibration needs ``warmup // 2``
+earlier scored rows, so roughly the first ``1.5 * warmup`` rows score 0. NaN values are missing
+rows: they score 0 and are left out of every statistic. A constant series scores 0
+everywhere (nothing is ever unusual); the first value to leave a constant stretch is
+maximally surprising. Duplicate, missing, unevenly spaced and even out-of-order timestamps are
+accepted: everything except the seasonal look-up counts rows, and the look-up uses the running
+maximum of the timestamps. Infinite values are refused with a ValueError.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+MAD_TO_SIGMA = 1.4826  # median absolute deviation of a normal distribution, in standard deviations
+CHANNELS = ("range", "shift", "sustained")
+
+
+class StreamingUnivariateDetector:
+    """Streaming anomaly scores in [0, 1] for one metric; see the module docstring.
+
+    Parameters
+    ----------
+    window : earlier rows that make the level expectation and the residual spread (>= 10).
+    seasonal_periods : periods (pandas offsets such as ``"1D"``) whose same-phase values may
+        predict a row; empty for none.
+    seasonal_cycles : past cycles of each period whose values are combined (median).
+    history : earlier rows each channel is ranked against, and the range is taken over.
+    shift_windows : row counts over which the ``shift`` scan averages ``z``.
+    sustained_window : rows whose median ``|z|`` is the ``sustained`` channel.
+    z_clip : ``|z|`` is clipped here before the ``shift`` averages, so one spike cannot pass
+        for a shift.
+    range_tolerance : fraction of the historical range a value must exceed it by to count.
+    tail_index : Pareto index of the tail beyond the largest value seen (larger = a record
+        must be further beyond the old one to be much more surprising).
+    refractory : rows after a report during which a weaker or equal surprise is not reported.
+    min_gain : within ``refractory`` rows of a report, how much more surprising (log10 units)
+        a row must be to be reported again.
+    warmup : rows that only feed the statistics before residuals are scored.
+    score_scale : the surprise (``-log10`` tail probability) that maps to score 0.5.
+    threshold : the score at or above which a row is an anomaly, in (0, 1).
+    """
+
+    def __init__(self, window: int = 288, seasonal_periods: Sequence[str] = ("1D",),
+                 seasonal_cycles: int = 3, history: int = 8640,
+                 shift_windows: Sequence[int] = (6, 12, 24, 48, 96, 192),
+                 sustained_window: int = 48, z_clip: float = 5.0, range_tolerance: float = 0.05,
+                 tail_index: float = 3.0, refractory: int = 144, min_gain: float = 0.1,
+                 warmup: int = 150, score_scale: float = 3.5, threshold: float = 0.5):
+        self.window = window
+        self.seasonal_periods = seasonal_periods
+        self.seasonal_cycles = seasonal_cycles
+        self.history = history
+        self.shift_windows = shift_windows
+        self.sustained_window = sustained_window
+        self.z_clip = z_clip
+        self.range_tolerance = range_tolerance
+        self.tail_index = tail_index
+        self.refractory = refractory
+        self.min_gain = min_gain
+        self.warmup = warmup
+        self.score_scale = score_scale
+        self.threshold = threshold
+
+    # ----------------------------------------------------------------------------------------
+    # scikit-learn conventions
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {name: getattr(self, name) for name in (
+            "window", "seasonal_periods", "seasonal_cycles", "history", "shift_windows",
+            "sustained_window", "z_clip", "range_tolerance", "tail_index", "refractory",
+            "min_gain", "warmup", "score_scale", "threshold")}
+
+    def set_params(self, **params) -> "StreamingUnivariateDetector":
+        for name, value in params.items():
+            if name not in self.get_params():
+                raise ValueError(f"unknown parameter {name!r} for StreamingUnivariateDetector")
+            setattr(self, name, value)
+        return self
+
+    def _validate(self) -> None:
+        def integer(name: str, low: int) -> None:
+            value = getattr(self, name)
+            if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low):
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+
+        for name, low in (("window", 10), ("seasonal_cycles", 1), ("history", 20),
+                          ("sustained_window", 1), ("refractory", 1), ("warmup", 10)):
+            integer(name, low)
+        windows = list(self.shift_windows)
+        if not windows or not all(isinstance(k, (int, np.integer)) and k >= 1 for k in windows):
+            raise ValueError(f"shift_windows must be a non-empty list of integers >= 1, "
+                             f"got {self.shift_windows!r}")
+        for name in ("z_clip", "range_tolerance", "tail_index", "score_scale"):
+            if not (isinstance(getattr(self, name), (int, float)) and getattr(self, name) > 0):
+                raise ValueError(f"{name} must be a positive number, got {getattr(self, name)!r}")
+        if not (isinstance(self.min_gain, (int, float)) and self.min_gain >= 0):
+            raise ValueError(f"min_gain must be a number >= 0, got {self.min_gain!r}")
+        if not (isinstance(self.threshold, (int, float)) and 0 < self.threshold < 1):
+            raise ValueError(f"threshold must be in (0, 1), got {self.threshold!r}")
+        if isinstance(self.seasonal_periods, str):
+            raise ValueError("seasonal_periods must be a list of periods such as ['1D'], "
+                             f"not the string {self.seasonal_periods!r}")
+        for period in self.seasonal_periods:
+            try:
+                seconds = pd.Timedelta(pd.tseries.frequencies.to_offset(period)).total_seconds()
+            except (ValueError, TypeError):
+                raise ValueError(f"seasonal period {period!r} is not a pandas offset such as '1D'") from None
+            if seconds <= 0:
+                raise ValueError(f"seasonal period {period!r} must be positive")
+
+    # ----------------------------------------------------------------------------------------
+    # The protocol
+
+    def fit_predict_stream(self, values: np.ndarray, timestamps: pd.DatetimeIndex | None) -> np.ndarray:
+        """Scores in [0, 1] for every row; row ``i`` depends on rows ``0..i`` only.
+
+        Also sets ``threshold_`` (the score at or above which a row is an anomaly),
+        ``evidence_`` (a DataFrame of each channel's surprise and the combined ``surprise``,
+        row for row, 0 on missing rows) and ``n_rows_``.
+        """
+        self._validate()
+        x = np.asarray(values, dtype=float)
+        if x.ndim != 1:
+            raise ValueError(f"values must be one-dimensional, got shape {x.shape}")
+        if timestamps is not None and len(timestamps) != len(x):
+            raise ValueError(f"{len(x)} values but {len(timestamps)} timestamps")
+        if np.isinf(x).any():
+            raise ValueError(f"values hold infinity at row {int(np.flatnonzero(np.isinf(x))[0])}")
+        present = ~np.isnan(x)
+        evidence = np.zeros((len(x), len(CHANNELS)))
+        surprise = np.zeros(len(x))
+        if present.any():
+            seconds = None
+            if timestamps is not None:
+                seconds = _seconds(pd.DatetimeIndex(timestamps))[present]
+            channels = self._channels(x[present], seconds)
+            evidence[present] = channels
+            surprise[present] = channels.max(axis=1)
+        reported = _suppress(surprise, present, self.refractory, self.min_gain)
+        scores = reported / (reported + self.score_scale)
+        self.threshold_ = float(self.threshold)
+        self.evidence_ = pd.DataFrame(evidence, columns=list(CHANNELS)).assign(surprise=surprise)
+        self.n_rows_ = len(x)
+        return scores
+
+    def predict(self, scores: np.ndarray) -> np.ndarray:
+        """The 0/1 anomaly decision for scores from ``fit_predict_stream``."""
+        if not hasattr(self, "threshold_"):
+            raise RuntimeError("StreamingUnivariateDetector has not scored a series yet; "
+                               "call fit_predict_stream first")
+        return (np.asarray(scores) >= self.threshold_).astype(int)
+
+    # ----------------------------------------------------------------------------------------
+    # The computation, on the present (non-missing) rows only
+
+    def _channels(self, x: np.ndarray, seconds: np.ndarray | None) -> np.ndarray:
+        """Each channel's surprise (-log10 tail probability) per row, shape (rows, 3)."""
+        z = self._standardised_residual(x, seconds)
+        z[: self.warmup] = np.nan  # too little history yet: neither scored nor used as reference
+        scored = ~np.isnan(z)
+        outside = _range_excess(x, self.history, self.warmup)
+        clipped = pd.Series(np.clip(z, -self.z_clip, self.z_clip))
+        shift = np.max([np.abs(clipped.rolling(k, min_periods=k).mean().to_numpy()) * np.sqrt(k)
+                        for k in self.shift_windows], axis=0)
+        sustained = pd.Series(np.abs(z)).rolling(
+            self.sustained_window, min_periods=self.sustained_window).median().to_numpy()
+        min_reference = max(2, self.warmup // 2)
+        count = pd.Series(np.arange(1, len(x) + 1)).clip(upper=self.history).to_numpy()
+        # beyond the widened range, an exponential tail in units of the tolerance: p = e^-excess / n
+        excess = (outside - self.range_tolerance) / self.range_tolerance
+        range_surprise = np.where(excess > 0, np.log10(count) + excess / np.log(10), 0.0)
+        return np.column_stack([
+            range_surprise,
+            _rarity(np.where(scored, shift, np.nan), self.history, min_reference, self.tail_index),
+            _rarity(np.where(scored, sustained, np.nan), self.history, min_reference,
+                    self.tail_index),
+        ])
+
+    def _standardised_residual(self, x: np.ndarray, seconds: np.ndarray | None) -> np.ndarray:
+        """Residual against the better of the level and seasonal predictors, in robust spreads."""
+        w = self.window
+        min_periods = max(3, w // 10)
+        series = pd.Series(x)
+        residuals = [x - _past(series.rolling(w, min_periods=min_periods).median())]
+        if seconds is not None:
+            for period in self.seasonal_periods:
+                period_s = pd.Timedelta(pd.tseries.frequencies.to_offset(period)).total_seconds()
+                residuals.append(x - _seasonal_expectation(x, seconds, period_s,
+                                                           self.seasonal_cycles))
+        if len(residuals) == 1:
+            residual = residuals[0]
+        else:
+            errors = np.vstack([_past(pd.Series(np.abs(r)).rolling(w, min_periods=min_periods).mean())
+                                for r in residuals])
+            errors[np.isnan(np.vstack(residuals))] = np.nan
+            errors[1:][np.isnan(errors[1:])] = np.inf  # a seasonal predictor must prove itself
+            errors[0] = np.nan_to_num(errors[0], nan=0.0)
+            best = np.argmin(errors, axis=0)
+            residual = np.vstack(residuals)[best, np.arange(len(x))]
+        absolute = pd.Series(np.abs(residual))
+        spread = np.fmax(MAD_TO_SIGMA * _past(absolute.rolling(w, min_periods=min_periods).median()),
+                         0.5 * _past(absolute.rolling(w, min_periods=min_periods).mean()))
+        # a long-run floor, so a stretch of identical values does not make the next wiggle infinite
+        spread = np.fmax(spread, 0.1 * _past(absolute.rolling(self.history, min_periods=min_periods).mean()))
+        level = np.abs(_past(series.rolling(w, min_periods=min_periods).median()))
+        spread = np.fmax(spread, 1e-9 * (1.0 + np.nan_to_num(level)))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.clip(residual / spread, -1e9, 1e9)
+
+
+# --------------------------------------------------------------------------------------------
+# Helpers (pure functions of earlier rows)
+
+
+def _past(rolling_result: pd.Series) -> np.ndarray:
+    """A rolling statistic that includes the current row, moved on one row: earlier rows only."""
+    return rolling_result.shift(1).to_numpy()
+
+
+def _seconds(timestamps: pd.DatetimeIndex) -> np.ndarray:
+    """Seconds since the epoch as floats, made non-decreasing by a running maximum (causal)."""
+    if timestamps.tz is not None:
+        timestamps = timestamps.tz_convert("UTC").tz_localize(None)
+    raw = timestamps.as_unit("s").asi8.astype(float)
+    raw[timestamps.isna()] = np.nan
+    return np.fmax.accumulate(np.where(np.isnan(raw), -np.inf, raw))
+
+
+def _seasonal_expectation(x: np.ndarray, seconds: np.ndarray, period: float, cycles: int,
+                          half_width: int = 2) -> np.ndarray:
+    """Median, over the previous ``cycles`` periods, of the values around the same instant.
+
+    Each past instant contributes the median of the rows within ``half_width`` of it, all of
+    them earlier than the row being predicted; it counts only if a row lies within one recent
+    sampling step of the instant. NaN where no past cycle is available.
+    """
+    n = len(x)
+    rows = np.arange(n)
+    steps = np.diff(seconds, prepend=seconds[0] if n else 0.0)
+    steps = pd.Series(np.where(np.isfinite(steps), steps, np.nan))
+    step = np.nan_to_num(steps.rolling(25, min_periods=1).median().to_numpy(), nan=0.0, posinf=0.0)
+    around = pd.Series(x).rolling(2 * half_width + 1, center=True, min_periods=1).median().to_numpy()
+    candidates = np.full((cycles, n), np.nan)
+    for c in range(1, cycles + 1):
+        target = seconds - c * period
+        j = np.searchsorted(seconds, target, side="right") - 1
+        jj = np.clip(j, 0, None)
+        ok = (j >= 0) & (target - seconds[jj] <= step) & (jj + half_width < rows)
+        candidates[c - 1] = np.where(ok, around[jj], np.nan)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no past cycle yet
+        return np.nanmedian(candidates, axis=0)
+
+
+def _range_excess(x: np.ndarray, history: int, warmup: int) -> np.ndarray:
+    """How far each value lies outside the range of the previous ``history`` rows.
+
+    As a fraction of that range; 0 inside it, on a constant history, or before ``warmup``
+    earlier rows exist.
+    """
+    series = pd.Series(x)
+    high = _past(series.rolling(history, min_periods=warmup).max())
+    low = _past(series.rolling(history, min_periods=warmup).min())
+    width = high - low
+    with np.errstate(invalid="ignore", divide="ignore"):
+        outside = np.fmax(x - high, low - x) / width
+    return np.where(width > 0, np.nan_to_num(outside, nan=0.0), 0.0)
+
+
+def _rarity(u: np.ndarray, history: int, min_reference: int, tail_index: float) -> np.ndarray:
+    """``-log10`` of the empirical probability that an earlier value was at least ``u``.
+
+    Ranked among the previous ``history - 1`` non-missing values; beyond the largest of them a
+    Pareto tail with index ``tail_index`` continues the estimate (capped at 3 decades, so a
+    collapse of the spread cannot produce absurd figures). 0 where ``u`` is missing or fewer
+    than ``min_reference`` earlier values exist.
+    """
+    series = pd.Series(u)
+    rolling = series.rolling(history, min_periods=min_reference + 1)
+    rank = rolling.rank(method="min").to_numpy()  # 1 + earlier values strictly below u
+    count = rolling.count().to_numpy()
+    at_least = count - rank  # earlier values >= u
+    earlier = count - 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        surprise = -np.log10((at_least + 1) / (earlier + 1))
+        record = _past(series.rolling(history - 1, min_periods=min_reference).max())
+        beyond = np.where((at_least == 0) & (record > 0),
+                          np.minimum(tail_index * np.log10(np.maximum(u / record, 1.0)), 3.0), 0.0)
+    return np.nan_to_num(surprise + np.nan_to_num(beyond), nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def _suppress(surprise: np.ndarray, present: np.ndarray, refractory: int, min_gain: float) -> np.ndarray:
+    """Keep a row's surprise only where it opens or clearly escalates an alarm; 0 elsewhere.
+
+    A row is reported when its surprise beats every surprise of the previous ``refractory``
+    rows and, if the last report is within ``refractory`` rows, beats that report by
+    ``min_gain``. Depends on earlier rows only, and never on a threshold.
+    """
+    recent = _past(pd.Series(surprise).rolling(refractory, min_periods=1).max())
+    candidates = np.flatnonzero(present & (surprise > np.nan_to_num(recent, nan=0.0)) & (surprise > 0))
+    reported = np.zeros(len(surprise))
+    last_row, last_value = -refractory, -np.inf
+    for i in candidates:
+        if i - last_row >= refractory or surprise[i] > last_value + min_gain:
+            reported[i] = surprise[i]
+            last_row, last_value = i, surprise[i]
+    return reported
