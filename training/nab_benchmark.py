@@ -40,10 +40,11 @@ from training.nab import (
 
 DETECTORS: dict[str, str] = {
     "baseline": "detection.streaming_baseline:RollingRobustZ",
+    "streaming": "detection.streaming:StreamingUnivariateDetector",
 }
 """Streaming detectors the benchmark can run, by name: ``"module:Class"`` (built with no arguments)."""
 
-DEFAULT_DETECTOR = "baseline"
+DEFAULT_DETECTOR = "streaming"
 NAB_ROOT_ENV = "AIOPS_NAB_ROOT"
 CAUSALITY_CHECKS = 3  # files whose prefix is replayed again to check that no score looked ahead
 

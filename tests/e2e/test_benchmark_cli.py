@@ -29,7 +29,7 @@ def test_nab_table_shows_us_beside_the_five_peers_and_says_tracking_was_skipped(
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].split() == ["detector", "Standard", "Low", "FP", "Low", "FN"]
-    assert lines[2].startswith("baseline (ours)")
+    assert lines[2].startswith("streaming (ours)")
     assert any(line.split()[:4] == ["numenta", "72.30", "69.12", "75.98"] for line in lines)
     assert "rows/s" in done.stdout and "112092 rows" in done.stdout
     assert "MLflow tracking skipped" in done.stdout
@@ -41,11 +41,11 @@ def test_nab_results_are_logged_to_mlflow_when_a_tracking_uri_is_set(tmp_path: P
     done = aiops("benchmark", "nab", "--root", str(ROOT), "--json", env={"MLFLOW_TRACKING_URI": uri})
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert [r["detector"] for r in report["table"]][0] == "baseline" and len(report["table"]) == 6
+    assert [r["detector"] for r in report["table"]][0] == "streaming" and len(report["table"]) == 6
     import mlflow
 
     run = mlflow.MlflowClient(tracking_uri=uri).get_run(report["mlflow_run_id"])
-    assert run.data.params["detector"] == "baseline"
+    assert run.data.params["detector"] == "streaming"
     assert run.data.metrics["peer.numenta.standard"] == pytest.approx(72.30, abs=0.01)
     assert "nab.standard" in run.data.metrics and "rows_per_second" in run.data.metrics
     artifacts = {a.path for a in mlflow.MlflowClient(tracking_uri=uri).list_artifacts(run.info.run_id)}
