@@ -1,6 +1,12 @@
-"""The RCA report of one incident, as Markdown: what was seen, why, what was done, the outcome."""
+"""The RCA report of one incident, as Markdown and HTML: what was seen, why, what was done, the outcome.
+
+Pure text rendering: the plots come in as PNG bytes (:mod:`rca.plots`); nothing is written here.
+"""
 
 from __future__ import annotations
+
+import base64
+import html
 
 
 def render_markdown(incident: dict, anomalies: list[dict], events: list[dict]) -> str:
@@ -55,3 +61,115 @@ def _detail(event: dict) -> str:
         if data.get(key):
             return str(data[key]).replace("|", "/")
     return ", ".join(f"{k}={v}" for k, v in data.items() if not isinstance(v, (dict, list)))[:200]
+
+
+def _evidence_rows(diagnosis: dict) -> list[list[str]]:
+    rows = []
+    for e in diagnosis.get("evidence") or []:
+        expected = e.get("expected")
+        contribution = e.get("contribution")
+        rows.append([str(e["feature"]), _num(e.get("value")), _num(expected),
+                     "-" if contribution is None else f"{contribution:.2f}"])
+    return rows
+
+
+def _num(value) -> str:
+    if value is None:
+        return "-"
+    try:
+        return f"{float(value):.4g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def render_diagnosis_markdown(diagnosis: dict, anomalies: list[str], plots: dict[str, str] | None = None,
+                              title: str = "Root-cause analysis") -> str:
+    """The report of one diagnosis made outside the watcher (``aiops rca``, the API).
+
+    Parameters
+    ----------
+    diagnosis : ``Diagnosis.to_dict()``.
+    anomalies : the anomalies as operators read them (``CPU: 60% (expected 4%)``).
+    plots : metric -> image file name (relative to the report), one per involved metric.
+    """
+    lines = [f"# {title}: {diagnosis['root_cause']}", "",
+             f"- Root cause: **{diagnosis['root_cause']}** (severity {diagnosis['severity']}, "
+             f"confidence {diagnosis['confidence']:.2f})",
+             f"- Why: {diagnosis['explanation']}",
+             f"- Automatic action: {diagnosis['auto_action']}; "
+             f"manual follow-up: {diagnosis['manual_action']}",
+             "", "## Evidence", ""]
+    evidence = _evidence_rows(diagnosis)
+    if evidence:
+        lines += ["| feature | value | expected | contribution |", "|---|---|---|---|"]
+        lines += [f"| {' | '.join(row)} |" for row in evidence]
+    else:
+        lines.append("(none)")
+    lines += ["", "## Anomalies", ""] + ([f"- {a}" for a in anomalies] or ["(none)"])
+    for metric, name in (plots or {}).items():
+        lines += ["", f"![{metric}]({name})"]
+    return "\n".join(lines) + "\n"
+
+
+def render_html(title: str, diagnosis: dict, anomalies: list[str], plots: dict[str, bytes] | None = None,
+                facts: list[tuple[str, str]] | None = None, timeline: list[dict] | None = None) -> str:
+    """A self-contained HTML report (plots embedded as PNG data URIs), for e-mail and browsers.
+
+    Parameters
+    ----------
+    title : the heading.
+    diagnosis : ``Diagnosis.to_dict()`` (or the incident's stored diagnosis).
+    anomalies : the anomalies as operators read them.
+    plots : metric -> PNG bytes, one per involved metric.
+    facts : extra (label, value) lines shown first (cluster, service, status ...).
+    timeline : events (at, kind, data), oldest first.
+    """
+    esc = html.escape
+    d = diagnosis or {}
+    items = list(facts or []) + [
+        ("Root cause", f"<b>{esc(str(d.get('root_cause', '-')))}</b> "
+                       f"(severity {esc(str(d.get('severity', '-')))}, "
+                       f"confidence {float(d.get('confidence') or 0):.2f})"),
+        ("Why", esc(str(d.get("explanation", "-")))),
+        ("Automatic action", esc(str(d.get("auto_action", "-")))),
+        ("Manual follow-up", esc(str(d.get("manual_action", "-"))))]
+    parts = ["<!DOCTYPE html>", "<html><head><meta charset=\"utf-8\">", f"<title>{esc(title)}</title>",
+             "<style>body{font-family:sans-serif;max-width:60em;margin:1em auto}"
+             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px}</style>",
+             "</head><body>", f"<h1>{esc(title)}</h1>", "<ul>"]
+    parts += [f"<li>{esc(label)}: {value}</li>" for label, value in items]
+    parts.append("</ul><h2>Evidence</h2>")
+    evidence = _evidence_rows(d)
+    if evidence:
+        parts.append("<table><tr><th>feature</th><th>value</th><th>expected</th><th>contribution</th></tr>")
+        parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in evidence]
+        parts.append("</table>")
+    else:
+        parts.append("<p>(none)</p>")
+    parts.append("<h2>Anomalies</h2><ul>")
+    parts += [f"<li>{esc(a)}</li>" for a in anomalies] or ["<li>(none)</li>"]
+    parts.append("</ul>")
+    for metric, png in (plots or {}).items():
+        data = base64.b64encode(png).decode("ascii")
+        parts.append(f"<h3>{esc(metric)}</h3>"
+                     f"<img alt=\"{esc(metric)}\" src=\"data:image/png;base64,{data}\">")
+    if timeline:
+        parts.append("<h2>Timeline</h2><table><tr><th>time</th><th>event</th><th>detail</th></tr>")
+        parts += [f"<tr><td>{esc(e['at'])}</td><td>{esc(e['kind'])}</td><td>{esc(_detail(e))}</td></tr>"
+                  for e in timeline]
+        parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts) + "\n"
+
+
+def render_incident_html(incident: dict, anomalies: list[dict], events: list[dict],
+                         plots: dict[str, bytes] | None = None) -> str:
+    """The HTML twin of :func:`render_markdown` for an incident of the log."""
+    diagnosis = incident.get("diagnosis") or {}
+    facts = [("Cluster / service", html.escape(f"{incident['cluster']} / {incident['service']}")),
+             ("Opened", html.escape(str(incident["opened_at"]))),
+             ("Status", f"<b>{html.escape(str(incident['status']))}</b>")]
+    texts = [line[2:] for line in _anomaly_lines(anomalies) if line.startswith("- ")]
+    cause = diagnosis.get("root_cause", "undiagnosed")
+    title = f"Incident {incident['id']}: {cause} on {incident['service']}"
+    return render_html(title, diagnosis, texts, plots, facts, events)

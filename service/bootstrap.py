@@ -11,9 +11,9 @@ import pandas as pd
 
 from detection.zscore import RobustZDetector
 from rca.playbook import load_playbook
-from rca.rules import RuleClassifier
 from service.aws import ClientFactory
 from service.cloudwatch import CloudWatchMetrics
+from service.diagnose import load_rca_classifier
 from service.ecs import EcsActions
 from service.notify import Notifier
 from service.remediation import Remediator
@@ -33,6 +33,6 @@ def build_watcher(settings: Settings, factory: ClientFactory, detector: RobustZD
     actions = EcsActions(factory.client("ecs"), dry_run=settings.mode is Mode.DRY_RUN)
     remediator = Remediator(actions, store, notifier, settings.mode,
                             on_call=playbook.escalation[0].role)
-    classifier = RuleClassifier(playbook, threshold=detector.threshold)
+    classifier, _ = load_rca_classifier(settings, playbook, detector.threshold)  # logs which one
     return Watcher(settings.target, source, detector, classifier, remediator, store, notifier,
                    playbook, settings, clock)

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 from threadpoolctl import threadpool_limits
 
 from models.bundle import BundleError, load_bundle, save_bundle
@@ -25,15 +23,13 @@ from rca.classifier import CANDIDATES, TrainedClassifier, build_model
 from rca.features import Features
 from rca.guards import model_class
 from rca.playbook import ROOT_CAUSES, Playbook
-from rca.rules import RuleClassifier
 from rca.vectorize import FEATURE_NAMES, MODEL_METRICS
-from training.rca_dataset import HOLDOUT_SEEDS, TRAIN_SEEDS, Generated, Rules, generate_incidents
+from training.rca_dataset import TRAIN_SEEDS, Rules, generate_incidents
 
 BUNDLE_KIND = "rca_classifier"
 DEFAULT_SERVICES = 600          # about 3,600 incidents: the default training set
 LABEL_WEIGHT = 5.0              # an operator's label counts as this many simulated incidents
 TRUTH_CLASSES = tuple(c for c in ROOT_CAUSES if c != "unknown")
-DESTRUCTIVE = ("restart_tasks", "rollback")
 
 
 class RcaTrainingError(RuntimeError):
@@ -99,7 +95,7 @@ def train(playbook: Playbook, n_services: int = DEFAULT_SERVICES, kind: str = "h
     if kind not in CANDIDATES:
         raise RcaTrainingError(f"unknown model kind {kind!r}; known: {', '.join(CANDIDATES)}")
     started = time.monotonic()
-    rules = _rules(playbook, threshold)
+    rules = rules_for(playbook, threshold)
     progress(f"simulating incidents on {n_services} services (training seeds) ...")
     data = generate_incidents(n_services, TRAIN_SEEDS, rules=rules, n_jobs=n_jobs)
     features = [i.features for i in data.incidents] + [lab.features for lab in labels]
@@ -114,7 +110,7 @@ def train(playbook: Playbook, n_services: int = DEFAULT_SERVICES, kind: str = "h
     return TrainedClassifier(model, playbook), info
 
 
-def _rules(playbook: Playbook, threshold: float) -> Rules:
+def rules_for(playbook: Playbook, threshold: float) -> Rules:
     return Rules(error_boundary=playbook.error_boundary,
                  recent_deployment_minutes=playbook.recent_deployment_minutes, threshold=threshold)
 
@@ -137,87 +133,3 @@ def load_classifier(directory: str | Path, playbook: Playbook) -> TrainedClassif
         raise BundleError(f"root-cause classifier at {directory} was trained on other features; "
                           "retrain it with `aiops train-rca`")
     return TrainedClassifier(bundle.model, playbook)
-
-
-@dataclass
-class Evaluation:
-    """How one classifier did on a labelled set."""
-
-    name: str
-    accuracy: float
-    macro_f1: float
-    recall: dict[str, float]
-    confusion: pd.DataFrame       # truth rows x predicted columns (unknown included)
-    harmful: int                  # restarts / rollbacks the truth did not call for
-    unknown: int
-    by_form: dict[str, float]
-    harmful_cases: list[dict] = field(default_factory=list)
-
-    def summary(self) -> dict:
-        return {"accuracy": round(self.accuracy, 4), "macro_f1": round(self.macro_f1, 4),
-                "harmful_actions": self.harmful, "unknown": self.unknown,
-                "recall": {k: round(v, 4) for k, v in self.recall.items()},
-                "accuracy_by_form": {k: round(v, 4) for k, v in self.by_form.items()}}
-
-
-def evaluate(name: str, truths: Sequence[str], predictions: Sequence[str], playbook: Playbook,
-             forms: Sequence[str] | None = None) -> Evaluation:
-    """Accuracy, macro-F1 over the six causes, per-cause recall, confusion and harmful actions."""
-    truths, predictions = list(truths), list(predictions)
-    labels = list(TRUTH_CLASSES)
-    present = [c for c in labels if c in truths]
-    columns = labels + ["unknown"]
-    matrix = confusion_matrix(truths, predictions, labels=columns)[:len(labels)]
-    confusion = pd.DataFrame(matrix, index=labels, columns=columns)
-    recall = dict(zip(present, recall_score(truths, predictions, labels=present, average=None,
-                                            zero_division=0), strict=True))
-    action = {c.id: c.auto_action.value for c in playbook.causes}
-    harmful = [{"truth": t, "predicted": p} for t, p in zip(truths, predictions, strict=True)
-               if action[p] in DESTRUCTIVE and action[p] != action[t]]
-    by_form = {}
-    if forms is not None:
-        for form in sorted(set(forms)):
-            idx = [i for i, f in enumerate(forms) if f == form]
-            by_form[form] = accuracy_score([truths[i] for i in idx], [predictions[i] for i in idx])
-    return Evaluation(name, float(accuracy_score(truths, predictions)),
-                      float(f1_score(truths, predictions, labels=present, average="macro", zero_division=0)),
-                      {k: float(v) for k, v in recall.items()}, confusion, len(harmful),
-                      predictions.count("unknown"), by_form, harmful)
-
-
-@dataclass
-class BenchmarkResult:
-    model: Evaluation
-    rules: Evaluation
-    info: TrainInfo
-    n_test: int
-    test_seeds: tuple[int, int]
-    skipped: dict[str, int]
-    seconds: float
-
-
-def benchmark(playbook: Playbook, n_train_services: int = DEFAULT_SERVICES, n_test_services: int = 200,
-              kind: str = "hgb", classifier: TrainedClassifier | None = None, threshold: float = 4.0,
-              n_jobs: int = 1, progress: Callable[[str], None] = lambda _: None) -> BenchmarkResult:
-    """Train on training seeds (unless a classifier is given), test on held-out seeds, with the
-    rule-only baseline on the very same incidents."""
-    started = time.monotonic()
-    if classifier is None:
-        classifier, info = train(playbook, n_train_services, kind, threshold=threshold, n_jobs=n_jobs,
-                                 progress=progress)
-    else:
-        info = TrainInfo("given", 0, (0, 0), 0, 0, {}, {}, 0.0)
-    progress(f"simulating held-out incidents on {n_test_services} services (seeds never used in "
-             "training) ...")
-    test: Generated = generate_incidents(n_test_services, HOLDOUT_SEEDS,
-                                         rules=_rules(playbook, threshold), n_jobs=n_jobs)
-    truths = [i.cause for i in test.incidents]
-    forms = [i.form for i in test.incidents]
-    features = [i.features for i in test.incidents]
-    predicted = [d.cause for d in classifier.diagnose_many(features)]
-    rules = RuleClassifier(playbook, threshold=threshold)
-    baseline = [rules.diagnose(f).root_cause for f in features]
-    return BenchmarkResult(evaluate(f"trained ({info.kind})", truths, predicted, playbook, forms),
-                           evaluate("rules", truths, baseline, playbook, forms), info,
-                           len(test.incidents), (HOLDOUT_SEEDS[0], HOLDOUT_SEEDS[n_test_services - 1]),
-                           dict(test.skipped), round(time.monotonic() - started, 1))

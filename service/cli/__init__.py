@@ -17,7 +17,9 @@ from service.cli.benchmark import benchmark
 from service.cli.demo import demo
 from service.cli.incidents import incidents
 from service.cli.models import models
+from service.cli.rca import rca, train_rca
 from service.cli.remediate import remediate
+from service.cli.status import status
 from service.cli.train import train
 from service.cli.watch import watch
 
@@ -31,7 +33,7 @@ def cli(ctx: click.Context, data_dir: Path | None) -> None:
     ctx.obj = {"data_dir": data_dir} if data_dir else {}
 
 
-for command in (demo, train, baseline, models, watch, remediate, incidents, benchmark):
+for command in (demo, train, baseline, models, watch, status, remediate, incidents, benchmark, rca, train_rca):
     cli.add_command(command)
 
 
