@@ -13,8 +13,9 @@ Two parts, both on 14 days of one-minute history for the 5 canonical metrics fro
    from the fault's first minute to the alarm. False alarms are the alarms raised on 7 normal
    days after the history (the same week, no faults).
 
-Usage: ``python scripts/bench_detectors.py [--seed N] [--variants]``. ``--variants`` adds
-the ensemble with one member at a time and the ``mean`` combiner.
+Usage: ``python scripts/bench_detectors.py [--seed N] [--variants] [--stl]``. ``--variants``
+adds the ensemble with one member at a time and the ``mean`` combiner; ``--stl`` times the STL
+set-ups weighed for the seasonal model (robust STL at period 1440 is left out: over 2 minutes).
 """
 
 from __future__ import annotations
@@ -104,6 +105,34 @@ def fault_frame(fault: Fault, start: pd.Timestamp, rng: np.random.Generator,
     return service_metrics(index, cond, shape, rng), minutes
 
 
+def stl_options(hist: pd.DataFrame) -> list[list]:
+    """Fit time of the STL set-ups weighed for SeasonalResidualDetector, on one metric."""
+    import warnings
+
+    from statsmodels.tsa.seasonal import MSTL, STL
+
+    one = hist["cpu_utilization"].to_numpy()
+    five = hist["cpu_utilization"].resample("5min").mean().to_numpy()
+    jumps = {"seasonal_jump": 5, "trend_jump": 50, "low_pass_jump": 50}
+    options = [
+        ("STL 1-min, period 1440, robust, jumps 5/100/100",
+         lambda: STL(one, period=1440, robust=True, seasonal_jump=5, trend_jump=100,
+                     low_pass_jump=100).fit()),
+        ("STL 5-min, period 288", lambda: STL(five, period=288).fit()),
+        ("STL 5-min, period 288, robust", lambda: STL(five, period=288, robust=True).fit()),
+        ("STL 5-min, period 288, robust, jumps 5/50/50 (chosen)",
+         lambda: STL(five, period=288, robust=True, **jumps).fit()),
+        ("MSTL 5-min, periods 288 + 2016 (weekly dropped)", lambda: MSTL(five, periods=(288, 2016)).fit()),
+    ]
+    rows = []
+    for name, fit in options:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _, seconds = timed(fit)
+        rows.append([name, f"{seconds:.2f}"])
+    return rows
+
+
 def speed(detectors: list[Flags], hist: pd.DataFrame, day: pd.DataFrame) -> list[list]:
     rows = []
     for det in detectors:
@@ -149,6 +178,8 @@ def quiet_alarms(detectors: list[Flags], seed: int, shape: ServiceShape) -> list
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--stl", action="store_true",
+                        help="also time the STL set-ups weighed for the seasonal model")
     parser.add_argument("--variants", action="store_true",
                         help="also run the ensemble with one member at a time and the mean combiner")
     args = parser.parse_args(argv)
@@ -169,6 +200,10 @@ def main(argv: list[str] | None = None) -> None:
 
     print(f"history: {len(hist):,} one-minute points x {hist.shape[1]} metrics "
           f"({hist.index[0]:%Y-%m-%d} to {hist.index[-1]:%Y-%m-%d}), seed {args.seed}\n")
+    if args.stl:
+        print("STL set-ups on one metric (seconds)")
+        print(tabulate(stl_options(hist), headers=["set-up", "fit"], tablefmt="github"))
+        print()
     print("Speed (seconds; tick = score the newest 3 minutes, median of 30, in ms)")
     print(tabulate(speed(members[:1] + members[1:] + compared, hist, day),
                    headers=["detector", "fit 14 d", "score 1 d", "tick ms"], tablefmt="github"))
