@@ -14,7 +14,7 @@ the simulated service, ``python scripts/bench_detectors.py`` and STACK-NOTES.md)
   (LOESS evaluated every few points and interpolated, ``jump`` below) it is 0.10-0.29 s per
   metric, 0.6-1.9 s for five metrics including resampling and scoring the history (ranges:
   the shared machine's load; ``python scripts/bench_detectors.py --stl``). The jumps change
-  no finding in the tests and move the one-minute residual spread by under 2%. Residuals of
+  no finding in the tests and move the fitted one-minute spreads by at most 6%. Residuals of
   one-minute points are taken against the 5-minute curve interpolated in time, so the
   spread (and the score) is that of one-minute data, as the watcher sees it.
 * Daily period only. The weekly cycle cannot be its own component with two weeks of history:
