@@ -73,6 +73,7 @@ import pandas as pd
 
 MAD_TO_SIGMA = 1.4826  # median absolute deviation of a normal distribution, in standard deviations
 CHANNELS = ("range", "shift", "sustained")
+MAX_EXCESS = 1000.0  # range excess, in tolerances, beyond which every value is equally surprising
 
 
 class StreamingUnivariateDetector:
@@ -227,7 +228,8 @@ class StreamingUnivariateDetector:
         min_reference = max(2, self.warmup // 2)
         count = pd.Series(np.arange(1, len(x) + 1)).clip(upper=self.history).to_numpy()
         # beyond the widened range, an exponential tail in units of the tolerance: p = e^-excess / n
-        excess = (outside - self.range_tolerance) / self.range_tolerance
+        with np.errstate(invalid="ignore", over="ignore"):
+            excess = np.minimum((outside - self.range_tolerance) / self.range_tolerance, MAX_EXCESS)
         range_surprise = np.where(excess > 0, np.log10(count) + excess / np.log(10), 0.0)
         return np.column_stack([
             range_surprise,
@@ -315,8 +317,8 @@ def _seasonal_expectation(x: np.ndarray, seconds: np.ndarray, period: float, cyc
 def _range_excess(x: np.ndarray, history: int, warmup: int) -> np.ndarray:
     """How far each value lies outside the range of the previous ``history`` rows.
 
-    As a fraction of that range; 0 inside it, on a constant history, or before ``warmup``
-    earlier rows exist.
+    As a fraction of that range; 0 inside it or before ``warmup`` earlier rows exist, and
+    infinite for a value that leaves a constant history.
     """
     series = pd.Series(x)
     high = _past(series.rolling(history, min_periods=warmup).max())
@@ -324,7 +326,9 @@ def _range_excess(x: np.ndarray, history: int, warmup: int) -> np.ndarray:
     width = high - low
     with np.errstate(invalid="ignore", divide="ignore"):
         outside = np.fmax(x - high, low - x) / width
-    return np.where(width > 0, np.nan_to_num(outside, nan=0.0), 0.0)
+    # leaving a constant history is as far outside as a value can be
+    outside = np.where((width == 0) & (x != high), np.inf, outside)
+    return np.nan_to_num(outside, nan=0.0)
 
 
 def _rarity(u: np.ndarray, history: int, min_reference: int, tail_index: float) -> np.ndarray:
