@@ -15,6 +15,7 @@ import click
 from service.cli.baseline import baseline
 from service.cli.benchmark import benchmark
 from service.cli.demo import demo
+from service.cli.detect import detect
 from service.cli.incidents import incidents
 from service.cli.models import models
 from service.cli.rca import rca, train_rca
@@ -33,7 +34,8 @@ def cli(ctx: click.Context, data_dir: Path | None) -> None:
     ctx.obj = {"data_dir": data_dir} if data_dir else {}
 
 
-for command in (demo, train, baseline, models, watch, status, remediate, incidents, benchmark, rca, train_rca):
+for command in (demo, detect, train, baseline, models, watch, status, remediate, incidents, benchmark, rca,
+                train_rca):
     cli.add_command(command)
 
 
