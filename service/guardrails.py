@@ -13,9 +13,10 @@ The checks, in the order they are applied (the first that fails names the refusa
 ``rolling_out``         a rollback while a deployment is still rolling out
 ``no_previous_revision`` a rollback with no earlier ACTIVE revision (or the named one missing)
 
-Cooldown and the daily cap limit what automation does; a person's manual action (or the
-rollback Lambda) is not held back by them, but it is counted, so automation will not repeat
-it straight after. Everything else applies to every origin.
+Cooldown and the daily cap limit what automation does (the watcher, and the rollback Lambda,
+which an alarm may trigger again and again); a person's manual action is not held back by them,
+but it is counted, so automation will not repeat it straight after. Everything else applies to
+every origin.
 
 The module decides; it makes no call. The executor (``service.remediation``) reads the service
 state and history, asks :meth:`Guardrails.check`, and records the verdict.
@@ -161,7 +162,7 @@ class Guardrails:
             state = "awaiting verification" if first.status != "started" else "running"
             return Verdict(False, "in_flight", f"{first.action}{where} is still {state} on "
                            f"{request.service} (one action in flight per service)")
-        if request.origin != "auto":
+        if request.origin == "manual":
             return None
         cooldown = pd.Timedelta(minutes=self.config.cooldown_minutes.get(request.action, 0.0))
         same = [a for a in history.recent if a.action == request.action]

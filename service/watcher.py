@@ -111,6 +111,13 @@ class Watcher:
         self._resumed = False
         self._read_failing = False
 
+    def rewire(self, remediator: Remediator, ecs: Any | None = None) -> None:
+        """Use another remediator (the fleet's shared, guarded one) and ECS reader."""
+        self.remediator = remediator
+        self.remediator.watch(self.target)
+        if ecs is not None:
+            self.ecs = ecs
+
     @property
     def name(self) -> str:
         return f"{self.target.cluster}/{self.target.service}"

@@ -1,14 +1,21 @@
-"""``aiops remediate``: manual ECS actions, logged in the incident log like automatic ones."""
+"""``aiops remediate``: manual ECS actions, behind the same guardrails and log as automatic ones.
+
+A person's action is judged by the safety guardrails (allow-list, one action in flight, the
+desired-count cap, the Application Auto Scaling range, the rollback rules) but not held back by
+cooldowns or the daily cap, which limit automation; it is counted in both, so automation does
+not repeat it straight after. A refusal exits 1 and names the rule.
+"""
 
 from __future__ import annotations
+
+import sys
 
 import click
 import pandas as pd
 
-from service.cli.common import emit, handle_errors, settings_from, with_target
-from service.ecs import EcsActionError
+from service.cli.common import emit, fail, handle_errors, settings_from, with_target
+from service.cli.watch import config_option
 from service.settings import Mode
-from service.store import IncidentStore
 
 
 @click.group()
@@ -17,32 +24,49 @@ def remediate() -> None:
 
 
 def _manual_action(ctx: click.Context, cluster, service, reason: str, dry_run: bool, as_json: bool,
-                   action: str, **kwargs) -> None:
+                   config_path, incident: int | None, action: str, **params) -> None:
     from service.aws import ClientFactory
-    from service.ecs import EcsActions
+    from service.fleet import guarded_remediator
+    from service.notify import ConsoleNotifier
+    from service.store import ActionRequest, IncidentStore
+    from service.watch_config import load_watch_config
 
+    if not reason.strip():
+        raise click.BadParameter("say why, for the incident log", param_hint="--reason")
     settings = settings_from(ctx, cluster=cluster, service=service)
+    if dry_run:
+        settings = settings.model_copy(update={"mode": Mode.DRY_RUN})
+    config = load_watch_config(config_path)
     target = settings.target
+    named = f"{target.cluster}/{target.service}"
     store = IncidentStore(settings.db_path)
-    now = pd.Timestamp.now(tz="UTC")
-    actions = EcsActions(ClientFactory().client("ecs"), dry_run=dry_run or settings.mode is Mode.DRY_RUN)
-    store.record(None, now, "manual_action_started", {"action": action, "reason": reason,
-                                                      "cluster": target.cluster, "service": target.service})
-    try:
-        result = getattr(actions, action)(target.cluster, target.service, **kwargs)
-    except EcsActionError as exc:
-        store.record(None, now, "manual_action_failed", {"action": action, "error": str(exc)})
-        raise
-    store.record(None, pd.Timestamp.now(tz="UTC"), "manual_action_done",
-                 {**result.to_dict(), "reason": reason})
-    emit(result.to_dict(), as_json, [["action", action], ["change", result.change],
-                                      ["dry run", result.dry_run]])
+    if incident is not None:
+        store.get(incident)  # a clear error for an unknown incident, before any action
+    remediator = guarded_remediator(settings, config, ClientFactory(), store,
+                                    ConsoleNotifier(sys.stderr), "on-call engineer",
+                                    watched=config.watched() or [named])
+    request = ActionRequest(target.cluster, target.service, action, origin="manual",
+                            incident_id=incident, reason=reason,
+                            params={k: v for k, v in params.items() if v is not None},
+                            dry_run=settings.mode is Mode.DRY_RUN)
+    outcome = remediator.run(request, pd.Timestamp.now(tz="UTC"))
+    if outcome.status == "refused":
+        fail(f"refused ({outcome.reason}): {outcome.error}")
+    if outcome.status == "failed":
+        fail(outcome.error or f"{action} failed")
+    emit(outcome.to_dict(), as_json, [["action", action], ["service", named],
+                                      ["change", outcome.change],
+                                      ["dry run", outcome.status == "dry_run"],
+                                      ["logged as action", outcome.action_id]])
 
 
 def manual_options(func):
     func = click.option("--json", "as_json", is_flag=True)(func)
+    func = click.option("--incident", type=int, default=None,
+                        help="Log it on this incident's timeline.")(func)
     func = click.option("--dry-run", is_flag=True, help="Decide and log; change nothing.")(func)
     func = click.option("--reason", required=True, help="Why, for the incident log.")(func)
+    func = config_option(func)
     return with_target(func)
 
 
@@ -50,25 +74,39 @@ def manual_options(func):
 @manual_options
 @click.pass_context
 @handle_errors
-def scale_up(ctx, cluster, service, reason, dry_run, as_json) -> None:
+def scale_up(ctx, cluster, service, config_path, reason, dry_run, incident, as_json) -> None:
     """Add one task to the service's desired count."""
-    _manual_action(ctx, cluster, service, reason, dry_run, as_json, "scale_up")
+    _manual_action(ctx, cluster, service, reason, dry_run, as_json, config_path, incident, "scale_up")
+
+
+@remediate.command("scale")
+@manual_options
+@click.option("--count", required=True, type=click.IntRange(0, 10_000), help="Desired count to set.")
+@click.pass_context
+@handle_errors
+def scale(ctx, cluster, service, config_path, reason, dry_run, incident, as_json, count) -> None:
+    """Set the service's desired count to --count tasks."""
+    _manual_action(ctx, cluster, service, reason, dry_run, as_json, config_path, incident, "scale_to",
+                   count=count)
 
 
 @remediate.command()
 @manual_options
 @click.pass_context
 @handle_errors
-def restart(ctx, cluster, service, reason, dry_run, as_json) -> None:
+def restart(ctx, cluster, service, config_path, reason, dry_run, incident, as_json) -> None:
     """Stop the service's tasks so that ECS replaces them."""
-    _manual_action(ctx, cluster, service, reason, dry_run, as_json, "restart_tasks")
+    _manual_action(ctx, cluster, service, reason, dry_run, as_json, config_path, incident,
+                   "restart_tasks")
 
 
 @remediate.command()
 @manual_options
-@click.option("--to", "to_revision", type=int, default=None, help="Revision to roll back to.")
+@click.option("--to", "to_revision", type=click.IntRange(1), default=None,
+              help="Revision to roll back to [the previous ACTIVE one].")
 @click.pass_context
 @handle_errors
-def rollback(ctx, cluster, service, reason, dry_run, as_json, to_revision) -> None:
+def rollback(ctx, cluster, service, config_path, reason, dry_run, incident, as_json, to_revision) -> None:
     """Roll the service back to the previous task-definition revision (or --to N)."""
-    _manual_action(ctx, cluster, service, reason, dry_run, as_json, "rollback", to_revision=to_revision)
+    _manual_action(ctx, cluster, service, reason, dry_run, as_json, config_path, incident, "rollback",
+                   to_revision=to_revision)

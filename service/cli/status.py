@@ -1,0 +1,66 @@
+"""``aiops status``: what the seed's ``describe-services`` showed, plus what aiops knows.
+
+The service's desired and running counts, its task definition, every deployment (a rollout in
+progress shows as more than one, and blocks rollbacks), the newest service events, an attached
+Application Auto Scaling target, and from the incident log the open incident and any action in
+flight.
+"""
+
+from __future__ import annotations
+
+import click
+import pandas as pd
+from tabulate import tabulate
+
+from service.cli.common import emit, handle_errors, settings_from, with_target
+
+
+@click.command()
+@with_target
+@click.option("--events", "n_events", default=10, show_default=True, type=click.IntRange(0, 100),
+              help="How many of the newest service events to show.")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handle_errors
+def status(ctx, cluster, service, n_events: int, as_json: bool) -> None:
+    """Show an ECS service's deployments, newest events, scaler, open incident and action in flight."""
+    from service.aws import ClientFactory
+    from service.ecs import EcsActions
+    from service.store import IncidentStore
+
+    settings = settings_from(ctx, cluster=cluster, service=service)
+    target = settings.target
+    factory = ClientFactory()
+    actions = EcsActions(factory.client("ecs"), autoscaling_client=factory.client("application-autoscaling"))
+    found = actions.status(target.cluster, target.service, events=n_events)
+    incident = flying = None
+    if settings.db_path.is_file():
+        store = IncidentStore(settings.db_path)
+        incident = store.open_for(target.cluster, target.service)
+        history = store.history(target.cluster, target.service, pd.Timestamp.now(tz="UTC"))
+        flying = history.in_flight[0] if history.in_flight else None
+    data = found.to_dict() | {"open_incident": incident.to_dict() if incident else None,
+                              "action_in_flight": flying.to_dict() if flying else None}
+    if as_json:
+        emit(data, True)
+        return
+    state = found.state
+    click.echo(f"{state.service} in {state.cluster}: {state.status}, desired {state.desired_count}, "
+               f"running {state.running_count}, task definition {state.task_definition_name or '-'}"
+               + (" (a deployment is rolling out)" if state.rolling_out else ""))
+    scaling = found.scaling
+    click.echo("Application Auto Scaling: " + (f"min {scaling.min_capacity}, max {scaling.max_capacity}"
+                                                if scaling else "no target attached"))
+    click.echo("\nDeployments")
+    click.echo(tabulate([[d.get("status"), d.get("taskDefinition", "").rsplit("/", 1)[-1],
+                          d.get("desiredCount"), d.get("runningCount"), d.get("pendingCount"),
+                          d.get("rolloutState", "-"), d.get("createdAt")] for d in found.deployments],
+                        headers=["status", "task definition", "desired", "running", "pending",
+                                 "rollout", "created"]))
+    click.echo(f"\nLast {n_events} events")
+    click.echo(tabulate([[e["createdAt"], e["message"]] for e in found.events],
+                        headers=["at", "message"]) if found.events else "(none)")
+    click.echo("\nOpen incident: " + (f"{incident.id} ({incident.status}, {incident.root_cause})"
+                                      if incident else "none"))
+    click.echo("Action in flight: " + (f"{flying.action} (action {flying.id}, {flying.status}, "
+                                       f"{flying.origin})" if flying else "none"))

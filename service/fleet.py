@@ -1,0 +1,163 @@
+"""The live watcher over several services: composition, the tick loop and graceful shutdown.
+
+``build_fleet`` wires one :class:`~service.watcher.Watcher` per configured service from the one
+bootstrap (so the detector and classifier are chosen in one place) and gives them a shared,
+guarded remediator, a shared incident log and the configured notifiers. ``Fleet.run`` ticks
+every service once a period until told to stop; SIGTERM and SIGINT set the stop flag, the tick
+in progress finishes (a step is never cut in half), and the loop returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from service.aws import ClientFactory
+from service.bootstrap import build_watcher
+from service.ecs import EcsActions
+from service.guardrails import Guardrails
+from service.mail import SesMailer
+from service.notify import (
+    ConsoleNotifier,
+    EmailNotifier,
+    FanOutNotifier,
+    Notifier,
+    SnsNotifier,
+    WebhookNotifier,
+)
+from service.remediation import Remediator
+from service.retry_log import RetryLog
+from service.settings import Mode, Settings
+from service.store import IncidentStore
+from service.watch_config import NotifyConfig, ServiceConfig, WatchConfig
+from service.watcher import TickResult, Watcher
+
+log = logging.getLogger("aiops.fleet")
+DetectorLoader = Callable[[ServiceConfig, Settings], Any]
+
+
+@dataclass(frozen=True)
+class FleetTick:
+    """One service's part of a fleet tick: its result, or the error that stopped it."""
+
+    service: str
+    result: TickResult | None = None
+    error: str | None = None
+
+
+class Fleet:
+    """Watchers that tick together; one service's failure never stops the others."""
+
+    def __init__(self, watchers: list[Watcher], store: IncidentStore, retry_log: RetryLog | None = None):
+        if not watchers:
+            raise ValueError("nothing to watch: name a service (--cluster/--service) or list "
+                             "[[services]] in the config file")
+        self.watchers = watchers
+        self.store = store
+        self.retry_log = retry_log
+
+    def tick(self) -> list[FleetTick]:
+        out = []
+        for watcher in self.watchers:
+            try:
+                out.append(FleetTick(watcher.name, watcher.tick()))
+            except Exception as exc:  # noqa: BLE001 - logged with the service; the next tick retries
+                log.exception("%s: tick failed", watcher.name)
+                self.store.record(None, watcher.clock(), "tick_failed",
+                                  {"service": watcher.name, "error": f"{type(exc).__name__}: {exc}"})
+                out.append(FleetTick(watcher.name, error=f"{type(exc).__name__}: {exc}"))
+        return out
+
+    def run(self, stop: threading.Event, period: float, on_tick: Callable[[list[FleetTick]], None],
+            once: bool = False) -> int:
+        """Tick every ``period`` seconds until ``stop`` is set; returns the ticks made."""
+        ticks = 0
+        while not stop.is_set():
+            started = time.monotonic()
+            on_tick(self.tick())
+            ticks += 1
+            if once:
+                break
+            stop.wait(max(0.0, period - (time.monotonic() - started)))
+        return ticks
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event, signals=(signal.SIGTERM, signal.SIGINT)) -> Iterator[None]:
+    """SIGTERM/SIGINT set ``stop`` for the duration (then the previous handlers come back)."""
+    def handler(signum, _frame):
+        log.warning("%s received: stopping after the current tick", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, handler) for s in signals}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def build_notifier(config: NotifyConfig, factory: ClientFactory, stream=sys.stderr) -> Notifier:
+    """The console plus every channel the config names (SNS, SES e-mail, webhook)."""
+    channels: list[tuple[str, Any]] = [("console", ConsoleNotifier(stream))]
+    if config.sns_topic_arn:
+        channels.append(("sns", SnsNotifier(factory.client("sns"), config.sns_topic_arn)))
+    if config.email is not None:
+        channels.append(("email", EmailNotifier(SesMailer(factory.client("ses"), config.email.sender),
+                                                config.email.recipients)))
+    if config.webhook_url:
+        channels.append(("webhook", WebhookNotifier(config.webhook_url)))
+    return FanOutNotifier(channels)
+
+
+def guarded_remediator(settings: Settings, config: WatchConfig, factory: ClientFactory,
+                       store: IncidentStore, notifier: Notifier, on_call: str,
+                       watched: list[str] | None = None) -> Remediator:
+    """The remediator every entry point shares: the mode, the guardrails, ECS and its scaler."""
+    actions = EcsActions(factory.client("ecs"), dry_run=settings.mode is Mode.DRY_RUN,
+                         autoscaling_client=factory.client("application-autoscaling"))
+    guardrails = Guardrails(config.guardrails, watched=watched if watched is not None else config.watched())
+    return Remediator(actions, store, notifier, settings.mode, on_call=on_call, guardrails=guardrails)
+
+
+def build_fleet(settings: Settings, config: WatchConfig, factory: ClientFactory,
+                load_detector: DetectorLoader, clock: Callable[[], pd.Timestamp],
+                notifier: Notifier | None = None, store: IncidentStore | None = None,
+                retry_log: RetryLog | None = None) -> Fleet:
+    """One watcher per configured service, sharing the log, the notifier and the remediator."""
+    if config.mode is not None and "mode" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"mode": config.mode})
+    services = config.services or [ServiceConfig(cluster=settings.target.cluster,
+                                                 service=settings.target.service)]
+    retry_log = retry_log or RetryLog()
+    for name in ("ecs", "cloudwatch", "application-autoscaling", "sns", "ses"):
+        retry_log.attach(factory.client(name))
+    store = store or IncidentStore(settings.db_path)
+    notifier = notifier or build_notifier(config.notify, factory)
+    watchers = []
+    remediator = None
+    for svc in services:
+        svc_settings = settings.model_copy(update={"target": svc.target(settings.target)})
+        watcher = build_watcher(svc_settings, factory, load_detector(svc, svc_settings), notifier,
+                                clock, store=store)
+        if remediator is None:
+            remediator = guarded_remediator(settings, config, factory, store, notifier,
+                                            watcher.escalator.on_call,
+                                            watched=[s.name for s in services])
+        watcher.rewire(remediator, ecs=remediator.actions)
+        watchers.append(watcher)
+    return Fleet(watchers, store, retry_log)
+
+
+def default_bundle(settings: Settings, svc: ServiceConfig) -> Path:
+    return svc.bundle or settings.model_dir / f"{svc.cluster}--{svc.service}"
