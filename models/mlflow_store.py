@@ -152,7 +152,10 @@ class MlflowModelStore:
             raise ModelStoreError(f"model {name} has no {what} in the MLflow registry {self.tracking_uri}")
         uri = f"models:/{name}@{alias}" if alias is not None else f"models:/{name}/{version}"
         with tempfile.TemporaryDirectory(prefix="aiops-model-") as tmp:
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=found.source, dst_path=tmp,
+            # The version's own artifact location: a models:/ URI would be resolved against the
+            # process-wide registry URI, not this store's.
+            location = self.client.get_model_version_download_uri(name, str(found.version))
+            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp,
                                                              tracking_uri=self.tracking_uri))
             bundle_dir = local / "artifacts" / "bundle"
             if not bundle_dir.is_dir():

@@ -22,19 +22,32 @@ def _robust_z(params: dict) -> Any:
 
 
 def _ensemble(params: dict) -> Any:
-    try:
-        from detection.ensemble import ServiceDetector
-    except ImportError:
-        raise DetectorConfigError("the 'ensemble' detector (detection.ensemble.ServiceDetector) is not "
-                                  "available in this version; use --detector robust_z") from None
+    from detection.ensemble import ServiceDetector
+
     return ServiceDetector(**params)
+
+
+def _ensemble_defaults(params: dict) -> dict:
+    """The ensemble's full configuration, so a bundle records every setting it was fitted with
+    (not only those that differed from the defaults of the day)."""
+    from detection.ensemble import EnsembleConfig
+
+    try:
+        config = EnsembleConfig.from_dict(params.get("config") or {}).checked().to_dict()
+    except (TypeError, ValueError) as exc:
+        raise DetectorConfigError(f"bad ensemble configuration: {exc}") from None
+    threshold = params.get("threshold")
+    if threshold is not None and not 0 < threshold < 1:
+        raise DetectorConfigError(f"the ensemble's threshold is a calibrated score in (0, 1), got "
+                                  f"{threshold} (a z-score threshold belongs to robust_z)")
+    return {**params, "config": config}
 
 
 BUILDERS = {
     "robust_z": _robust_z,   # per-metric hour-of-week baselines, robust z-scores: "the baselines"
     "ensemble": _ensemble,   # baselines + seasonal (STL) residuals + isolation forest, post-processed
 }
-DEFAULT_DETECTOR = "robust_z"
+DEFAULT_DETECTOR = "ensemble"
 BASELINES_ONLY = "robust_z"  # what `aiops baseline` rebuilds
 
 
@@ -42,7 +55,10 @@ def detector_config(kind: str = DEFAULT_DETECTOR, **params: Any) -> dict:
     """A JSON-ready configuration for detector ``kind`` with ``params`` (None values dropped)."""
     if kind not in BUILDERS:
         raise DetectorConfigError(f"unknown detector {kind!r}; known: {', '.join(BUILDERS)}")
-    return {"detector": kind, "params": {k: v for k, v in params.items() if v is not None}}
+    params = {k: v for k, v in params.items() if v is not None}
+    if kind == "ensemble":
+        params = _ensemble_defaults(params)
+    return {"detector": kind, "params": params}
 
 
 def build_detector(config: dict) -> Any:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import joblib
+import numpy as np
 import pandas as pd
 
 from models.bundle import dump_state, load_state
@@ -35,10 +36,12 @@ class ParallelError(TrainingError):
 
 @dataclass(frozen=True)
 class Fitted:
-    """A fitted detector and its ``state.joblib`` bytes as the fitting process wrote them."""
+    """A fitted detector and its ``state.joblib`` bytes as the fitting process wrote them, or
+    why the fit failed (one service's bad data must not sink the others)."""
 
-    model: Any
-    state: bytes
+    model: Any = None
+    state: bytes = b""
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -102,8 +105,7 @@ def fit_all(jobs: list[FitJob], *, n_jobs: int = -1, backend: str = "loky",
     results: list[Any] = [None] * len(jobs)
     if backend == "sequential" or (backend == "loky" and workers == 1):
         for i, job in enumerate(jobs):
-            results[i] = Fitted(load_state(state := _fit_state(job.config, job.history, job.exclude)),
-                                state)
+            results[i] = _fitted(_fit_state(job.config, job.history, job.exclude))
             if on_done:
                 on_done(job.key)
         return results
@@ -111,17 +113,28 @@ def fit_all(jobs: list[FitJob], *, n_jobs: int = -1, backend: str = "loky",
     with context:
         parallel = joblib.Parallel(n_jobs=workers, return_as="generator_unordered",
                                    **({"backend": "loky"} if backend == "loky" else {}))
-        for i, state in parallel(joblib.delayed(_indexed_fit)(i, job.config, job.history, job.exclude)
-                                 for i, job in enumerate(jobs)):
-            results[i] = Fitted(load_state(state), state)
+        for i, outcome in parallel(joblib.delayed(_indexed_fit)(i, job.config, job.history, job.exclude)
+                                   for i, job in enumerate(jobs)):
+            results[i] = _fitted(outcome)
             if on_done:
                 on_done(jobs[i].key)
     return results
 
 
-def _fit_state(config: dict, history: pd.DataFrame, exclude) -> bytes:
-    return dump_state(fit_detector(config, history, exclude))
+def _fitted(outcome: bytes | str) -> Fitted:
+    if isinstance(outcome, str):
+        return Fitted(error=outcome)
+    return Fitted(load_state(outcome), outcome)
 
 
-def _indexed_fit(i: int, config: dict, history: pd.DataFrame, exclude) -> tuple[int, bytes]:
+def _fit_state(config: dict, history: pd.DataFrame, exclude) -> bytes | str:
+    """The fitted model's state bytes, or the reason the fit failed (bad data or settings)."""
+    try:
+        return dump_state(fit_detector(config, history, exclude))
+    except (ValueError, KeyError, TypeError, ArithmeticError, np.linalg.LinAlgError) as exc:
+        text = str(exc.args[0] if isinstance(exc, KeyError) and exc.args else exc).strip()
+        return f"fit failed: {text.splitlines()[0] if text else type(exc).__name__}"
+
+
+def _indexed_fit(i: int, config: dict, history: pd.DataFrame, exclude) -> tuple[int, bytes | str]:
     return i, _fit_state(config, history, exclude)

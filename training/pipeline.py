@@ -225,6 +225,10 @@ def train_services(targets: list[Target], options: TrainOptions, *, end: pd.Time
     live_tracker = tracker if tracker is not None and tracking_reason is None else None
     for item, fit in zip(runnable, fitted, strict=True):
         item.result.fit_seconds = fit_seconds
+        if fit.error:
+            item.result.reason = fit.error
+            progress.note(f"{item.target.name}: {fit.error}")
+            continue
         try:
             _finish(item, fit.model, fit.state, options, store, deploy_root, live_tracker,
                     tracking_reason if tracker is not None else "no tracking store configured", progress)
@@ -291,9 +295,7 @@ def _finish(item: _Prepared, model: Any, state: bytes, options: TrainOptions, st
     """Evaluate, bundle, publish, track and promote one fitted service."""
     result, split, name = item.result, item.split, item.target.name
     result.model = model
-    fallback = _fallback_note(model)
-    if fallback:
-        result.notes.append(fallback)
+    result.notes.extend(_fallback_notes(model))
     evalset = (make_evaluation_set(split.tail, split.train, seed=options.seed,
                                    events_per_day=options.events_per_day, specs=options.specs)
                if split.tail is not None else None)
@@ -307,6 +309,7 @@ def _finish(item: _Prepared, model: Any, state: bytes, options: TrainOptions, st
         bundle_dir = save_bundle(
             model, options.detector, Path(tmp) / "bundle", metrics=list(split.train.columns),
             data_window=(split.train.index[0].isoformat(), split.train.index[-1].isoformat()),
+            feature_names=feature_names(model, list(split.train.columns)),
             evaluation=result.evaluation, state=state)
         result.digest = bundle_digest(bundle_dir)
         info = {"evaluation": result.evaluation, "notes": result.notes,
@@ -333,13 +336,26 @@ def _finish(item: _Prepared, model: Any, state: bytes, options: TrainOptions, st
         result.deployed = deploy_root / name
 
 
-def _fallback_note(model: Any) -> str:
-    baseline = getattr(model, "baseline_", None)
-    resolution = getattr(baseline, "resolution_", None)
+def _fallback_notes(model: Any) -> list[str]:
+    """What the fitted model had to leave out or simplify for lack of history."""
+    notes = []
+    resolution = getattr(getattr(model, "baseline_", None), "resolution_", None)
     if resolution and resolution != "hour_of_week":
-        return (f"baselines fall back to {resolution.replace('_', '-')} buckets "
-                "(hour-of-week needs two weeks of history)")
-    return ""
+        notes.append(f"baselines fall back to {resolution.replace('_', '-')} buckets "
+                     "(hour-of-week needs two weeks of history)")
+    for member, why in (getattr(model, "skipped_", None) or {}).items():
+        notes.append(f"{member} model left out: {why}")
+    return notes
+
+
+def feature_names(model: Any, metrics: list[str]) -> list[str]:
+    """The model's input features: scikit-learn's ``feature_names_in_``, the isolation forest's
+    derived features inside an ensemble, or the metrics themselves."""
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        forest = (getattr(model, "members_", None) or {}).get("iforest")
+        names = getattr(forest, "feature_names_", None)
+    return [str(n) for n in names] if names is not None else list(metrics)
 
 
 def _current_champion(primary: ModelStore, name: str, result: ServiceResult) -> ModelVersion | None:

@@ -136,8 +136,12 @@ def store_paths(settings: Settings) -> tuple[Path, Path]:
               help="Newest hours held back to evaluate on (0: no evaluation).")
 @click.option("--end", default=None, help="End of the window, ISO 8601 [last whole hour; a file's end].")
 @source_options
-@click.option("--detector", default=None, help="Detector to fit: robust_z or ensemble [robust_z].")
-@click.option("--threshold", default=None, type=float, help="Detector threshold [env AIOPS_THRESHOLD].")
+@click.option("--detector", type=click.Choice(["ensemble", "robust_z"]), default="ensemble",
+              show_default=True, help="ensemble: baselines + seasonal (STL) + isolation forest, "
+                                      "calibrated; robust_z: the per-metric baselines only.")
+@click.option("--threshold", default=None, type=float,
+              help="Detector threshold: a calibrated score in (0, 1) for ensemble [0.9999], a robust "
+                   "z for robust_z [env AIOPS_THRESHOLD; 4].")
 @click.option("--seed", default=0, show_default=True, help="Seed of the evaluation's injected anomalies.")
 @click.option("--tolerance", default=0.0, show_default=True, type=click.FloatRange(0, 1),
               help="F1 below the champion's that still counts as not worse.")
@@ -166,14 +170,15 @@ def train(ctx: click.Context, cluster, services, days, holdout_hours, end, from_
     the table says why. Safe to run twice: an identical model is reported as unchanged.
     """
     from models.store import LocalModelStore
-    from training.detectors import DEFAULT_DETECTOR, detector_config
+    from training.detectors import detector_config
     from training.pipeline import SUMMARY_HEADERS, Target, TrainOptions, summary_rows, train_services
 
     settings = settings_from(ctx, cluster=cluster, service=services[0] if services else None)
     names = list(dict.fromkeys(services)) or [settings.target.service]
     sources, default_end, metrics = history_sources(settings, names, from_csv, from_parquet)
-    kind = detector or DEFAULT_DETECTOR
-    config = detector_config(kind, threshold=threshold if threshold is not None else settings.threshold)
+    if threshold is None and detector == "robust_z":
+        threshold = settings.threshold  # AIOPS_THRESHOLD is a z-score: it only means something here
+    config = detector_config(detector, threshold=threshold)
     options = TrainOptions(detector=config, days=days, holdout=pd.Timedelta(hours=holdout_hours),
                            metrics=tuple(metrics) if metrics else None,
                            freq=pd.Timedelta(seconds=settings.period_seconds) if metrics else None,

@@ -25,7 +25,8 @@ def normal() -> pd.DataFrame:
 
 
 def options(**overrides) -> TrainOptions:
-    return TrainOptions(**{"backend": "sequential", **overrides})
+    """Fast options: the baselines-only detector in this process (the ensemble has its own test)."""
+    return TrainOptions(**{"backend": "sequential", "detector": detector_config("robust_z"), **overrides})
 
 
 def test_injected_anomalies_go_into_health_metrics_the_bad_way(normal) -> None:
@@ -109,10 +110,24 @@ def test_an_unreachable_tracking_store_still_gives_the_local_bundle(tmp_path, no
     assert store.load("c--s", alias=CHAMPION).digest == result.digest
 
 
+def test_the_default_detector_is_the_ensemble_and_its_bundle_says_how_it_was_built(tmp_path, normal) -> None:
+    store = LocalModelStore(tmp_path / "registry")
+    result = train_service("c", "s", FrameSource(normal), end=END, store=store,
+                           options=TrainOptions(backend="sequential"))
+    assert type(result.model).__name__ == "ServiceDetector"
+    assert result.evaluation["f1"] >= 0.8
+    loaded = store.load("c--s", alias=CHAMPION)
+    assert loaded.config["detector"] == "ensemble"
+    assert set(loaded.config["params"]["config"]["members"]) == {"zscore", "seasonal", "iforest"}
+    assert "cpu_utilization:z" in loaded.manifest["feature_names"], "the forest's derived features"
+
+
 def test_unknown_detectors_and_options_are_refused() -> None:
     with pytest.raises(DetectorConfigError, match="unknown detector 'magic'"):
         detector_config("magic")
     with pytest.raises(DetectorConfigError, match="bad parameters for detector 'robust_z'"):
         build_detector({"detector": "robust_z", "params": {"thresh": 3}})
+    with pytest.raises(DetectorConfigError, match="calibrated score in \\(0, 1\\), got 4"):
+        detector_config("ensemble", threshold=4.0)
     with pytest.raises(ValueError, match="promote must be one of"):
         TrainOptions(promote="sometimes").validate()

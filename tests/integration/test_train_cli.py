@@ -1,0 +1,162 @@
+"""``aiops train`` as the nightly job runs it: simulated history in CloudWatch on the local AWS
+endpoint, a SQLite MLflow store in a temporary directory, the registry's aliases, bundle
+verification (tampered files refused), an unreachable tracking store, and the Dask backend.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from models.bundle import BundleError, bundle_digest, load_bundle
+from models.mlflow_store import MlflowModelStore
+from models.store import CHALLENGER, CHAMPION, LocalModelStore
+from service.aws import ClientFactory, local_aws
+from service.cloudwatch import CloudWatchMetrics
+from service.settings import Settings
+from simulation.physics import ServiceShape, history
+
+pytestmark = pytest.mark.integration
+AIOPS = [sys.executable, "-m", "service.cli"]
+END = pd.Timestamp.now(tz="UTC").floor("h")
+NAME = "aiops-platform-cluster--aiops-platform-service"
+
+
+@pytest.fixture(scope="module")
+def endpoint() -> Iterator[str]:
+    """The local AWS endpoint with five days of the simulated service's one-minute metrics."""
+    with local_aws() as url:  # fake credentials and the endpoint, restored afterwards
+        settings = Settings()
+        CloudWatchMetrics(ClientFactory().client("cloudwatch"), settings.metrics, settings.target).write(
+            history(END, 5, ServiceShape(), np.random.default_rng(5)))
+        yield url
+
+
+def aiops(endpoint: str, cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing",
+           "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([*AIOPS, "--data-dir", str(cwd / "data"), *args], capture_output=True,
+                          text=True, timeout=600, env=env, cwd=cwd)
+
+
+def train(endpoint: str, cwd: Path, *args: str) -> dict:
+    done = aiops(endpoint, cwd, "train", "--days", "4", "--end", END.isoformat(),
+                 "--mlflow-uri", f"sqlite:///{cwd / 'mlflow.db'}", "--json", *args)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)[0]
+
+
+@pytest.fixture(scope="module")
+def trained(endpoint, tmp_path_factory) -> tuple[Path, dict]:
+    """One nightly run of the default (ensemble) model: the first champion."""
+    cwd = tmp_path_factory.mktemp("train")
+    return cwd, train(endpoint, cwd)
+
+
+def test_the_first_run_is_the_champion_in_both_stores(trained) -> None:
+    cwd, result = trained
+    assert result["status"] == CHAMPION and result["reason"] == "first model for this service"
+    assert result["evaluation"]["events"] == 8 and result["evaluation"]["f1"] > 0.5
+    assert result["run_id"] and result["mlflow_version"] == 1
+    registry = MlflowModelStore(f"sqlite:///{cwd / 'mlflow.db'}")
+    champion = registry.get(NAME, alias=CHAMPION)
+    assert (champion.version, champion.digest, champion.run_id) == (1, result["digest"], result["run_id"])
+    from_registry = registry.load(NAME, alias=CHAMPION)
+    assert type(from_registry.model).__name__ == "ServiceDetector"
+    assert from_registry.manifest["evaluation"] == result["evaluation"]
+    local = LocalModelStore(cwd / "data" / "models" / "registry")
+    assert local.get(NAME, alias=CHAMPION).digest == result["digest"]
+    deployed = load_bundle(result["deployed"])
+    assert deployed.digest == result["digest"] and deployed.manifest["packages"]["scikit-learn"]
+    assert (cwd / "mlruns").is_dir(), "artifacts live beside the SQLite store"
+
+
+def test_a_second_run_in_the_same_hour_changes_nothing(endpoint, trained) -> None:
+    cwd, first = trained
+    again = train(endpoint, cwd)
+    assert again["status"] == "unchanged" and again["digest"] == first["digest"]
+    assert [v.version for v in MlflowModelStore(f"sqlite:///{cwd / 'mlflow.db'}").versions(NAME)] == [1]
+
+
+def test_a_worse_model_stays_challenger_and_models_compare_shows_why(endpoint, trained) -> None:
+    cwd, first = trained
+    worse = train(endpoint, cwd, "--detector", "robust_z", "--threshold", "40")
+    assert worse["status"] == CHALLENGER and "below the champion's" in worse["reason"]
+    registry = MlflowModelStore(f"sqlite:///{cwd / 'mlflow.db'}")
+    assert registry.get(NAME, alias=CHAMPION).version == 1
+    assert registry.get(NAME, alias=CHALLENGER).version == 2
+    assert load_bundle(first["deployed"]).digest == first["digest"], "the deployed champion stays"
+    shown = aiops(endpoint, cwd, "models", "compare", "--store", "mlflow", "--mlflow-uri",
+                  f"sqlite:///{cwd / 'mlflow.db'}")
+    assert shown.returncode == 0, shown.stderr
+    assert "champion v1" in shown.stdout and "challenger v2" in shown.stdout
+    assert "same evaluation" in shown.stdout and "stayed challenger: F1" in shown.stdout
+    listed = aiops(endpoint, cwd, "models", "list")
+    assert listed.returncode == 0 and "challenger" in listed.stdout and NAME in listed.stdout
+
+
+def test_tampered_bundles_are_refused_everywhere(endpoint, trained) -> None:
+    cwd, first = trained
+    registry = MlflowModelStore(f"sqlite:///{cwd / 'mlflow.db'}")
+    artifacts = [p for p in (cwd / "mlruns").rglob("bundle/state.joblib")]
+    stored = next(p for p in artifacts if bundle_digest(p.parent) == first["digest"])
+    stored.write_bytes(stored.read_bytes() + b"\0")
+    with pytest.raises(BundleError, match="state.joblib does not match its sha256"):
+        registry.load(NAME, alias=CHAMPION)
+    deployed = Path(first["deployed"])
+    config = json.loads((deployed / "config.json").read_text())
+    config["params"]["threshold"] = 0.5
+    (deployed / "config.json").write_text(json.dumps(config))
+    done = aiops(endpoint, cwd, "watch", "--bundle", str(deployed), "--once")
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "config.json does not match its sha256" in done.stderr
+
+
+def test_an_unreachable_tracking_store_still_writes_the_bundle(endpoint, tmp_path) -> None:
+    done = aiops(endpoint, tmp_path, "train", "--days", "4", "--end", END.isoformat(), "--detector",
+                 "robust_z", "--mlflow-uri", "http://127.0.0.1:9")
+    assert done.returncode == 0, done.stderr
+    assert "MLflow tracking skipped: MLflow server http://127.0.0.1:9 unreachable" in done.stderr
+    assert "champion" in done.stdout and "skipped:" in done.stdout
+    assert load_bundle(tmp_path / "data" / "models" / NAME).config["detector"] == "robust_z"
+
+
+def test_the_dask_backend_gives_the_same_bundle(endpoint, tmp_path) -> None:
+    runs = {}
+    for backend in ("loky", "dask"):
+        cwd = tmp_path / backend
+        cwd.mkdir()
+        done = aiops(endpoint, cwd, "train", "--days", "4", "--end", END.isoformat(), "--no-tracking",
+                     "--backend", backend, "--n-jobs", "2", "--json")
+        assert done.returncode == 0, done.stderr
+        runs[backend] = json.loads(done.stdout)[0]
+    assert runs["dask"]["digest"] == runs["loky"]["digest"]
+    assert runs["dask"]["tracking"] == "skipped: no tracking store configured"
+
+
+def test_baseline_rebuilds_only_the_baselines_and_puts_them_in_service(endpoint, tmp_path) -> None:
+    done = aiops(endpoint, tmp_path, "baseline", "--days", "3", "--end", END.isoformat(), "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["resolution"] == "hour_of_day" and out["version"] == 1
+    assert load_bundle(out["bundle"]).config["detector"] == "robust_z"
+
+
+def test_a_cloudwatch_that_does_not_answer_is_one_line(tmp_path) -> None:
+    done = subprocess.run([*AIOPS, "--data-dir", str(tmp_path), "train", "--no-tracking"],
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path,
+                          env={**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+                               "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                               "AWS_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "1"})
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert "cannot read cpu_utilization" in done.stderr and "127.0.0.1:9" in done.stderr
+    assert not (tmp_path / "models").exists(), "nothing written half-way"
