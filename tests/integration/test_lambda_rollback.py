@@ -73,20 +73,22 @@ def test_a_named_revision_and_a_missing_one(ecs) -> None:
 
 
 def test_an_api_gateway_event_carries_the_payload_in_its_body(ecs) -> None:
-    assert answer(rollback_handler({"body": json.dumps(SEED)}))[0] == 200
+    event = {"body": json.dumps(SEED), "headers": {"content-type": "application/json"},
+             "requestContext": {}}
+    assert answer(rollback_handler(event))[0] == 200
 
 
 @pytest.mark.parametrize("event, field", [
-    ({"service": "s", "reason": "r"}, "'cluster'"),
-    ({**SEED, "reason": "  "}, "'reason'"),
-    ({**SEED, "to_revision": "2"}, "'to_revision'"),
-    ({**SEED, "force": True}, "unknown field(s) force"),
-    ({"body": "{not json"}, "not valid JSON"),
-    (["cluster"], "JSON object"),
+    ({"service": "s", "reason": "r"}, "cluster"),
+    ({**SEED, "reason": "  "}, "reason"),
+    ({**SEED, "to_revision": "2"}, "to_revision"),
+    ({**SEED, "force": True}, "force"),
+    ({"body": "{not json", "headers": {}}, "body"),
+    (["cluster"], "payload"),
 ])
-def test_bad_payloads_are_400_with_the_field_named(event, field) -> None:
+def test_bad_payloads_are_422_with_the_field_named(event, field) -> None:
     status, body = answer(rollback_handler(event))
-    assert status == 400 and field in body["error"], "refused before any AWS call"
+    assert status == 422 and body["error"]["field"] == field, "refused before any AWS call"
 
 
 def test_a_service_outside_the_allow_list_is_refused(ecs, tmp_path, monkeypatch) -> None:
