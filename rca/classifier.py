@@ -29,6 +29,7 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from rca.diagnosis import Diagnosis, Evidence
 from rca.explain import explain
@@ -98,8 +99,13 @@ class TrainedClassifier:
         return [str(c) for c in self.model.classes_]
 
     def probabilities(self, features: Sequence[Mapping[str, float]]) -> np.ndarray:
-        """Calibrated class probabilities, one row per incident, columns as :attr:`classes`."""
-        return self.model.predict_proba(list(features))
+        """Calibrated class probabilities, one row per incident, columns as :attr:`classes`.
+
+        One thread: a handful of rows is cheaper than waking an OpenMP team, and on a busy
+        machine that team's spin-waits made a single diagnosis take seconds.
+        """
+        with threadpool_limits(limits=1):
+            return self.model.predict_proba(list(features))
 
     def decide(self, features: Features) -> Decision:
         """The guarded decision for one incident."""

@@ -42,6 +42,7 @@ def sentence(cause: str, f: Features, playbook: Playbook) -> str:
     boundary = playbook.error_boundary
     slope = f.get(f"{MEMORY}_slope")
     climbing = f" and climbing {slope:.2f} points a minute" if slope is not None and slope > 0 else ""
+    cpu = f" while CPU is {show(f, CPU)}" if show(f, CPU) != "unknown" else ""
     oom = f.get("oom_stopped_tasks")
     killed = f"; {oom:.0f} task(s) stopped with OutOfMemory" if oom is not None and oom > 0 else ""
     return {
@@ -53,8 +54,7 @@ def sentence(cause: str, f: Features, playbook: Playbook) -> str:
                            f"{_deployment(f)}: a bad change is failing requests.",
         "error_rate_low": f"{_errors(f)} errors in the last period (at most {boundary}): worth a look "
                           "at the logs.",
-        "slow_response": f"Response time is {show(f, LATENCY)} while CPU is {show(f, CPU)}: a slow "
-                         "dependency or queueing.",
+        "slow_response": f"Response time is {show(f, LATENCY)}{cpu}: a slow dependency or queueing.",
     }[cause]
 
 
