@@ -42,7 +42,7 @@ def _read_payload(text: str):
         _bad_input(f"--payload: not valid JSON: {exc}")
 
 
-def _classifier(settings, playbook, use_rules: bool, train_if_missing: bool, say):
+def _classifier(settings, playbook, use_rules: bool, train_if_missing: bool, say, services=None):
     from rca.rules import RuleClassifier
     from service.diagnose import load_rca_classifier, rca_bundle_dir, train_rca
 
@@ -52,7 +52,7 @@ def _classifier(settings, playbook, use_rules: bool, train_if_missing: bool, say
     if isinstance(classifier, RuleClassifier) and train_if_missing:
         say(f"no trained root-cause classifier at {rca_bundle_dir(settings)}: training one now on "
             "simulated incidents (once, about two minutes; `aiops train-rca` retrains it) ...")
-        classifier, info, path = train_rca(settings, playbook, n_jobs=2, progress=say)
+        classifier, info, path = train_rca(settings, playbook, services, n_jobs=2, progress=say)
         source = f"trained model from {path} (trained now in {info.seconds:.0f} s)"
     return classifier, source
 
@@ -72,6 +72,8 @@ def _classifier(settings, playbook, use_rules: bool, train_if_missing: bool, say
 @click.option("--rules", "use_rules", is_flag=True, help="Use the rule-only baseline classifier.")
 @click.option("--no-train", is_flag=True,
               help="Do not train a classifier on first use; fall back to the rules.")
+@click.option("--train-services", type=click.IntRange(10, 100_000), default=None,
+              help="On first use, simulated services to train on [600].")
 @click.option("--report-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Write the RCA report here: Markdown, HTML, one PNG per involved metric.")
 @click.option("--email-to", multiple=True, help="Send the report by SES to this address (repeatable).")
@@ -81,7 +83,7 @@ def _classifier(settings, playbook, use_rules: bool, train_if_missing: bool, say
 @click.pass_context
 @handle_errors
 def rca(ctx, payload, history, window, deployed_minutes_ago, oom_stopped, use_rules, no_train,
-        report_dir, email_to, email_from, as_json) -> None:
+        train_services, report_dir, email_to, email_from, as_json) -> None:
     """Name the root cause of an incident, with severity, actions, confidence and evidence."""
     from rca.features import EcsContext
     from rca.payload import PayloadError, parse_payload
@@ -99,7 +101,8 @@ def rca(ctx, payload, history, window, deployed_minutes_ago, oom_stopped, use_ru
     try:
         if payload is not None:
             request = parse_payload(_read_payload(payload))
-            classifier, source = _classifier(settings, playbook, use_rules, not no_train, say)
+            classifier, source = _classifier(settings, playbook, use_rules, not no_train, say,
+                                             train_services)
             diagnosis = classifier.diagnose(request.features())
             texts = [_render(a) for a in request.anomalies]
             plots = {}
@@ -108,7 +111,8 @@ def rca(ctx, payload, history, window, deployed_minutes_ago, oom_stopped, use_ru
             context = EcsContext(minutes_since_deployment=deployed_minutes_ago,
                                  oom_stopped_tasks=oom_stopped)
             frames = read_metric_csv(history, "history"), read_metric_csv(window, "window")
-            classifier, source = _classifier(settings, playbook, use_rules, not no_train, say)
+            classifier, source = _classifier(settings, playbook, use_rules, not no_train, say,
+                                             train_services)
             result = diagnose_window(*frames, classifier, settings, context)
             diagnosis, texts = result.diagnosis, [a.render() for a in result.anomalies]
             plots = _plots(result, diagnosis.to_dict())
@@ -167,13 +171,17 @@ def _report(diagnosis: dict, anomalies: list[str], plots: dict[str, bytes], dire
         done["html"] = str(directory / "rca.html")
     if recipients:
         from service.aws import ClientFactory
-        from service.mail import SesMailer
+        from service.cli.common import fail
+        from service.mail import MailError, SesMailer
 
         mailer = SesMailer(ClientFactory().client("ses"), sender)
         subject = f"RCA: {diagnosis['root_cause']} ({diagnosis['severity']})"
-        done["email_message_id"] = mailer.send(recipients, subject,
-                                               render_diagnosis_markdown(diagnosis, anomalies, None, title),
-                                               render_html(title, diagnosis, anomalies, plots))
+        try:
+            done["email_message_id"] = mailer.send(
+                recipients, subject, render_diagnosis_markdown(diagnosis, anomalies, None, title),
+                render_html(title, diagnosis, anomalies, plots))
+        except MailError as exc:
+            fail(str(exc).splitlines()[0])
     return done
 
 
