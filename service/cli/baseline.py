@@ -35,15 +35,15 @@ def baseline(ctx: click.Context, cluster: str | None, service: str | None, days:
     from training.pipeline import Target, TrainOptions, train_services
 
     settings = settings_from(ctx, cluster=cluster, service=service)
-    name = settings.target.service
-    sources, default_end, metrics = history_sources(settings, [name], from_csv, from_parquet)
+    target = settings.target
+    sources, default_end, metrics = history_sources(settings, [target], from_csv, from_parquet)
     options = TrainOptions(detector=detector_config(BASELINES_ONLY, threshold=settings.threshold),
                            days=days, holdout=pd.Timedelta(0), promote="always",
                            metrics=tuple(metrics) if metrics else None,
                            freq=pd.Timedelta(seconds=settings.period_seconds) if metrics else None,
                            n_jobs=1)
     root, deploy_root = store_paths(settings)
-    result = train_services([Target(settings.target.cluster, name, sources[name])], options,
+    result = train_services([Target(target.cluster, target.service, sources[0])], options,
                             end=parse_end(end) or default_end, store=LocalModelStore(root),
                             deploy_root=deploy_root, progress=ClickProgress(quiet=as_json))[0]
     if not result.ok:

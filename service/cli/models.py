@@ -142,3 +142,31 @@ def compare_models(ctx, cluster, service, store_kind, mlflow_uri, as_json) -> No
     emit(None, False, rows, ["figure", *columns])
     if challenger is not None and challenger.info.get("reason"):
         click.echo(f"v{challenger.version} stayed challenger: {challenger.info['reason']}")
+
+
+@models.command("promote")
+@with_target
+@click.argument("version", type=click.IntRange(1, None))
+@store_options
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handle_errors
+def promote_model(ctx, cluster, service, version, store_kind, mlflow_uri, as_json) -> None:
+    """Make VERSION the champion by hand (e.g. back to the previous one after a bad night).
+
+    The version is loaded and verified first; with the local store its bundle also becomes the
+    service's deployed bundle, which aiops watch loads.
+    """
+    from models.store import CHAMPION, model_name
+
+    settings = settings_from(ctx, cluster=cluster, service=service)
+    store = open_store(settings, store_kind, mlflow_uri)
+    name = model_name(settings.target.cluster, settings.target.service)
+    store.load(name, version=version)  # refuses a missing, tampered or incompatible version
+    store.set_alias(name, CHAMPION, version)
+    deployed = None
+    if store_kind == "local":
+        deployed = store.export(name, version, store_paths(settings)[1] / name)
+    out = {"model": name, "store": store_kind, "champion": version,
+           "deployed": str(deployed) if deployed else None}
+    emit(out, as_json, [[k, v] for k, v in out.items()])

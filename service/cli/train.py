@@ -19,7 +19,7 @@ import click
 import pandas as pd
 
 from service.cli.common import emit, fail, handle_errors, settings_from
-from service.settings import Settings
+from service.settings import ServiceTarget, Settings
 
 MLFLOW_ENV = "MLFLOW_TRACKING_URI"
 
@@ -53,9 +53,30 @@ def source_options(func):
                              "cluster/service columns).")(func)
 
 
-def history_sources(settings: Settings, services: list[str], from_csv: Path | None,
-                    from_parquet: Path | None) -> tuple[dict, pd.Timestamp, list[str] | None]:
-    """Each service's history source, the default end of the window, and the wanted metrics.
+def service_targets(settings: Settings, services: tuple[str, ...], config_path: Path | None,
+                    from_file: bool) -> list[ServiceTarget]:
+    """The services to train: those of a watch config (``--config``, each with its own load
+    balancer dimensions), or ``--service`` values in the settings' cluster."""
+    if config_path is not None:
+        from service.watch_config import load_watch_config
+
+        config = load_watch_config(config_path)
+        chosen = [s for s in config.services if not services or s.service in services]
+        if not chosen:
+            raise click.UsageError(f"no services to train in {config_path}"
+                                   + (f" named {', '.join(services)}" if services else ""))
+        return [s.target(settings.target) for s in chosen]
+    names = list(dict.fromkeys(services)) or [settings.target.service]
+    if len(names) > 1 and not from_file:
+        raise click.UsageError("several --service values need --config (each service's load balancer "
+                               "dimensions) or --from-csv/--from-parquet; the settings describe one "
+                               "service's CloudWatch dimensions")
+    return [settings.target.model_copy(update={"service": n}) for n in names]
+
+
+def history_sources(settings: Settings, targets: list[ServiceTarget], from_csv: Path | None,
+                    from_parquet: Path | None) -> tuple[list, pd.Timestamp, list[str] | None]:
+    """Each target's history source, the default end of the window, and the wanted metrics.
 
     CloudWatch: one source per metric (a progress step each), the window ending at the last
     whole hour (so two runs in the same hour read the same data); a file: its rows, ending
@@ -66,26 +87,18 @@ def history_sources(settings: Settings, services: list[str], from_csv: Path | No
     if from_csv and from_parquet:
         raise click.UsageError("give --from-csv or --from-parquet, not both")
     path = from_csv or from_parquet
-    cluster = settings.target.cluster
     if path is not None:
         frame = read_metric_file(path)
-        sources = {s: FrameSource(select_service(frame, cluster, s, str(path))) for s in services}
+        sources = [FrameSource(select_service(frame, t.cluster, t.service, str(path))) for t in targets]
         end = frame.index.max() + infer_freq(frame.index.unique().sort_values())
         return sources, end, None
     from service.aws import ClientFactory
     from service.cloudwatch import CloudWatchMetrics
 
-    if len(services) > 1:
-        raise click.UsageError("several --service values need --from-csv/--from-parquet: the "
-                               "CloudWatch dimensions (load balancer, target group) in the settings "
-                               "describe one service; run aiops train once per service instead")
     client = ClientFactory().client("cloudwatch")
-    sources = {}
-    for name in services:
-        target = settings.target.model_copy(update={"service": name})
-        sources[name] = PerMetricSource({
-            metric: CloudWatchMetrics(client, {metric: mapping}, target, settings.period_seconds)
-            for metric, mapping in settings.metrics.items()})
+    sources = [PerMetricSource({
+        metric: CloudWatchMetrics(client, {metric: mapping}, target, settings.period_seconds)
+        for metric, mapping in settings.metrics.items()}) for target in targets]
     end = pd.Timestamp.now(tz="UTC").floor("h")
     return sources, end, list(settings.metrics)
 
@@ -130,6 +143,9 @@ def store_paths(settings: Settings) -> tuple[Path, Path]:
 @click.option("--cluster", help="ECS cluster [env AIOPS_TARGET__CLUSTER].")
 @click.option("--service", "services", multiple=True,
               help="ECS service; repeat for several [env AIOPS_TARGET__SERVICE].")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None,
+              help="Train every service of this watch config (the file aiops watch reads); "
+                   "--service then picks some of them.")
 @click.option("--days", default=14.0, show_default=True, type=click.FloatRange(0.05, 455),
               help="Days of history to fit on (the held-back tail comes on top).")
 @click.option("--holdout-hours", default=24.0, show_default=True, type=click.FloatRange(0, 24 * 14),
@@ -160,7 +176,8 @@ def store_paths(settings: Settings) -> tuple[Path, Path]:
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 @click.pass_context
 @handle_errors
-def train(ctx: click.Context, cluster, services, days, holdout_hours, end, from_csv, from_parquet,
+def train(ctx: click.Context, cluster, services, config_path, days, holdout_hours, end, from_csv,
+          from_parquet,
           detector, threshold, seed, tolerance, no_promote, exclude, n_jobs, backend, dask_scheduler,
           mlflow_uri, experiment, no_tracking, as_json) -> None:
     """Retrain services' models from their history, evaluate, track and promote.
@@ -174,8 +191,8 @@ def train(ctx: click.Context, cluster, services, days, holdout_hours, end, from_
     from training.pipeline import SUMMARY_HEADERS, Target, TrainOptions, summary_rows, train_services
 
     settings = settings_from(ctx, cluster=cluster, service=services[0] if services else None)
-    names = list(dict.fromkeys(services)) or [settings.target.service]
-    sources, default_end, metrics = history_sources(settings, names, from_csv, from_parquet)
+    chosen = service_targets(settings, services, config_path, bool(from_csv or from_parquet))
+    sources, default_end, metrics = history_sources(settings, chosen, from_csv, from_parquet)
     if threshold is None and detector == "robust_z":
         threshold = settings.threshold  # AIOPS_THRESHOLD is a z-score: it only means something here
     config = detector_config(detector, threshold=threshold)
@@ -186,7 +203,7 @@ def train(ctx: click.Context, cluster, services, days, holdout_hours, end, from_
                            exclude=parse_excludes(exclude), n_jobs=n_jobs, backend=backend,
                            scheduler=dask_scheduler)
     root, deploy_root = store_paths(settings)
-    targets = [Target(settings.target.cluster, name, sources[name]) for name in names]
+    targets = [Target(t.cluster, t.service, source) for t, source in zip(chosen, sources, strict=True)]
     results = train_services(targets, options, end=parse_end(end) or default_end,
                              store=LocalModelStore(root), deploy_root=deploy_root,
                              tracker=tracker_from(mlflow_uri, experiment, no_tracking),
