@@ -156,3 +156,33 @@ def training(services: int, days: int, detector: str, n_jobs: int, backend: str,
     run_id = track(log_to_mlflow, report, mlflow_uri, experiment, "training-benchmark", as_json)
     if as_json:
         emit({**report.to_dict(), "mlflow_run_id": run_id}, True)
+
+
+@benchmark.command("soak")
+@click.option("--incidents", default=1000, show_default=True, type=click.IntRange(1, 100_000),
+              help="Simulated incidents to play.")
+@click.option("--seed", default=7, show_default=True, help="Seed of the simulated world.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+@handle_errors
+def soak(ctx: click.Context, incidents: int, seed: int, as_json: bool) -> None:
+    """Guardrails under a soak of simulated incidents of every kind; exits 1 on any breach.
+
+    Nine services on the local AWS endpoint, the real watcher, remediator and incident log, a
+    simulated on-call engineer and alarm-triggered rollbacks; an auditor checks every mutating
+    ECS call against the rules. Prints actions, refusals by reason, and breaches (must be 0).
+    """
+    import pandas as pd
+
+    from service.cli.common import settings_from
+    from service.soak import render, run_soak
+
+    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S")
+    data_dir = settings_from(ctx).data_dir / f"soak-{stamp}"
+    report = run_soak(data_dir, incidents=incidents, seed=seed, progress=_to_stderr)
+    emit(report.to_dict(), as_json)
+    if not as_json:
+        click.echo(render(report))
+        click.echo(f"Incident log: {data_dir / 'incidents.sqlite'}")
+    if report.breaches or report.lost:
+        fail(f"{len(report.breaches)} guardrail breach(es), {report.lost} incident(s) lost")
