@@ -4,14 +4,16 @@
 probabilities); ``TrainedClassifier`` turns its probabilities into a :class:`Diagnosis` through
 the hard guards of :mod:`rca.guards`, with an explanation and the evidence that drove it.
 
-Candidates (chosen by ``aiops benchmark rca --model``):
+Candidates (compared by ``aiops benchmark rca --model``; README, "Root-cause classifier"):
 
-- ``hgb``: histogram gradient-boosted trees. Handles the NaN of unknown figures natively, so a
-  payload with two metrics and a window with all five go through the same model. The default:
-  it had the best macro-F1 on held-out incidents (README, "Root-cause classifier").
-- ``forest``: a random forest (NaN handled natively by scikit-learn's trees too).
+- ``forest``: a random forest, the default. scikit-learn's trees route the NaN of unknown
+  figures natively, so a payload with two metrics and a window with all five go through the
+  same model. On 1,053 held-out incidents it had the best accuracy and macro-F1 (98.96%, 0.991;
+  0 harmful actions) and fits in seconds.
+- ``hgb``: histogram gradient-boosted trees (NaN native too): 98.58%, 0.989, 0 harmful, and a
+  fit ten times slower.
 - ``logistic``: multinomial logistic regression on median-imputed, standardised inputs with
-  missing-value indicators; the linear reference.
+  missing-value indicators, the linear reference: 96.30%, 0.973, 0 harmful, 31 unknowns.
 
 Every candidate is wrapped in ``CalibratedClassifierCV`` (isotonic, 3 folds) so that its
 probabilities can be compared with the playbook's confidence floors.
@@ -38,12 +40,12 @@ from rca.guards import Decision, decide
 from rca.playbook import Playbook
 from rca.vectorize import ERRORS, MODEL_METRICS, FeatureVectorizer, metric_missing
 
-CANDIDATES = ("hgb", "forest", "logistic")
+CANDIDATES = ("forest", "hgb", "logistic")
 MIN_CONTRIBUTION = 0.02
 EVIDENCE_TOP = 3
 
 
-def build_model(kind: str = "hgb", random_state: int = 0) -> Pipeline:
+def build_model(kind: str = "forest", random_state: int = 0) -> Pipeline:
     """An unfitted pipeline: feature dicts -> model inputs -> calibrated class probabilities."""
     if kind == "hgb":
         core = HistGradientBoostingClassifier(max_iter=300, learning_rate=0.08, max_leaf_nodes=15,

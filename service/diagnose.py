@@ -63,7 +63,7 @@ def load_rca_classifier(settings: Settings, playbook: Playbook,
     return RuleClassifier(playbook, threshold=threshold), source
 
 
-def train_rca(settings: Settings, playbook: Playbook, n_services: int | None = None, kind: str = "hgb",
+def train_rca(settings: Settings, playbook: Playbook, n_services: int | None = None, kind: str = "forest",
               use_labels: bool = True, n_jobs: int = 1,
               progress: Callable[[str], None] = lambda _: None):
     """Train the classifier (simulated incidents + the incident log's operator labels) and save it.

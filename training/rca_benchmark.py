@@ -88,7 +88,7 @@ class BenchmarkResult:
 
 
 def benchmark(playbook: Playbook, n_train_services: int = DEFAULT_SERVICES,
-              n_test_services: int = DEFAULT_TEST_SERVICES, kind: str = "hgb",
+              n_test_services: int = DEFAULT_TEST_SERVICES, kind: str = "forest",
               classifier: TrainedClassifier | None = None, threshold: float = 4.0,
               n_jobs: int = 1, progress: Callable[[str], None] = lambda _: None) -> BenchmarkResult:
     """Train on training seeds (unless a classifier is given), test on held-out seeds, with the

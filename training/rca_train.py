@@ -74,7 +74,7 @@ class TrainInfo:
     rules: dict = field(default_factory=dict)
 
 
-def fit_classifier(features: Sequence[Features], causes: Sequence[str], kind: str = "hgb",
+def fit_classifier(features: Sequence[Features], causes: Sequence[str], kind: str = "forest",
                    weights: Sequence[float] | None = None, random_state: int = 0):
     """Fit a model from :func:`rca.classifier.build_model` on incidents and their root causes."""
     labels = [model_class(c) for c in causes]
@@ -88,7 +88,7 @@ def fit_classifier(features: Sequence[Features], causes: Sequence[str], kind: st
         return model.fit(list(features), labels, **params)
 
 
-def train(playbook: Playbook, n_services: int = DEFAULT_SERVICES, kind: str = "hgb",
+def train(playbook: Playbook, n_services: int = DEFAULT_SERVICES, kind: str = "forest",
           labels: Sequence[OperatorLabel] = (), threshold: float = 4.0, n_jobs: int = 1,
           progress: Callable[[str], None] = lambda _: None) -> tuple[TrainedClassifier, TrainInfo]:
     """Simulate incidents on training seeds, add operator labels, fit the classifier."""

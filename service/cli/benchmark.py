@@ -88,7 +88,7 @@ def _to_stderr(message: str) -> None:
               help="Simulated services (training seeds) to train on [600, about 3,000 incidents].")
 @click.option("--test-services", type=click.IntRange(10, 100_000), default=None,
               help="Simulated services (held-out seeds) to test on [200, about 1,000 incidents].")
-@click.option("--model", "kind", type=click.Choice(["hgb", "forest", "logistic"]), default="hgb",
+@click.option("--model", "kind", type=click.Choice(["hgb", "forest", "logistic"]), default="forest",
               show_default=True, help="The classifier to train and test.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Processes simulating incidents.")

@@ -188,7 +188,7 @@ def _report(diagnosis: dict, anomalies: list[str], plots: dict[str, bytes], dire
 @click.command("train-rca")
 @click.option("--services", type=click.IntRange(10, 100_000), default=None,
               help="Simulated services to draw incidents from (about 5 incidents each) [600].")
-@click.option("--model", "kind", type=click.Choice(["hgb", "forest", "logistic"]), default="hgb",
+@click.option("--model", "kind", type=click.Choice(["hgb", "forest", "logistic"]), default="forest",
               show_default=True, help="The classifier (see `aiops benchmark rca`).")
 @click.option("--no-labels", is_flag=True, help="Leave out the operator labels of the incident log.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=2, show_default=True,

@@ -25,7 +25,7 @@ from simulation.physics import ServiceShape, history
 
 pytestmark = pytest.mark.e2e
 SEED = {"anomalies": ["CPU: 60% (expected 4%)"], "metrics": {"cpu_utilization": 60}}
-END = pd.Timestamp("2026-11-16 12:00", tz="UTC")
+END = pd.Timestamp("2026-11-19 12:00", tz="UTC")  # a Thursday: three weekdays of history
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +103,7 @@ def test_a_window_against_a_history_with_a_report_and_plots(data_dir, tmp_path) 
     shape = ServiceShape()
     past = history(END - pd.Timedelta(minutes=20), 3, shape, np.random.default_rng(3))
     window = history(END, 1, shape, np.random.default_rng(4)).iloc[-20:].copy()
-    window.loc[window.index[-6:], "memory_utilization"] += np.arange(1, 7) * 4.0
+    window.loc[window.index[-10:], "memory_utilization"] += np.arange(1, 11) * 2.5
     report = tmp_path / "report"
     done = aiops("rca", "--history", str(_csv(past, tmp_path / "h.csv")),
                  "--window", str(_csv(window, tmp_path / "w.csv")), "--report-dir", str(report), "--json",

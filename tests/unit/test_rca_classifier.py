@@ -34,13 +34,13 @@ def playbook():
 @pytest.fixture(scope="module")
 def simulated():
     """A few hundred simulated incidents: enough to check behaviour, not the benchmark."""
-    return generate_incidents(45, TRAIN_SEEDS).incidents
+    return generate_incidents(70, TRAIN_SEEDS).incidents
 
 
 @pytest.fixture(scope="module")
 def trained(playbook, simulated):
     model = fit_classifier([i.features for i in simulated], [i.cause for i in simulated])
-    info = TrainInfo("hgb", 45, (TRAIN_SEEDS[0], TRAIN_SEEDS[44]), len(simulated), 0, {}, {}, 0.0)
+    info = TrainInfo("forest", 70, (TRAIN_SEEDS[0], TRAIN_SEEDS[69]), len(simulated), 0, {}, {}, 0.0)
     return TrainedClassifier(model, playbook), info
 
 
