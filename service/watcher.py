@@ -33,7 +33,7 @@ from rca.features import incident_features
 from rca.playbook import Playbook
 from service.cloudwatch import MetricSourceError
 from service.escalation import Escalator
-from service.notify import Notifier
+from service.notify import Notifier, NotifyError
 from service.remediation import Outcome, Remediator
 from service.reporting import send_report, unsent_reports, write_report
 from service.settings import ServiceTarget, Settings
@@ -45,6 +45,7 @@ except ImportError:  # pragma: no cover - an rca without ECS context
     EcsContext = None
 
 FEATURE_WINDOW = pd.Timedelta(minutes=15)
+BLIND_ALERT_TICKS = 5  # periods without metrics before the on-call engineer is told
 log = logging.getLogger("aiops.watcher")
 
 
@@ -109,7 +110,8 @@ class Watcher:
         self.escalator = Escalator(store, notifier, playbook)
         self.remediator.watch(target)
         self._resumed = False
-        self._read_failing = False
+        self._blind_ticks = 0
+        self._blind_alerted = False
 
     def rewire(self, remediator: Remediator, ecs: Any | None = None) -> None:
         """Use another remediator (the fleet's shared, guarded one) and ECS reader."""
@@ -158,21 +160,39 @@ class Watcher:
                         self.settings.reports_dir, now)
 
     def _read(self, now: pd.Timestamp) -> tuple[pd.DataFrame | None, str | None]:
+        """The metric window, or None and the error; a long outage pages the on-call engineer once."""
+        where = {"cluster": self.target.cluster, "service": self.target.service}
         try:
             window = self.source.read(now - FEATURE_WINDOW, now + self.period)
         except MetricSourceError as exc:
-            if not self._read_failing:
-                self.store.record(None, now, "read_failed", {"cluster": self.target.cluster,
-                                                             "service": self.target.service,
-                                                             "error": str(exc)})
-            self._read_failing = True
+            if self._blind_ticks == 0:
+                self.store.record(None, now, "read_failed", {**where, "error": str(exc)})
+            self._blind_ticks += 1
             log.error("%s: %s", self.name, exc)
+            if self._blind_ticks >= BLIND_ALERT_TICKS and not self._blind_alerted:
+                self._alert_blind(now, str(exc))
             return None, str(exc)
-        if self._read_failing:
-            self.store.record(None, now, "read_recovered", {"cluster": self.target.cluster,
-                                                            "service": self.target.service})
-            self._read_failing = False
+        if self._blind_ticks:
+            self.store.record(None, now, "read_recovered", {**where, "ticks_without_metrics":
+                                                            self._blind_ticks})
+            self._blind_ticks, self._blind_alerted = 0, False
         return window, None
+
+    def _alert_blind(self, now: pd.Timestamp, error: str) -> None:
+        """Tell the on-call engineer the watcher cannot see the service (it cannot detect anything)."""
+        role = self.escalator.on_call
+        subject = f"aiops cannot read the metrics of {self.name}"
+        body = (f"For {self._blind_ticks} scoring periods the watcher could not read {self.name}'s "
+                f"metrics, so it cannot detect incidents there.\nLast error: {error}\n"
+                "Check the IAM permissions (cloudwatch:GetMetricStatistics) and CloudWatch's health.")
+        try:
+            message_id = self.notifier.notify(role, subject, body)
+        except NotifyError as exc:
+            self.store.record(None, now, "blind_alert_failed", {"service": self.name, "error": str(exc)})
+            return
+        self._blind_alerted = True
+        self.store.record(None, now, "blind_alert", {"service": self.name, "role": role,
+                                                     "message_id": message_id, "error": error})
 
     def _recent(self, window: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
         return window[window.index > now - self.settings.group_window * self.period]

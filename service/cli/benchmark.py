@@ -186,3 +186,47 @@ def soak(ctx: click.Context, incidents: int, seed: int, as_json: bool) -> None:
         click.echo(f"Incident log: {data_dir / 'incidents.sqlite'}")
     if report.breaches or report.lost:
         fail(f"{len(report.breaches)} guardrail breach(es), {report.lost} incident(s) lost")
+
+
+@benchmark.command("faults")
+@click.option("--rate", default=0.2, show_default=True, type=click.FloatRange(0, 0.9),
+              help="Share of the platform's AWS calls that fail, for the transient kinds.")
+@click.option("--api-faults", default=None,
+              help="Comma-separated API fault plans [all: throttling, server_error, timeout, "
+                   "ecs_access_denied, cloudwatch_access_denied_10min].")
+@click.option("--faults", default=None, help="Comma-separated matrix faults [all six].")
+@click.option("--days", default=3, show_default=True, type=click.IntRange(1, 14),
+              help="Days of history behind the baselines.")
+@click.option("--seed", default=11, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+@handle_errors
+def faults(ctx: click.Context, rate: float, api_faults: str | None, faults: str | None, days: int,
+           seed: int, as_json: bool) -> None:
+    """Every matrix fault while the platform's AWS calls fail; exits 1 if an incident is lost.
+
+    Throttling, 5xx and read timeouts on a share of the calls (botocore retries them), the ECS
+    permissions missing, and CloudWatch refusing for ten minutes. Prints each incident's
+    outcome (remediated or escalated), the retries and the most attempts any call took.
+    """
+    import logging
+
+    import pandas as pd
+
+    from service.cli.common import settings_from
+    from service.faultbench import PLANS, render, run_fault_benchmark
+    from simulation.faults import FAULTS
+
+    logging.getLogger("aiops").setLevel(logging.CRITICAL)  # the figures, not a log line per fault
+    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S")
+    data_dir = settings_from(ctx).data_dir / f"faults-{stamp}"
+    report = run_fault_benchmark(
+        data_dir, rate=rate, api_faults=tuple(api_faults.split(",")) if api_faults else tuple(PLANS),
+        faults=tuple(faults.split(",")) if faults else tuple(FAULTS), seed=seed, history_days=days,
+        progress=_to_stderr)
+    emit(report.to_dict(), as_json)
+    if not as_json:
+        click.echo(render(report))
+        click.echo(f"Incident log: {data_dir / 'incidents.sqlite'}")
+    if report.lost:
+        fail(f"{report.lost} incident(s) lost")

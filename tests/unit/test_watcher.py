@@ -187,13 +187,15 @@ def test_a_service_outside_the_allow_list_is_never_touched(tmp_path, detector) -
 def test_a_cloudwatch_outage_postpones_verification_and_loses_nothing(tmp_path, detector) -> None:
     clock = Clock(T0)
     source = FakeSource([(T0, T0 + pd.Timedelta(minutes=6), "high_cpu")])
-    watcher, store, ecs, _ = make_watcher(tmp_path, detector, source, clock)
+    watcher, store, ecs, notifier = make_watcher(tmp_path, detector, source, clock)
     run(watcher, clock, 15)
     incident = store.list()[0]
     assert store.get(incident.id).status == "verifying"
     source.fail = "cannot read cpu_utilization from CloudWatch: Throttling"
     results = run(watcher, clock, 10)
     assert all(r.read_error for r in results) and store.get(incident.id).status == "verifying"
+    assert [s for _, s in notifier.sent if s.startswith("aiops cannot read")] == [
+        "aiops cannot read the metrics of aiops-platform-cluster/aiops-platform-service"]
     source.fail = None
     run(watcher, clock, 1)
     assert store.get(incident.id).status == "resolved"
@@ -201,6 +203,8 @@ def test_a_cloudwatch_outage_postpones_verification_and_loses_nothing(tmp_path, 
     assert len(platform) == 1 and "Throttling" in platform[0]["data"]["error"], \
         "one log line per outage, not one per minute"
     assert len(store.events_of_kind("read_recovered")) == 1
+    [blind] = store.events_of_kind("blind_alert")
+    assert blind["data"]["role"] == "on-call engineer", "ten blind minutes: the on-call engineer is told once"
 
 
 def test_a_notifier_outage_is_retried_until_the_page_goes_out(tmp_path, detector) -> None:
