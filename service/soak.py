@@ -72,15 +72,15 @@ class ServicePlan:
 
 
 PLANS = (
-    ServicePlan("busy-a", 15), ServicePlan("busy-b", 25), ServicePlan("web", 60),
-    ServicePlan("api", 120), ServicePlan("scaled", 40, autoscaling_max=3),
-    ServicePlan("pruned", 60, prune_old_revisions=True), ServicePlan("outside", 60, allowed=False),
-    ServicePlan("approve-a", 45, mode=Mode.APPROVE), ServicePlan("approve-b", 90, mode=Mode.APPROVE),
+    ServicePlan("busy-a", 20), ServicePlan("busy-b", 60), ServicePlan("web", 120),
+    ServicePlan("api", 240), ServicePlan("scaled", 90, autoscaling_max=3),
+    ServicePlan("pruned", 120, prune_old_revisions=True), ServicePlan("outside", 120, allowed=False),
+    ServicePlan("approve-a", 90, mode=Mode.APPROVE), ServicePlan("approve-b", 180, mode=Mode.APPROVE),
 )
 GUARDRAILS = GuardrailConfig(
     allowed_services=[f"{CLUSTER}/{p.name}" for p in PLANS if p.allowed],
     cooldown_minutes={"scale_up": 10, "scale_to": 10, "restart_tasks": 30, "rollback": 60},
-    max_desired_count=5, max_actions_per_day=6)
+    max_desired_count=5, max_actions_per_day=8)
 
 
 @dataclass
@@ -407,7 +407,7 @@ class SoakWorld:
                 return
             plan = (seen, now + pd.Timedelta(minutes=delay), what)
             self.todo[incident_id] = plan
-            if what == "resolve" and self.rng.random() < 0.4:
+            if what == "resolve" and self.rng.random() < 0.25:
                 self._manual_action(name, now, incident_id)
         _, when, what = plan
         if now < when:
