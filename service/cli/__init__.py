@@ -20,6 +20,7 @@ from service.cli.incidents import incidents
 from service.cli.models import models
 from service.cli.rca import rca, train_rca
 from service.cli.remediate import remediate
+from service.cli.simulate import simulate
 from service.cli.status import status
 from service.cli.train import train
 from service.cli.watch import watch
@@ -34,8 +35,8 @@ def cli(ctx: click.Context, data_dir: Path | None) -> None:
     ctx.obj = {"data_dir": data_dir} if data_dir else {}
 
 
-for command in (demo, detect, train, baseline, models, watch, status, remediate, incidents, benchmark, rca,
-                train_rca):
+for command in (demo, detect, train, baseline, models, watch, status, remediate, incidents, simulate,
+                benchmark, rca, train_rca):
     cli.add_command(command)
 
 

@@ -1,0 +1,120 @@
+"""The simulated service, live: on a local AWS endpoint, in real time, taking fault commands.
+
+``aiops simulate run`` keeps the simulated ECS service running on a moto server at a fixed
+port, writing one minute of metrics to CloudWatch every wall-clock minute, so ``aiops watch``,
+``aiops status`` and ``aiops remediate`` can be pointed at it (``AWS_ENDPOINT_URL``) exactly as
+at AWS. ``aiops simulate inject FAULT`` is the counterpart of ``scripts/generate_anomaly.py``:
+instead of sending load to a real ALB, it drops a command file that the running simulator
+picks up at its next minute. Commands and a heartbeat live under ``DATA_DIR/simulator/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from service.aws import ClientFactory
+from service.cloudwatch import CloudWatchMetrics
+from service.settings import Settings
+from simulation.clock import SimClock
+from simulation.ecs_world import EcsWorld
+from simulation.faults import get_fault
+from simulation.simulator import Simulator
+
+FAMILY = "aiops-platform"
+HEARTBEAT = "heartbeat.json"
+STALE_HEARTBEAT = pd.Timedelta(minutes=3)
+
+
+class SimulatorNotRunning(OSError):
+    """No live simulator has written a heartbeat lately; the message says how to start one."""
+
+
+def control_dir(settings: Settings) -> Path:
+    return settings.data_dir / "simulator"
+
+
+def queue_command(directory: Path, command: str, fault: str | None = None) -> Path:
+    """Leave a command for the running simulator; refuses when none is running."""
+    beat = read_heartbeat(directory)
+    if beat is None or pd.Timestamp.now(tz="UTC") - pd.Timestamp(beat["at"]) > STALE_HEARTBEAT:
+        raise SimulatorNotRunning(f"no simulator running on {directory} (start one with "
+                                  "`aiops simulate run`, with the same --data-dir)")
+    if fault is not None:
+        get_fault(fault)
+    commands = directory / "commands"
+    commands.mkdir(parents=True, exist_ok=True)
+    path = commands / f"{time.time_ns()}-{command}.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"command": command, "fault": fault}))
+    tmp.rename(path)  # the simulator never reads half a file
+    return path
+
+
+def read_heartbeat(directory: Path) -> dict | None:
+    try:
+        return json.loads((directory / HEARTBEAT).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+class LiveSimulation:
+    """The simulated service, one step per minute, reading commands before each step."""
+
+    def __init__(self, settings: Settings, endpoint: str, seed: int = 7):
+        self.settings = settings
+        self.endpoint = endpoint
+        self.directory = control_dir(settings)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        factory = ClientFactory(endpoint_url=endpoint)
+        target = settings.target
+        self.clock = SimClock(pd.Timestamp.now(tz="UTC").floor("min"))
+        self.metrics = CloudWatchMetrics(factory.client("cloudwatch"), settings.metrics, target)
+        self.world = EcsWorld(factory.client("ecs"), target.cluster, target.service, FAMILY,
+                              endpoint_url=endpoint, ec2_client=factory.client("ec2"))
+        self.sim = Simulator(self.world, self.metrics.write, self.clock, seed=seed)
+        self.log: list[str] = []
+
+    def start(self, history_days: int) -> int:
+        """Create the service and write ``history_days`` of history up to now; returns the points."""
+        return int(self.sim.bootstrap(history_days).size)
+
+    def due(self, now: pd.Timestamp | None = None) -> bool:
+        """Whether the simulated minute has come in wall-clock time."""
+        return self.clock.now <= (now or pd.Timestamp.now(tz="UTC")).floor("min")
+
+    def step(self) -> list[str]:
+        """Apply waiting commands, play the current minute, write the heartbeat; returns what changed."""
+        done = self._commands()
+        self.sim.tick()
+        self._heartbeat()
+        return done
+
+    def _commands(self) -> list[str]:
+        done = []
+        for path in sorted((self.directory / "commands").glob("*.json")):
+            try:
+                command = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            path.unlink(missing_ok=True)
+            if command.get("command") == "inject":
+                active = self.sim.inject(command["fault"])
+                done.append(f"{self.clock.now:%H:%M} injected {active.fault.name}: "
+                            f"{active.fault.description}")
+            elif command.get("command") == "clear":
+                self.sim.clear()
+                done.append(f"{self.clock.now:%H:%M} cleared every fault")
+        return done
+
+    def _heartbeat(self) -> None:
+        beat = {"at": pd.Timestamp.now(tz="UTC").isoformat(), "minute": self.clock.now.isoformat(),
+                "endpoint": self.endpoint, "pid": os.getpid(),
+                "faults": [f.fault.name for f in self.sim.faults if f.active(self.clock.now)]}
+        tmp = self.directory / (HEARTBEAT + ".tmp")
+        tmp.write_text(json.dumps(beat))
+        tmp.rename(self.directory / HEARTBEAT)
