@@ -82,13 +82,15 @@ def _dask_context(n_jobs: int, scheduler: str | None) -> Iterator[None]:
         yield
 
 
-def fit_all(jobs: list[FitJob], *, n_jobs: int = -1, backend: str = "loky",
-            scheduler: str | None = None,
-            on_done: Callable[[str], None] | None = None) -> list[Fitted]:
-    """Fit every job and return the fitted detectors in the order of ``jobs``.
+def iter_fits(jobs: list[FitJob], *, n_jobs: int = -1, backend: str = "loky",
+              scheduler: str | None = None) -> Iterator[tuple[int, Fitted]]:
+    """Fit every job; yield ``(position in jobs, Fitted)`` as each one finishes.
 
-    Each job returns its model's serialized state, which the bundle stores as is: that is
-    what makes the bundles of every backend byte-identical (see ``models.bundle.dump_state``).
+    Consuming the fits as they come lets the caller evaluate and publish one service while the
+    workers fit the next, and drop each model when done with it, so memory does not grow with
+    the number of services. Each job returns its model's serialized state, which the bundle
+    stores as is: that is what makes the bundles of every backend byte-identical (see
+    ``models.bundle.dump_state``).
 
     Parameters
     ----------
@@ -97,27 +99,33 @@ def fit_all(jobs: list[FitJob], *, n_jobs: int = -1, backend: str = "loky",
     backend : ``loky`` (joblib's process pool), ``dask`` or ``sequential`` (in this process).
     scheduler : a Dask scheduler address (``tcp://host:8786``) for ``dask``; a LocalCluster
         is started when None.
-    on_done : called with each job's key as it finishes (for a progress bar).
     """
     if backend not in BACKENDS:
         raise ParallelError(f"unknown backend {backend!r}; known: {', '.join(BACKENDS)}")
     workers = effective_jobs(n_jobs, len(jobs))
-    results: list[Any] = [None] * len(jobs)
     if backend == "sequential" or (backend == "loky" and workers == 1):
         for i, job in enumerate(jobs):
-            results[i] = _fitted(_fit_state(job.config, job.history, job.exclude))
-            if on_done:
-                on_done(job.key)
-        return results
+            yield i, _fitted(_fit_state(job.config, job.history, job.exclude))
+        return
     context = _dask_context(workers, scheduler) if backend == "dask" else contextlib.nullcontext()
     with context:
         parallel = joblib.Parallel(n_jobs=workers, return_as="generator_unordered",
                                    **({"backend": "loky"} if backend == "loky" else {}))
         for i, outcome in parallel(joblib.delayed(_indexed_fit)(i, job.config, job.history, job.exclude)
                                    for i, job in enumerate(jobs)):
-            results[i] = _fitted(outcome)
-            if on_done:
-                on_done(jobs[i].key)
+            yield i, _fitted(outcome)
+
+
+def fit_all(jobs: list[FitJob], *, n_jobs: int = -1, backend: str = "loky",
+            scheduler: str | None = None,
+            on_done: Callable[[str], None] | None = None) -> list[Fitted]:
+    """Fit every job and return the fits in the order of ``jobs`` (see ``iter_fits``);
+    ``on_done`` is called with each job's key as it finishes (for a progress bar)."""
+    results: list[Any] = [None] * len(jobs)
+    for i, fitted in iter_fits(jobs, n_jobs=n_jobs, backend=backend, scheduler=scheduler):
+        results[i] = fitted
+        if on_done:
+            on_done(jobs[i].key)
     return results
 
 

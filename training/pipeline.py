@@ -39,7 +39,7 @@ from training.datasets import Dataset, HistorySource, PerMetricSource, Split, bu
 from training.detectors import detector_config
 from training.errors import TrainingError
 from training.evaluation import EvaluationSet, evaluate, make_evaluation_set, not_worse
-from training.parallel import FitJob, fit_all
+from training.parallel import FitJob, iter_fits
 from training.tracking import MlflowTracker
 
 PROMOTE_MODES = ("auto", "always", "never")
@@ -214,26 +214,25 @@ def train_services(targets: list[Target], options: TrainOptions, *, end: pd.Time
             progress.note(f"MLflow tracking skipped: {tracking_reason}")
     jobs = [FitJob(p.target.name, options.detector, p.split.train,
                    list(options.exclude) or None) for p in runnable]
-    started = time.perf_counter()
-    if jobs:
-        with progress.bar(f"fitting {len(jobs)} service(s)", len(jobs)) as advance:
-            fitted = fit_all(jobs, n_jobs=options.n_jobs, backend=options.backend,
-                             scheduler=options.scheduler, on_done=advance)
-    else:
-        fitted = []
-    fit_seconds = time.perf_counter() - started
     live_tracker = tracker if tracker is not None and tracking_reason is None else None
-    for item, fit in zip(runnable, fitted, strict=True):
-        item.result.fit_seconds = fit_seconds
-        if fit.error:
-            item.result.reason = fit.error
-            progress.note(f"{item.target.name}: {fit.error}")
-            continue
-        try:
-            _finish(item, fit.model, fit.state, options, store, deploy_root, live_tracker,
-                    tracking_reason if tracker is not None else "no tracking store configured", progress)
-        except (BundleError, OSError, ValueError) as exc:
-            item.result.status, item.result.reason = "failed", _first_line(exc)
+    why_not = tracking_reason if tracker is not None else "no tracking store configured"
+    started = time.perf_counter()
+    # Each service is evaluated, published and tracked as soon as its fit arrives, while the
+    # workers fit the others; its serialized state is dropped once the bundle holds it.
+    with progress.bar(f"fitting {len(jobs)} service(s)", len(jobs)) as advance:
+        for i, fit in iter_fits(jobs, n_jobs=options.n_jobs, backend=options.backend,
+                                scheduler=options.scheduler):
+            item = runnable[i]
+            advance(item.target.name)
+            item.result.fit_seconds = time.perf_counter() - started
+            if fit.error:
+                item.result.reason = fit.error
+                continue
+            try:
+                _finish(item, fit.model, fit.state, options, store, deploy_root, live_tracker, why_not,
+                        progress)
+            except (BundleError, OSError, ValueError) as exc:
+                item.result.status, item.result.reason = "failed", _first_line(exc)
     return [p.result for p in prepared]
 
 
