@@ -1,0 +1,35 @@
+"""The least-privilege policy in deploy/ grants what each action declares it needs, and nothing more."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from service.ecs import IAM_PERMISSIONS
+
+POLICY = Path(__file__).resolve().parents[2] / "deploy" / "iam-policy.json"
+# Declared beside the code that uses them: service/cloudwatch.py, service/notify.py, service/mail.py.
+OTHER_PERMISSIONS = {"cloudwatch:GetMetricStatistics", "sns:Publish", "ses:SendEmail"}
+
+
+def granted() -> dict[str, list[dict]]:
+    statements = json.loads(POLICY.read_text())["Statement"]
+    out: dict[str, list[dict]] = {}
+    for statement in statements:
+        assert statement["Effect"] == "Allow"
+        for action in statement["Action"]:
+            out.setdefault(action, []).append(statement)
+    return out
+
+
+def test_every_declared_permission_is_granted_and_nothing_else() -> None:
+    needed = {p for permissions in IAM_PERMISSIONS.values() for p in permissions} | OTHER_PERMISSIONS
+    assert set(granted()) == needed
+
+
+def test_writes_are_scoped_to_the_cluster_and_no_wildcard_actions() -> None:
+    policy = granted()
+    assert all("*" not in action for action in policy)
+    for action in ("ecs:UpdateService", "ecs:StopTask"):
+        assert all(s["Resource"] != "*" and "CLUSTER" in s["Resource"] for s in policy[action])
+    assert all(s["Resource"] != "*" for s in policy["sns:Publish"] + policy["ses:SendEmail"])
