@@ -416,7 +416,8 @@ def _track(item: _Prepared, tracker: MlflowTracker | None, reason: str | None, o
     try:
         run = tracker.log_training(name=result.name, run_name=f"{result.name} {result.end:%Y-%m-%d %H:%M}",
                                    params=params, metrics=metrics, tags=tags, bundle_dir=bundle_dir,
-                                   report=report, info={k: v for k, v in info.items() if k != "notes"})
+                                   report=report, info={k: v for k, v in info.items() if k != "notes"},
+                                   model=result.model)
     except Exception as exc:  # noqa: BLE001 - tracking must never cost the local bundle
         result.tracking = f"failed: {_first_line(exc)}"
         progress.note(f"{result.name}: MLflow tracking failed: {_first_line(exc)}")

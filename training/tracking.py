@@ -24,6 +24,8 @@ from models.store import ModelVersion
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "aiops-training"
+# skops refuses a fitted tree unless told it is trusted (STACK-NOTES: MLflow with SQLite).
+FOREST_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
 
 
 @dataclass(frozen=True)
@@ -111,10 +113,13 @@ class MlflowTracker:
 
     def log_training(self, *, name: str, run_name: str, params: dict, metrics: dict[str, float],
                      tags: dict[str, str], bundle_dir: Path, report: dict,
-                     register: bool = True, info: dict | None = None) -> TrackedRun:
+                     register: bool = True, info: dict | None = None, model: Any = None) -> TrackedRun:
         """Log one service's training run; register its bundle as a model version when asked.
 
-        Raises whatever MLflow raises; the pipeline turns that into "tracking failed".
+        The ensemble's isolation forest, when ``model`` has one, is also logged on its own in
+        MLflow's scikit-learn flavour (not registered: the bundle is the model that serves), so
+        it can be inspected or reused with MLflow's tools. Raises whatever MLflow raises; the
+        pipeline turns that into "tracking failed".
         """
         _quiet_mlflow()
         import mlflow
@@ -132,12 +137,35 @@ class MlflowTracker:
                 path = Path(tmp) / "evaluation.json"
                 path.write_text(json.dumps(report, indent=2, sort_keys=True, default=str))
                 mlflow.log_artifact(str(path))
+            self._log_forest(model)
             version = self.store.publish(name, bundle_dir, info=info) if register else None
             return TrackedRun(run.info.run_id, version)
+
+    @staticmethod
+    def _log_forest(model: Any) -> None:
+        import mlflow
+
+        member = (getattr(model, "members_", None) or {}).get("iforest")
+        forest = getattr(member, "forest_", None)
+        if forest is None:
+            return
+        try:
+            mlflow.sklearn.log_model(forest, name="isolation_forest",
+                                     skops_trusted_types=FOREST_TRUSTED_TYPES,
+                                     pip_requirements=[f"scikit-learn=={_version('scikit-learn')}"])
+            mlflow.set_tag("isolation_forest", "logged (sklearn flavour)")
+        except Exception as exc:  # noqa: BLE001 - an extra view of the model; the bundle is what counts
+            mlflow.set_tag("isolation_forest", f"not logged: {_first_line(exc)}"[:250])
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():
             self.store.client.set_tag(run_id, key, value)
+
+
+def _version(package: str) -> str:
+    from importlib import metadata
+
+    return metadata.version(package)
 
 
 def _param(value: Any) -> str:

@@ -70,6 +70,9 @@ def test_the_first_run_is_the_champion_in_both_stores(trained) -> None:
     registry = MlflowModelStore(f"sqlite:///{cwd / 'mlflow.db'}")
     champion = registry.get(NAME, alias=CHAMPION)
     assert (champion.version, champion.digest, champion.run_id) == (1, result["digest"], result["run_id"])
+    run = registry.client.get_run(result["run_id"])
+    assert run.data.params["detector"] == "ensemble" and run.data.metrics["f1"] == result["evaluation"]["f1"]
+    assert run.data.tags["isolation_forest"] == "logged (sklearn flavour)"
     from_registry = registry.load(NAME, alias=CHAMPION)
     assert type(from_registry.model).__name__ == "ServiceDetector"
     assert from_registry.manifest["evaluation"] == result["evaluation"]
