@@ -43,7 +43,7 @@ UNIT_FACTORS = {"%": {"%": 1.0}, "s": {"s": 1.0, "ms": 0.001}, "": {"": 1.0}}
 _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:nan|inf(?:inity)?)"
 _ANOMALY = re.compile(
     rf"^\s*(?P<name>[A-Za-z0-9][A-Za-z0-9 _/-]*?)\s*:\s*(?P<value>{_NUMBER})\s*(?P<unit>[A-Za-z%]*)\s*"
-    rf"\(\s*expected\s*:?\s*(?P<expected>{_NUMBER})\s*(?P<eunit>[A-Za-z%]*)\s*\)\s*$",
+    rf"\(\s*expected\s*[:=~≈]?\s*(?P<expected>{_NUMBER})\s*(?P<eunit>[A-Za-z%]*)\s*\)\s*$",
     re.IGNORECASE)
 
 

@@ -145,6 +145,7 @@ class _Fault:
     latency_factor: np.ndarray
     deployed_at: int | None = None   # minute index of a deployment that started the fault
     timeouts: float = 0.0            # errors as a fraction of requests (slow dependency)
+    tasks: np.ndarray | None = None  # running tasks per minute, when the fault changes them
 
 
 def _fault(scenario: str, n: int, i0: int, shape: ServiceShape, rng: np.random.Generator) -> _Fault:
@@ -153,13 +154,8 @@ def _fault(scenario: str, n: int, i0: int, shape: ServiceShape, rng: np.random.G
     prof = np.clip((minutes + 1) / max(ramp, 1), 0, 1) * (minutes >= 0)
     ones, zeros = np.ones(n), np.zeros(n)
     f = _Fault(ones.copy(), zeros.copy(), zeros.copy(), zeros.copy(), ones.copy(), ones.copy())
-    if scenario == "load_surge":
-        f.load_factor = 1 + (_log_uniform(rng, 0.2, 2.5)) * prof
-    elif scenario == "overload_errors":
-        factor = 1 + rng.uniform(0.35, 2.5)
-        f.load_factor = 1 + (factor - 1) * prof
-        amplitude = _log_uniform(rng, 3, 200)
-        f.errors = amplitude * np.clip((f.load_factor - OVERLOAD_SHARE) / (factor - OVERLOAD_SHARE), 0, 1)
+    if scenario in ("load_surge", "overload_errors"):
+        _more_load_per_task(f, scenario, n, i0, prof, shape, rng)
     elif scenario == "cpu_regression":
         g = rng.uniform(0.3, 2.0)
         f.cpu_factor = 1 + g * prof
@@ -194,6 +190,41 @@ def _fault(scenario: str, n: int, i0: int, shape: ServiceShape, rng: np.random.G
     return f
 
 
+def _more_load_per_task(f: _Fault, scenario: str, n: int, i0: int, prof: np.ndarray,
+                        shape: ServiceShape, rng: np.random.Generator) -> None:
+    """More requests per task than the tasks are sized for, in one of three ways.
+
+    - a surge of traffic (ramped or sudden);
+    - a surge that began up to 19 minutes earlier while extra tasks absorbed it, which are
+      then lost (a scale-in, a crash), so CPU and errors rise long after the requests did;
+    - a capacity loss with no surge: some tasks die and the rest carry their share.
+
+    Overload errors grow as each task's share passes 115% of its usual one (the simulator's rule).
+    """
+    nominal = shape.nominal_tasks
+    way = rng.choice(["surge", "absorbed", "lost"], p=[0.6, 0.2, 0.2]) if nominal >= 2 else "surge"
+    tasks = np.full(n, float(nominal))
+    minutes = np.arange(n) - i0
+    if way == "surge":
+        factor = 1 + (_log_uniform(rng, 0.2, 2.5) if scenario == "load_surge" else rng.uniform(0.35, 2.5))
+        f.load_factor = 1 + (factor - 1) * prof
+    elif way == "absorbed":
+        lead = int(rng.integers(2, PRE_MINUTES))
+        extra = int(rng.integers(1, nominal + 1))
+        factor = 1 + rng.uniform(0.35, 2.0)
+        f.load_factor = np.where(minutes >= -lead, factor, 1.0)
+        tasks = np.where(minutes >= 0, nominal, nominal + extra).astype(float)
+    else:
+        lost = int(rng.integers(1, max(nominal // 2, 1) + 1))
+        tasks = np.where(minutes >= 0, nominal - lost, nominal).astype(float)
+    f.tasks = tasks
+    share = f.load_factor * nominal / tasks
+    if scenario == "overload_errors":
+        peak = max(float(share.max()), OVERLOAD_SHARE + 0.2)
+        over = np.clip((share - OVERLOAD_SHARE) / (peak - OVERLOAD_SHARE), 0, 1)
+        f.errors = _log_uniform(rng, 3, 200) * over
+
+
 class _Service:
     """One simulated service with its fitted detector, ready to play faults."""
 
@@ -220,6 +251,7 @@ class _Service:
             return service_metrics(index, Conditions(load=normal, tasks=tasks), self.shape, self.rng)
         load = normal * fault.load_factor
         errors = fault.errors * (load * fault.timeouts if fault.timeouts else 1.0)
+        tasks = tasks if fault.tasks is None else fault.tasks
         cond = Conditions(load=load, tasks=tasks, leaked_memory=fault.leaked, fault_errors=errors,
                           latency_add=fault.latency_add)
         frame = service_metrics(index, cond, self.shape, self.rng)

@@ -204,3 +204,24 @@ def test_the_report_is_sent_by_ses_from_a_verified_sender(data_dir, ses_env) -> 
     refused = aiops("rca", "--payload", json.dumps(SEED), "--email-to", "oncall@example.com",
                     "--email-from", "nobody@example.com", data_dir=data_dir, env=ses_env)
     assert refused.exit_code == 1 and "nobody@example.com" in refused.stderr
+
+
+# --- the benchmark ------------------------------------------------------------------------------
+
+def test_the_benchmark_prints_both_sides_and_logs_to_mlflow(tmp_path) -> None:
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    done = aiops("benchmark", "rca", "--train-services", "12", "--test-services", "10", "--jobs", "1",
+                 "--mlflow-uri", uri, "--json", data_dir=tmp_path)
+    assert done.exit_code == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert out["test_seeds"][0] >= 9_000_000 and out["training"]["seeds"][1] < 9_000_000
+    for side in ("model", "rules"):
+        assert {"accuracy", "macro_f1", "harmful_actions", "recall", "confusion"} <= set(out[side])
+    import mlflow
+
+    run = mlflow.MlflowClient(tracking_uri=uri).get_run(out["mlflow_run_id"])
+    assert run.data.metrics["model.accuracy"] == pytest.approx(out["model"]["accuracy"], abs=1e-4)
+    assert "rules.harmful_actions" in run.data.metrics
+    table = aiops("benchmark", "rca", "--train-services", "12", "--test-services", "10", "--jobs", "1",
+                  data_dir=tmp_path, env={"MLFLOW_TRACKING_URI": ""})
+    assert "harmful actions" in table.stdout and "MLflow tracking skipped" in table.stdout
