@@ -133,3 +133,20 @@ def load_classifier(directory: str | Path, playbook: Playbook) -> TrainedClassif
         raise BundleError(f"root-cause classifier at {directory} was trained on other features; "
                           "retrain it with `aiops train-rca`")
     return TrainedClassifier(bundle.model, playbook)
+
+
+def log_training_to_mlflow(info: TrainInfo, bundle: Path, tracking_uri: str,
+                           experiment: str = "rca-training") -> str:
+    """Record a training run: what it was trained on, the class counts, the bundle's files."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(experiment)
+    with mlflow.start_run(run_name=f"rca-{info.kind}") as run:
+        mlflow.log_params({"model": info.kind, "services": info.n_services,
+                           "seeds": f"{info.seeds[0]}-{info.seeds[1]}", "operator_labels": info.n_labels,
+                           **{f"rules.{k}": v for k, v in info.rules.items()}})
+        mlflow.log_metrics({"simulated_incidents": info.n_simulated, "seconds": info.seconds,
+                            **{f"class.{k}": v for k, v in info.class_counts.items()}})
+        mlflow.log_artifacts(str(bundle), artifact_path="bundle")
+        return run.info.run_id

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from service.cli.benchmark import mlflow_options, track
 from service.cli.common import emit, handle_errors, settings_from
 
 BAD_INPUT_EXIT = 2
@@ -194,12 +195,18 @@ def _report(diagnosis: dict, anomalies: list[str], plots: dict[str, bytes], dire
 @click.option("--jobs", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Processes simulating incidents.")
 @click.option("--json", "as_json", is_flag=True)
+@mlflow_options
 @click.pass_context
 @handle_errors
-def train_rca(ctx, services, kind, no_labels, jobs, as_json) -> None:
-    """Train the root-cause classifier and save it under the data dir (models/rca)."""
+def train_rca(ctx, services, kind, no_labels, jobs, as_json, mlflow_uri, experiment) -> None:
+    """Train the root-cause classifier and save it under the data dir (models/rca).
+
+    Logged to MLflow (experiment rca-training: parameters, class counts, the bundle's files) when
+    a tracking URI is set.
+    """
     from rca.playbook import load_playbook
     from service.diagnose import train_rca as train
+    from training.rca_train import log_training_to_mlflow
 
     settings = settings_from(ctx)
     say = _to_stderr
@@ -209,4 +216,6 @@ def train_rca(ctx, services, kind, no_labels, jobs, as_json) -> None:
                "operator_labels": info.n_labels, "services": info.n_services,
                "seeds": f"{info.seeds[0]}-{info.seeds[1]}", "seconds": info.seconds,
                "classes": info.class_counts}
+    summary["mlflow_run_id"] = track(lambda i, uri, exp: log_training_to_mlflow(i, path, uri, exp), info,
+                                     mlflow_uri, experiment, "rca-training", as_json)
     emit(summary, as_json, [[k, v] for k, v in summary.items()])
