@@ -12,7 +12,7 @@ from simulation.physics import ServiceShape, history
 from training.datasets import FrameSource
 from training.detectors import DetectorConfigError, build_detector, detector_config
 from training.evaluation import evaluate, make_evaluation_set, not_worse
-from training.pipeline import Target, TrainOptions, train_service, train_services
+from training.pipeline import Target, TrainingError, TrainOptions, train_service, train_services
 from training.tracking import MlflowTracker
 
 END = pd.Timestamp("2026-11-20", tz="UTC")
@@ -131,3 +131,24 @@ def test_unknown_detectors_and_options_are_refused() -> None:
         detector_config("ensemble", threshold=4.0)
     with pytest.raises(ValueError, match="promote must be one of"):
         TrainOptions(promote="sometimes").validate()
+
+
+class ThrottledSource:
+    """A metric source whose API keeps throttling (what the CloudWatch adapter raises once
+    botocore's retries are spent)."""
+
+    def read(self, start, end):
+        raise RuntimeError("cannot read cpu_utilization (AWS/ECS CPUUtilization) from CloudWatch: "
+                           "An error occurred (Throttling) when calling the GetMetricStatistics "
+                           "operation (reached max retries: 4): Rate exceeded")
+
+
+def test_a_throttled_source_fails_with_the_reason_and_the_champion_stays(tmp_path, normal) -> None:
+    store = LocalModelStore(tmp_path / "registry")
+    train_service("c", "s", FrameSource(normal), end=END, store=store, options=options(),
+                  deploy_root=tmp_path)
+    with pytest.raises(TrainingError, match=r"c/s: cannot read cpu_utilization .*Throttling.*Rate exceeded"):
+        train_service("c", "s", ThrottledSource(), end=END, store=store, options=options(),
+                      deploy_root=tmp_path)
+    assert store.get("c--s", alias=CHAMPION).version == 1 and len(store.versions("c--s")) == 1
+    assert load_bundle(tmp_path / "c--s").digest == store.get("c--s", alias=CHAMPION).digest
