@@ -201,3 +201,49 @@ def test_api_errors_become_one_line_action_errors(code: str, expected: str) -> N
         with pytest.raises(EcsActionError) as info:
             EcsActions(client).describe(CLUSTER, SERVICE)
     assert str(info.value).startswith(expected) and "\n" not in str(info.value)
+
+
+def test_an_attached_auto_scaling_target_is_read(world: EcsWorld, ecs, factory: ClientFactory) -> None:
+    aas = factory.client("application-autoscaling")
+    actions = EcsActions(ecs, autoscaling_client=aas)
+    assert actions.scaling_target(CLUSTER, SERVICE) is None
+    aas.register_scalable_target(ServiceNamespace="ecs", ResourceId=f"service/{CLUSTER}/{SERVICE}",
+                                 ScalableDimension="ecs:service:DesiredCount", MinCapacity=2, MaxCapacity=5)
+    target = actions.scaling_target(CLUSTER, SERVICE)
+    assert (target.min_capacity, target.max_capacity) == (2, 5)
+    assert actions.status(CLUSTER, SERVICE).scaling == target
+    aas.deregister_scalable_target(ServiceNamespace="ecs", ResourceId=f"service/{CLUSTER}/{SERVICE}",
+                                   ScalableDimension="ecs:service:DesiredCount")
+
+
+def test_status_lists_the_deployments(world: EcsWorld, actions: EcsActions) -> None:
+    status = actions.status(CLUSTER, SERVICE)
+    assert status.state.desired_count == 2 and status.scaling is None
+    assert [d["status"] for d in status.deployments] == ["PRIMARY"]
+    assert status.deployments[0]["taskDefinition"].endswith(f"{FAMILY}:2")
+    assert status.to_dict()["state"]["service"] == SERVICE
+
+
+def test_scale_up_respects_a_ceiling_read_just_before_the_update(world: EcsWorld, actions: EcsActions,
+                                                                 ecs) -> None:
+    made: list[str] = []
+    ecs.meta.events.register("before-call.ecs.UpdateService", lambda **_: made.append("update"))
+    with pytest.raises(EcsActionError, match="desired count 2 -> 3 exceeds 2"):
+        actions.scale_up(CLUSTER, SERVICE, max_count=2)
+    assert made == [] and actions.scale_up(CLUSTER, SERVICE, max_count=3).after.desired_count == 3
+
+
+def test_scaling_to_the_current_count_makes_no_call(world: EcsWorld, actions: EcsActions, ecs) -> None:
+    made: list[str] = []
+    ecs.meta.events.register("before-call.ecs.UpdateService", lambda **_: made.append("update"))
+    assert actions.scale_to(CLUSTER, SERVICE, 2).change == "desired count already 2"
+    assert made == []
+
+
+def test_tasks_stopped_for_running_out_of_memory_are_counted(world: EcsWorld, actions: EcsActions,
+                                                              ecs) -> None:
+    arns = actions.service_task_arns(CLUSTER, SERVICE)
+    oom = "OutOfMemoryError: Container killed due to memory usage"
+    ecs.stop_task(cluster=CLUSTER, task=arns[0], reason=oom)
+    ecs.stop_task(cluster=CLUSTER, task=arns[1], reason="Scaling activity initiated by deployment")
+    assert actions.oom_stopped_tasks(CLUSTER, SERVICE) == 1
