@@ -54,3 +54,14 @@ def unsent_reports(store: IncidentStore, cluster: str, service: str, limit: int 
                 if i.cluster == cluster and i.service == service][:limit]
     return [i.id for i in resolved
             if not any(e["kind"] == "report_sent" for e in store.events(i.id))]
+
+
+def resolve_and_report(store: IncidentStore, notifier: Notifier, incident_id: int, by: str, note: str,
+                       role: str, reports_dir: Path, at: Any) -> tuple[Any, str | None]:
+    """Resolve an incident by hand and send its RCA report: the use case behind the CLI and HTTP.
+
+    Returns the resolved incident and the report's message id (None if it could not be sent;
+    the failure is in the log and the report can be sent again).
+    """
+    incident = store.resolve(incident_id, at, by, note)
+    return incident, send_report(store, notifier, incident_id, role, reports_dir, at)

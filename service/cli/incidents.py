@@ -131,87 +131,15 @@ def resolve_incident(ctx, incident_id: int, by: str | None, note: str, config_pa
     from rca.playbook import load_playbook
     from service.aws import ClientFactory
     from service.fleet import build_notifier
-    from service.reporting import send_report
+    from service.reporting import resolve_and_report
     from service.watch_config import load_watch_config
 
     settings = settings_from(ctx)
     store = existing_store(settings)
-    now = pd.Timestamp.now(tz="UTC")
-    incident = store.resolve(incident_id, now, _who(by), note)
     notifier = build_notifier(load_watch_config(config_path).notify, ClientFactory())
     role = load_playbook(settings.playbook).escalation[0].role
-    sent = send_report(store, notifier, incident_id, role, settings.reports_dir, now)
-    emit(incident.to_dict() | {"report_message_id": sent}, as_json,
-         [["incident", incident.id], ["status", incident.status], ["by", _who(by)],
-          ["report sent to", role if sent else "not sent (see the incident log)"]])
-
-
-def _who(by: str | None) -> str:
-    import getpass
-
-    return by or getpass.getuser()
-
-
-@incidents.command("ack")
-@click.argument("incident_id", type=int)
-@click.option("--by", default=None, help="Who takes it [the current user].")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-@handle_errors
-def ack_incident(ctx, incident_id: int, by: str | None, as_json: bool) -> None:
-    """Acknowledge an incident: you own it, escalation stops paging."""
-    import pandas as pd
-
-    incident = existing_store(settings_from(ctx)).acknowledge(incident_id, pd.Timestamp.now(tz="UTC"),
-                                                              _who(by))
-    emit(incident.to_dict(), as_json, [["incident", incident.id], ["status", incident.status],
-                                        ["acknowledged by", incident.acked_by]])
-
-
-@incidents.command("approve")
-@click.argument("incident_id", type=int)
-@click.option("--by", default=None, help="Who approves [the current user].")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-@handle_errors
-def approve_incident(ctx, incident_id: int, by: str | None, as_json: bool) -> None:
-    """Approve the CRITICAL action an incident waits for; the watcher runs it on its next tick."""
-    import pandas as pd
-
-    incident = existing_store(settings_from(ctx)).approve(incident_id, pd.Timestamp.now(tz="UTC"),
-                                                          _who(by))
-    action = (incident.diagnosis or {}).get("auto_action", "the action")
-    emit(incident.to_dict(), as_json, [["incident", incident.id], ["approved", action],
-                                        ["by", incident.approved_by],
-                                        ["next", "the watcher runs it on its next tick, guarded"]])
-
-
-@incidents.command("resolve")
-@click.argument("incident_id", type=int)
-@click.option("--by", default=None, help="Who resolves it [the current user].")
-@click.option("--note", default="", help="What fixed it, for the report.")
-@click.option("--config", "config_path", envvar="AIOPS_CONFIG",
-              type=click.Path(dir_okay=False), help="Notifiers for the report [env AIOPS_CONFIG].")
-@click.option("--json", "as_json", is_flag=True)
-@click.pass_context
-@handle_errors
-def resolve_incident(ctx, incident_id: int, by: str | None, note: str, config_path, as_json: bool) -> None:
-    """Resolve an incident by hand and send its RCA report to the on-call engineer."""
-    import pandas as pd
-
-    from rca.playbook import load_playbook
-    from service.aws import ClientFactory
-    from service.fleet import build_notifier
-    from service.reporting import send_report
-    from service.watch_config import load_watch_config
-
-    settings = settings_from(ctx)
-    store = existing_store(settings)
-    now = pd.Timestamp.now(tz="UTC")
-    incident = store.resolve(incident_id, now, _who(by), note)
-    notifier = build_notifier(load_watch_config(config_path).notify, ClientFactory())
-    role = load_playbook(settings.playbook).escalation[0].role
-    sent = send_report(store, notifier, incident_id, role, settings.reports_dir, now)
+    incident, sent = resolve_and_report(store, notifier, incident_id, _who(by), note, role,
+                                        settings.reports_dir, pd.Timestamp.now(tz="UTC"))
     emit(incident.to_dict() | {"report_message_id": sent}, as_json,
          [["incident", incident.id], ["status", incident.status], ["by", _who(by)],
           ["report sent to", role if sent else "not sent (see the incident log)"]])
