@@ -92,6 +92,39 @@ class Fleet:
         return ticks
 
 
+class AlreadyWatching(OSError):
+    """Another watcher holds the data directory's lock; the message names its process."""
+
+
+@contextmanager
+def exclusive(data_dir: Path) -> Iterator[None]:
+    """Hold ``DATA_DIR/watch.lock`` for the duration: one watcher per incident log.
+
+    A second watcher would interrupt the first one's actions when it resumes; the lock is
+    released by the kernel if the process dies, so a crash never leaves it behind.
+    """
+    import fcntl
+    import os
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    path = data_dir / "watch.lock"
+    with open(path, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            raise AlreadyWatching(f"another watcher (pid {holder}) is running on {data_dir}") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 @contextmanager
 def stop_on_signals(stop: threading.Event, signals=(signal.SIGTERM, signal.SIGINT)) -> Iterator[None]:
     """SIGTERM/SIGINT set ``stop`` for the duration (then the previous handlers come back)."""

@@ -41,7 +41,7 @@ def watch(ctx, cluster, service, config_path, bundle, once, mode, as_json, verbo
     """Watch services: every period score the newest points and act on incidents."""
     from models.bundle import load_bundle
     from service.aws import ClientFactory
-    from service.fleet import build_fleet, default_bundle, stop_on_signals
+    from service.fleet import build_fleet, default_bundle, exclusive, stop_on_signals
     from service.watch_config import ServiceConfig, load_watch_config
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
@@ -58,14 +58,15 @@ def watch(ctx, cluster, service, config_path, bundle, once, mode, as_json, verbo
         return load_bundle(default_bundle(svc_settings, svc)).model
 
     clock = lambda: pd.Timestamp.now(tz="UTC").floor("min") - pd.Timedelta(minutes=1)  # noqa: E731
-    fleet = build_fleet(settings, config, ClientFactory(), load_detector, clock)
-    names = ", ".join(w.name for w in fleet.watchers)
-    mode_used = fleet.watchers[0].remediator.mode.value
-    click.echo(f"watching {names} every {settings.period_seconds} s in {mode_used} mode "
-               f"(incident log {settings.db_path}); Ctrl-C or SIGTERM stops", err=True)
     stop = threading.Event()
-    with stop_on_signals(stop):
-        ticks = fleet.run(stop, settings.period_seconds, lambda rows: _show(rows, as_json), once=once)
+    with exclusive(settings.data_dir):
+        fleet = build_fleet(settings, config, ClientFactory(), load_detector, clock)
+        names = ", ".join(w.name for w in fleet.watchers)
+        mode_used = fleet.watchers[0].remediator.mode.value
+        click.echo(f"watching {names} every {settings.period_seconds} s in {mode_used} mode "
+                   f"(incident log {settings.db_path}); Ctrl-C or SIGTERM stops", err=True)
+        with stop_on_signals(stop):
+            ticks = fleet.run(stop, settings.period_seconds, lambda rows: _show(rows, as_json), once=once)
     click.echo(f"stopped after {ticks} tick(s); {json.dumps(fleet.retry_log.summary())}", err=True)
 
 

@@ -68,6 +68,8 @@ def test_sigterm_stops_the_loop_cleanly(world) -> None:
                             env={**os.environ, **env})
     try:
         first = [json.loads(proc.stdout.readline()) for _ in SERVICES]  # the first tick is done
+        second = subprocess.run([*AIOPS, "--data-dir", str(data), "watch", "--config", str(config), "--once"],
+                                capture_output=True, text=True, timeout=300, env={**os.environ, **env})
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)
     finally:
@@ -76,6 +78,8 @@ def test_sigterm_stops_the_loop_cleanly(world) -> None:
     assert proc.returncode == 0, err
     assert "SIGTERM received: stopping after the current tick" in err
     assert "stopped after 1 tick(s)" in err and "Traceback" not in err
+    assert second.returncode == 1, "one watcher per incident log"
+    assert second.stderr.startswith(f"aiops: error: another watcher (pid {proc.pid}) is running on")
 
 
 def test_an_unreadable_config_is_one_line(tmp_path) -> None:

@@ -13,7 +13,7 @@ import pytest
 from detection.zscore import RobustZDetector
 from rca.playbook import load_playbook
 from rca.rules import RuleClassifier
-from service.fleet import Fleet, stop_on_signals
+from service.fleet import AlreadyWatching, Fleet, exclusive, stop_on_signals
 from service.guardrails import Guardrails
 from service.remediation import Remediator
 from service.settings import ServiceTarget, Settings
@@ -132,3 +132,12 @@ def test_a_bad_config_is_refused_naming_the_file_and_field(tmp_path, text, messa
 def test_a_missing_config_file_is_named(tmp_path) -> None:
     with pytest.raises(ConfigError, match="cannot read config .*nope.toml"):
         load_watch_config(tmp_path / "nope.toml")
+
+
+def test_one_watcher_per_incident_log(tmp_path) -> None:
+    with exclusive(tmp_path):
+        with pytest.raises(AlreadyWatching, match=f"another watcher \\(pid {os.getpid()}\\) is running on"):
+            with exclusive(tmp_path):
+                pass
+    with exclusive(tmp_path):  # released when the first one stopped
+        pass
