@@ -44,6 +44,7 @@ from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 import pandas as pd
+from sklearn.frozen import FrozenEstimator
 
 from detection.anomaly import Anomaly
 from detection.baseline import SeasonalBaseline
@@ -190,8 +191,10 @@ class ServiceDetector:
         self.metrics_ = list(self.baseline_.metrics_)
         self.members_: dict[str, object] = {"zscore": self.zscore_}
         self.skipped_: dict[str, str] = {}
+        # the forest's z features use this same baseline, fitted once (not refitted inside it)
         makers = {"seasonal": lambda: SeasonalResidualDetector(specs=self.specs, **config.seasonal),
-                  "iforest": lambda: IsolationForestDetector(specs=self.specs, **config.iforest)}
+                  "iforest": lambda: IsolationForestDetector(
+                      specs=self.specs, baseline=FrozenEstimator(self.baseline_), **config.iforest)}
         for name, make in makers.items():
             if config.weight(name) <= 0:
                 continue
@@ -239,7 +242,11 @@ class ServiceDetector:
     def _raw_scores(self, frame: pd.DataFrame,
                     fitting: bool = False) -> tuple[dict[str, pd.DataFrame], np.ndarray | None]:
         """Each member's raw scores on ``frame`` (all fitted metrics as columns), and the
-        forest's culprit per row (column position, -1 for none; None without a forest)."""
+        forest's culprit per row (column position, -1 for none; None without a forest).
+
+        ``fitting``: ``frame`` is the (masked) training history, which the seasonal model and
+        the forest have already scored while fitting; their training scores are reused.
+        """
         culprit = None
         full = frame.reindex(columns=self.metrics_)
         raw = {"zscore": self.zscore_.score(full)}
@@ -250,7 +257,10 @@ class ServiceDetector:
         if "iforest" in self.members_:
             forest = self.members_["iforest"]
             features, present = forest.features(frame)
-            scores = np.where(present, forest._raw(features), np.nan)
+            if fitting:  # the forest scored exactly these rows when it fitted (empty rows: NaN)
+                scores = forest.training_scores_.reindex(features.index).to_numpy()
+            else:
+                scores = np.where(present, forest._raw(features), np.nan)
             raw["iforest"] = pd.DataFrame({"iforest": scores}, index=features.index)
             culprit = forest._culprit(features)
         return raw, culprit
