@@ -71,6 +71,8 @@ def _neutral(features: Features, group: str) -> Features:
         out["minutes_since_deployment"] = math.nan
     elif group == "oom":
         out["oom_stopped_tasks"] = 0.0
+    elif group == "tasks":
+        out["running_tasks"] = out.get("desired_tasks", math.nan)
     else:
         for part, value in (("anomalous", 0.0), ("z", 0.0), ("log_ratio", 0.0), ("dev_z", 0.0),
                             ("slope_z", 0.0), ("slope_rel", 0.0), ("climb", 0.0)):
@@ -144,6 +146,9 @@ class TrainedClassifier:
             value = features.get(key)
             if value is not None and math.isfinite(value) and (name == "deployment" or value > 0):
                 groups.append(name)
+        running, desired = features.get("running_tasks"), features.get("desired_tasks")
+        if running is not None and desired is not None and running < desired:
+            groups.append("tasks")
         rows = [features] + [_neutral(features, g) for g in groups]
         proba = self.probabilities(rows)[:, column]
         drops = sorted(zip(groups, proba[0] - proba[1:], strict=True), key=lambda gd: -gd[1])
@@ -156,6 +161,9 @@ class TrainedClassifier:
                                     None, round(float(drop), 3)))
             elif group == "oom":
                 out.append(Evidence("oom_stopped_tasks", features["oom_stopped_tasks"], 0.0,
+                                    round(float(drop), 3)))
+            elif group == "tasks":
+                out.append(Evidence("running_tasks", features["running_tasks"], features["desired_tasks"],
                                     round(float(drop), 3)))
             else:
                 out.append(Evidence(group, features.get(f"{group}_value", math.nan),

@@ -2,7 +2,8 @@
 
 Only figures that mean the same on any service go in: anomaly flags, robust z-scores, log
 ratios to the baseline, slopes normalised by the baseline's spread or level, the shape of the
-rise, how recent the last deployment was and whether tasks were OOM-killed. Absolute values
+rise, how recent the last deployment was, whether tasks were OOM-killed and what share of the
+desired tasks is running (lost tasks put more load on the rest). Absolute values
 (requests a minute, CPU percent, task counts) stay out, so a model trained on simulated
 services does not learn one service's scale. What is unknown is NaN, which the classifier
 handles natively, never a made-up number.
@@ -22,7 +23,7 @@ MODEL_METRICS = (CPU, MEMORY, ERRORS, LATENCY, REQUESTS)
 HEALTH_METRICS = (CPU, MEMORY, ERRORS, LATENCY)
 PER_METRIC = ("missing", "anomalous", "z", "log_ratio", "dev_z", "slope_z", "slope_rel", "climb")
 DERIVED = ("cpu_vs_requests", "anomalous_health_metrics", "log_minutes_since_deployment",
-           "oom_stopped_tasks")
+           "oom_stopped_tasks", "running_share")
 FEATURE_NAMES: tuple[str, ...] = tuple(f"{m}_{p}" for m in MODEL_METRICS for p in PER_METRIC) + DERIVED
 NAN = math.nan
 
@@ -68,6 +69,8 @@ def model_inputs(features: Mapping[str, float]) -> dict[str, float]:
     minutes = _num(features.get("minutes_since_deployment"))
     out["log_minutes_since_deployment"] = math.log1p(minutes) if minutes >= 0 else NAN
     out["oom_stopped_tasks"] = min(_num(features.get("oom_stopped_tasks")), 10.0)
+    running, desired = _num(features.get("running_tasks")), _num(features.get("desired_tasks"))
+    out["running_share"] = min(running / desired, 2.0) if desired > 0 and running >= 0 else NAN
     return out
 
 

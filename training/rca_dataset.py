@@ -65,6 +65,7 @@ class LabelledIncident:
     form: str
     seed: int
     delay_minutes: int
+    service: dict = field(default_factory=dict)   # the simulated service's shape, for slicing
 
 
 @dataclass
@@ -297,7 +298,10 @@ class _Service:
             features = incident_features(anomalies, window, expected, list(MODEL_METRICS),
                                          spread=spread, context=context)
         delay = int((now - frame.index[PRE_MINUTES]).total_seconds() // 60)
-        return LabelledIncident(features, cause, scenario, form, self.seed, delay), ""
+        service = {"peak_rpm": self.shape.peak_rpm, "nominal_tasks": self.shape.nominal_tasks,
+                   "noise": self.shape.noise, "service_time": self.shape.service_time,
+                   "history_days": self.n_history // 1440}
+        return LabelledIncident(features, cause, scenario, form, self.seed, delay, service), ""
 
     def _degrade(self, frame: pd.DataFrame, scenario: str) -> pd.DataFrame:
         """Metrics missing altogether (never the fault's own signature) and scattered gaps."""
@@ -322,8 +326,9 @@ class _Service:
             minutes = _log_uniform(rng, self.rules.recent_deployment_minutes + 1, 60 * 24 * 60)
         oom = int(rng.integers(1, self.shape.nominal_tasks + 1)) \
             if scenario == "memory_leak" and rng.random() < 0.3 else 0
+        running = self.shape.nominal_tasks if fault.tasks is None else int(fault.tasks[at])
         return EcsContext(minutes_since_deployment=minutes, oom_stopped_tasks=oom,
-                          running_tasks=self.shape.nominal_tasks, desired_tasks=self.shape.nominal_tasks)
+                          running_tasks=running, desired_tasks=self.shape.nominal_tasks)
 
     def _truth(self, scenario: str, anomalies, window: pd.DataFrame, context: EcsContext | None) -> str:
         rules = self.rules

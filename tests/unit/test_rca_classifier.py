@@ -193,6 +193,19 @@ def test_window_features_mean_the_same_on_any_scale() -> None:
     assert small["cpu_utilization_missing"] == 1.0
 
 
+def test_context_becomes_service_agnostic_inputs() -> None:
+    from rca.vectorize import FEATURE_NAMES, model_inputs
+
+    known = model_inputs({"cpu_utilization_anomalous": 1.0, "running_tasks": 3, "desired_tasks": 4,
+                          "minutes_since_deployment": 0.0, "oom_stopped_tasks": 2})
+    assert known["running_share"] == 0.75 and known["log_minutes_since_deployment"] == 0.0
+    assert known["oom_stopped_tasks"] == 2 and set(known) == set(FEATURE_NAMES)
+    unknown = model_inputs({"cpu_utilization_anomalous": 1.0})
+    assert all(math.isnan(unknown[k]) for k in ("running_share", "log_minutes_since_deployment",
+                                                "oom_stopped_tasks", "memory_utilization_z"))
+    assert unknown["memory_utilization_missing"] == 1.0
+
+
 def test_the_watcher_without_spreads_or_context_still_gets_a_diagnosis(trained) -> None:
     index = pd.date_range("2026-11-16 10:00", periods=16, freq="1min", tz="UTC")
     window = pd.DataFrame({"cpu_utilization": [30.0] * 12 + [70.0] * 4, "error_count": 0.0}, index=index)
