@@ -1,28 +1,180 @@
 """The HTTP API: a FastAPI app made by one factory from settings (OpenAPI at /docs).
 
-``create_app(settings)`` wires the root-cause classifier once (the trained bundle under the data
-dir, else the rules; a server never trains on a request) and mounts the routes. Routes call the
-same use-case functions as the CLI and the Lambda handlers (:mod:`service.diagnose`). Bad input
-is answered 422 with the field at fault, in FastAPI's usual ``detail`` shape.
+``create_app(settings)`` builds what the routes share once (:class:`ApiContext`: the champion
+model of every service, the root-cause classifier, the incident log, the metrics registry, the
+guarded remediator made on first use) and mounts one router per concern. Routes call the same
+use-case functions as the CLI and the Lambda handlers. Every mutating route depends on the
+bearer-token guard (:mod:`service.http_auth`). Bad input is answered 4xx with the field at
+fault, in FastAPI's usual ``detail`` shape: 422 for invalid content, 404 for a service with no
+model or an unknown incident, 413 for a body above ``api_max_body_bytes``.
+
+Another router (a dashboard page, say) mounts with one line in ``create_app``; it finds the
+shared pieces on ``app.state.context``.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, FastAPI, Request
-from fastapi.responses import JSONResponse
+import pandas as pd
+from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
 
 from rca.diagnosis import RootCauseClassifier
 from rca.payload import PayloadError
-from rca.playbook import load_playbook
+from rca.playbook import Playbook, Severity, load_playbook
+from service.api_schemas import (
+    PersonAction,
+    RemediateRequest,
+    RemediateResponse,
+    ScoreRequest,
+    ScoreResponse,
+)
 from service.diagnose import diagnose_payload, load_rca_classifier
-from service.settings import Settings
+from service.http_auth import bearer_auth
+from service.http_metrics import ApiMetrics
+from service.remediation import Remediator
+from service.scoring import NoModelError, Series, ServiceModels, load_service_models, score_series
+from service.settings import Mode, Settings
+from service.store import STATUSES, ActionRequest, IncidentStateError, IncidentStore
 
 SEED_EXAMPLE = {"anomalies": ["CPU: 60% (expected 4%)"], "metrics": {"cpu_utilization": 60}}
+RemediatorFactory = Callable[[bool], Remediator]   # dry_run -> the guarded remediator
 
 
-def rca_router(classifier: RootCauseClassifier, source: str) -> APIRouter:
+# ---------------------------------------------------------------------- shared pieces
+
+
+def default_remediators(settings: Settings, config_path: str | None = None) -> RemediatorFactory:
+    """The guarded remediator of the CLI and the Lambda handler, made on first use (per dry-run).
+
+    The allow-list is the watch config's (``AIOPS_CONFIG``), else the settings' target.
+    """
+    made: dict[bool, Remediator] = {}
+
+    def get(dry_run: bool) -> Remediator:
+        if dry_run not in made:
+            from service.aws import ClientFactory
+            from service.fleet import guarded_remediator
+            from service.notify import ConsoleNotifier
+            from service.watch_config import load_watch_config
+
+            config = load_watch_config(config_path)
+            chosen = settings.model_copy(update={"mode": Mode.DRY_RUN}) if dry_run else settings
+            named = f"{settings.target.cluster}/{settings.target.service}"
+            made[dry_run] = guarded_remediator(chosen, config, ClientFactory(),
+                                               IncidentStore(settings.db_path),
+                                               ConsoleNotifier(sys.stderr), "on-call engineer",
+                                               watched=config.watched() or [named])
+        return made[dry_run]
+
+    return get
+
+
+@dataclass
+class ApiContext:
+    """Everything the routes share, built once per app."""
+
+    settings: Settings
+    playbook: Playbook
+    classifier: RootCauseClassifier
+    classifier_source: str
+    models: ServiceModels
+    store: IncidentStore
+    metrics: ApiMetrics
+    remediators: RemediatorFactory
+    require_token: Callable[..., None]
+    started_at: float = field(default_factory=time.time)
+
+    def critical_actions(self) -> set[str]:
+        """The auto actions of the playbook's CRITICAL rows: what approve mode holds for a person."""
+        return {c.auto_action.value for c in self.playbook.causes if c.severity is Severity.CRITICAL}
+
+
+def _field_error(status: int, field_path: str, message: str) -> JSONResponse:
+    loc = ["body", *field_path.replace("]", "").replace("[", ".").split(".")]
+    return JSONResponse(status_code=status, content={"detail": [
+        {"loc": [int(p) if p.isdigit() else p for p in loc if p], "msg": message,
+         "type": "value_error"}]})
+
+
+def _json_safe(value: Any) -> Any:
+    """``value`` with non-finite floats as text: JSON has no NaN, and an error must still render."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's 422, except that an offending NaN or infinity is echoed as text (FastAPI's own
+    handler fails to render it and answers 500)."""
+    errors = []
+    for error in exc.errors():
+        context = error.get("ctx")
+        if isinstance(context, dict) and isinstance(context.get("error"), Exception):
+            error = {**error, "ctx": {**context, "error": str(context["error"])}}
+        errors.append(error)
+    return JSONResponse(status_code=422, content={"detail": _json_safe(jsonable_encoder(errors))})
+
+
+async def _payload_error(request: Request, exc: PayloadError) -> JSONResponse:
+    return _field_error(422, exc.field, exc.message)
+
+
+async def _no_model(request: Request, exc: NoModelError) -> JSONResponse:
+    return _field_error(404, exc.field, exc.message)
+
+
+# ---------------------------------------------------------------------- routers
+
+
+def score_router(ctx: ApiContext) -> APIRouter:
+    """POST /v1/score: metric points in, anomalies with their explanation out."""
+    router = APIRouter(tags=["score"])
+    known = list(ctx.settings.metrics)
+
+    @router.post("/v1/score", response_model=ScoreResponse, summary="Score metric points",
+                 responses={404: {"description": "A service has no model loaded"},
+                            413: {"description": "Body larger than the server's limit"}})
+    async def score(request: ScoreRequest) -> dict:
+        """Score a batch of metric points (one or many services) with each service's champion
+        model; every point above its baseline's band comes back as an anomaly with its text
+        (``CPU: 60% (expected 4%)``)."""
+        started = time.perf_counter()
+        default_cluster = ctx.settings.target.cluster
+        series = [Series(s.cluster or default_cluster, s.service, s.metric, s.timestamps, s.values)
+                  for s in request.series]
+        if ctx.models.all_fast:   # table look-ups: cheaper than a hop to the thread pool
+            results = score_series(series, ctx.models, known, ctx.settings.api_max_points)
+        else:                     # a model's own detect (pandas, ms per service): off the event loop
+            results = await run_in_threadpool(score_series, series, ctx.models, known,
+                                              ctx.settings.api_max_points)
+        out = [r.to_dict() for r in results]
+        points = sum(r.points for r in results)
+        found = [a for r in results for a in r.anomalies]
+        metrics = ctx.metrics
+        metrics.latency.observe(time.perf_counter() - started)
+        metrics.points.inc(points)
+        for anomaly in found:
+            metrics.anomalies.labels(anomaly.metric).inc()
+        return {"points": points, "anomalies": len(found), "services": out}
+
+    return router
+
+
+def rca_router(ctx: ApiContext) -> APIRouter:
     """POST /v1/rca: the operator's payload in, the diagnosis contract out."""
     router = APIRouter(tags=["rca"])
 
@@ -30,39 +182,210 @@ def rca_router(classifier: RootCauseClassifier, source: str) -> APIRouter:
     def rca(payload: Any = Body(..., examples=[SEED_EXAMPLE])) -> dict:  # noqa: B008 - FastAPI idiom
         """Anomaly strings (``CPU: 60% (expected 4%)``) or objects, metric values, optional ECS
         context -> root cause, severity, actions, confidence, explanation, evidence."""
-        return {**diagnose_payload(payload, classifier).to_dict(), "classifier": source}
+        return {**diagnose_payload(payload, ctx.classifier).to_dict(), "classifier": ctx.classifier_source}
 
     return router
 
 
-def health_router(source: str) -> APIRouter:
+def remediate_router(ctx: ApiContext) -> APIRouter:
+    """POST /v1/remediate: a guarded ECS action (bearer token required)."""
+    router = APIRouter(tags=["remediate"], dependencies=[Depends(ctx.require_token)])
+
+    @router.post("/v1/remediate", response_model=RemediateResponse,
+                 summary="Run a guarded ECS action on a service",
+                 responses={401: {"description": "Missing or invalid bearer token"},
+                            404: {"description": "Unknown incident"},
+                            409: {"description": "Refused by a guardrail or by approve mode"},
+                            502: {"description": "ECS refused or failed"}})
+    def remediate(body: RemediateRequest) -> JSONResponse:
+        """Scale up, scale to N, restart tasks or roll back one service, through the same guarded
+        executor as ``aiops remediate`` and the rollback Lambda: the allow-list, one action in
+        flight, the cooldown and daily cap (an HTTP caller may be a script in a loop), the
+        desired-count and autoscaling caps, the rollback rules. ``dry-run`` mode (or
+        ``dry_run``) decides and logs without changing anything; ``approve`` mode leaves the
+        actions of CRITICAL rows (restart, rollback) to a person. 200 done or dry run, 409
+        refused (``reason`` names the rule), 502 ECS failed."""
+        cluster = body.cluster or ctx.settings.target.cluster
+        service = body.service or ctx.settings.target.service
+        params = _action_params(body)
+        if body.incident_id is not None:
+            try:
+                ctx.store.get(body.incident_id)
+            except KeyError as exc:
+                raise HTTPException(404, detail=str(exc.args[0])) from None
+        dry_run = body.dry_run or ctx.settings.mode is Mode.DRY_RUN
+        base = {"cluster": cluster, "service": service, "action": body.action}
+        if (ctx.settings.mode is Mode.APPROVE and not dry_run
+                and body.action in ctx.critical_actions()):
+            ctx.metrics.remediations.labels(body.action, "approval_required").inc()
+            return JSONResponse(status_code=409, content={
+                **base, "status": "refused", "change": "none", "reason": "approval_required",
+                "error": f"the server runs in approve mode: {body.action} waits for a person "
+                         "(approve the incident with POST /v1/incidents/ID/approve, or run "
+                         "`aiops remediate` by hand)"})
+        request = ActionRequest(cluster, service, body.action, origin="api", incident_id=body.incident_id,
+                                reason=body.reason.strip(), params=params,
+                                key=f"api-{body.request_id}" if body.request_id else None,
+                                dry_run=dry_run)
+        outcome = ctx.remediators(dry_run).run(request, pd.Timestamp.now(tz="UTC"))
+        ctx.metrics.remediations.labels(body.action, outcome.status).inc()
+        status = {"refused": 409, "failed": 502}.get(outcome.status, 200)
+        return JSONResponse(status_code=status, content={**base, **outcome.to_dict()})
+
+    return router
+
+
+def _action_params(body: RemediateRequest) -> dict:
+    """The action's parameters; a parameter the action does not take is named, not ignored."""
+    if body.action == "scale_to" and body.count is None:
+        raise PayloadError("count", "scale_to needs the desired count")
+    if body.count is not None and body.action != "scale_to":
+        raise PayloadError("count", f"only scale_to takes a count, not {body.action}")
+    if body.to_revision is not None and body.action != "rollback":
+        raise PayloadError("to_revision", f"only rollback takes a revision, not {body.action}")
+    if body.action == "scale_to":
+        return {"count": body.count}
+    if body.action == "rollback" and body.to_revision is not None:
+        return {"to_revision": body.to_revision}
+    return {}
+
+
+IncidentId = Annotated[int, Path(ge=1, description="The incident's id")]
+IncidentStatus = Literal[STATUSES]
+
+
+def incidents_router(ctx: ApiContext) -> APIRouter:
+    """GET /v1/incidents, /v1/incidents/{id}; approve, acknowledge, resolve (bearer token)."""
+    router = APIRouter(tags=["incidents"])
+    guarded = [Depends(ctx.require_token)]
+
+    def found(incident_id: int):
+        try:
+            return ctx.store.get(incident_id)
+        except KeyError as exc:
+            raise HTTPException(404, detail=str(exc.args[0])) from None
+
+    @router.get("/v1/incidents", summary="Incidents, newest first")
+    def list_incidents(status: Annotated[IncidentStatus | None, Query(description="Only this status")] = None,
+                       limit: Annotated[int, Query(ge=1, le=1000)] = 50) -> dict:
+        return {"incidents": [i.to_dict() for i in ctx.store.list(status=status, limit=limit)]}
+
+    @router.get("/v1/incidents/{incident_id}", summary="One incident with its timeline",
+                responses={404: {"description": "Unknown incident"}})
+    def show_incident(incident_id: IncidentId) -> dict:
+        """The incident, its anomalies, its actions and its timeline (every event, oldest first:
+        opened, diagnosed, decision, action, verification, escalation...)."""
+        incident = found(incident_id)
+        return {"incident": incident.to_dict(), "anomalies": ctx.store.anomalies(incident_id),
+                "actions": [a.to_dict() for a in ctx.store.actions(incident_id=incident_id)],
+                "timeline": ctx.store.events(incident_id)}
+
+    def person_step(step: str, call: Callable[..., Any]):
+        def handler(incident_id: IncidentId, body: PersonAction) -> dict:
+            found(incident_id)
+            try:
+                if step == "resolve":
+                    incident = call(incident_id, pd.Timestamp.now(tz="UTC"), body.by, body.note or "")
+                else:
+                    incident = call(incident_id, pd.Timestamp.now(tz="UTC"), body.by)
+            except IncidentStateError as exc:
+                raise HTTPException(409, detail=str(exc)) from None
+            return {"incident": incident.to_dict()}
+        return handler
+
+    responses = {401: {"description": "Missing or invalid bearer token"},
+                 404: {"description": "Unknown incident"},
+                 409: {"description": "The incident's status does not allow it"}}
+    for step, call, summary in (
+            ("approve", ctx.store.approve, "Approve the action an incident waits for (approve mode)"),
+            ("acknowledge", ctx.store.acknowledge, "Acknowledge an incident: escalation stops paging"),
+            ("resolve", ctx.store.resolve, "Resolve an incident by hand")):
+        router.add_api_route(f"/v1/incidents/{{incident_id}}/{step}", person_step(step, call),
+                             methods=["POST"], summary=summary, dependencies=guarded,
+                             responses=responses, name=f"{step}_incident")
+    return router
+
+
+def health_router(ctx: ApiContext) -> APIRouter:
+    """GET /healthz (the process answers) and /readyz (models loaded, the incident log answers)."""
     router = APIRouter(tags=["health"])
 
     @router.get("/healthz", summary="Liveness and what the app runs with")
     def healthz() -> dict:
-        return {"status": "ok", "rca_classifier": source}
+        return {"status": "ok", "rca_classifier": ctx.classifier_source,
+                "models": sorted(ctx.models.models), "mode": ctx.settings.mode.value}
+
+    @router.get("/readyz", summary="Ready to score: models loaded, the incident log answers",
+                responses={503: {"description": "Not ready; 'checks' says what is missing"}})
+    def readyz() -> JSONResponse:
+        checks: dict[str, dict] = {}
+        models = ctx.models
+        checks["models"] = {"ok": bool(models.models),
+                            "loaded": {n: m.to_dict() for n, m in sorted(models.models.items())},
+                            "not_loaded": dict(models.problems)}
+        if not models.models:
+            checks["models"]["error"] = (f"no champion model loaded from {models.where}; train one "
+                                         "with `aiops train`")
+        try:
+            counts = ctx.store.count_by_status()
+            checks["incident_log"] = {"ok": True, "path": str(ctx.store.path), "incidents": counts}
+        except Exception as exc:  # noqa: BLE001 - any failure to answer means not ready
+            checks["incident_log"] = {"ok": False, "path": str(ctx.store.path), "error": str(exc)}
+        checks["rca_classifier"] = {"ok": True, "source": ctx.classifier_source}
+        ready = all(c["ok"] for c in checks.values())
+        return JSONResponse(status_code=200 if ready else 503,
+                            content={"status": "ready" if ready else "not ready", "checks": checks})
 
     return router
 
 
-async def _payload_error(request: Request, exc: PayloadError) -> JSONResponse:
-    loc = ["body", *exc.field.replace("]", "").replace("[", ".").split(".")]
-    return JSONResponse(status_code=422, content={"detail": [
-        {"loc": [int(p) if p.isdigit() else p for p in loc if p], "msg": exc.message,
-         "type": "value_error"}]})
+def metrics_router(ctx: ApiContext) -> APIRouter:
+    router = APIRouter(tags=["health"])
+
+    @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+    def metrics(request: Request) -> Response:
+        ctx.metrics.models.set(len(ctx.models.models))
+        body, content_type = ctx.metrics.render(request.headers.get("accept"))
+        return Response(body, media_type=content_type)
+
+    return router
 
 
-def create_app(settings: Settings | None = None, classifier: RootCauseClassifier | None = None) -> FastAPI:
-    """The app, from settings; tests may hand in their own classifier."""
-    settings = settings or Settings()
+# ---------------------------------------------------------------------- composition
+
+
+def build_context(settings: Settings, classifier: RootCauseClassifier | None = None, *,
+                  models: ServiceModels | None = None, store: IncidentStore | None = None,
+                  remediators: RemediatorFactory | None = None, insecure_no_auth: bool = False,
+                  config_path: str | None = None) -> ApiContext:
+    """What the routes share, from settings; tests hand in their own pieces."""
     playbook = load_playbook(settings.playbook)
     if classifier is None:
         classifier, source = load_rca_classifier(settings, playbook)
     else:
         source = type(classifier).__name__
+    store = store or IncidentStore(settings.db_path)
+    return ApiContext(
+        settings=settings, playbook=playbook, classifier=classifier, classifier_source=source,
+        models=models if models is not None else load_service_models(settings.model_dir),
+        store=store, metrics=ApiMetrics(store),
+        remediators=remediators or default_remediators(settings, config_path),
+        require_token=bearer_auth(settings.api_tokens, insecure_no_auth))
+
+
+def create_app(settings: Settings | None = None, classifier: RootCauseClassifier | None = None, *,
+               context: ApiContext | None = None, **pieces: Any) -> FastAPI:
+    """The app, from settings (or a ready context); ``pieces`` go to :func:`build_context`."""
+    settings = settings or Settings()
+    ctx = context or build_context(settings, classifier, **pieces)
     app = FastAPI(title="aiops-ecs", summary="Anomaly detection, root-cause analysis and guarded "
-                                             "remediation for ECS services")
+                                             "remediation for ECS services",
+                  max_body_size=ctx.settings.api_max_body_bytes)
+    app.state.context = ctx
+    app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(PayloadError, _payload_error)
-    app.include_router(health_router(source))
-    app.include_router(rca_router(classifier, source))
+    app.add_exception_handler(NoModelError, _no_model)
+    for router in (health_router(ctx), metrics_router(ctx), score_router(ctx), rca_router(ctx),
+                   remediate_router(ctx), incidents_router(ctx)):
+        app.include_router(router)
     return app

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MIN_TOKEN_LENGTH = 16
 
 
 class Mode(str, Enum):
@@ -80,6 +83,32 @@ class Settings(BaseSettings):
     history_days: int = Field(14, ge=1)
     mode: Mode = Mode.AUTO
     playbook: Path | None = None
+    api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
+        default_factory=list, description="bearer tokens the HTTP API accepts on mutating endpoints "
+                                          "(AIOPS_API_TOKENS: comma-separated or a JSON list)")
+    api_max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="largest request body the "
+                                                                         "HTTP API reads (413 above)")
+    api_max_points: int = Field(100_000, ge=1, description="most metric points one /v1/score request "
+                                                           "may carry")
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _split_tokens(cls, value: object) -> object:
+        """Accept ``a,b`` or a JSON list from the environment; refuse empty or short tokens."""
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                import json
+
+                value = json.loads(text)
+            else:
+                value = [t.strip() for t in text.split(",") if t.strip()]
+        for token in value if isinstance(value, list) else []:
+            raw = token.get_secret_value() if isinstance(token, SecretStr) else str(token)
+            if len(raw) < MIN_TOKEN_LENGTH:
+                raise ValueError(f"an API token must be at least {MIN_TOKEN_LENGTH} characters "
+                                 "(e.g. `openssl rand -hex 32`)")
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> "Settings":

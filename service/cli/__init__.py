@@ -20,6 +20,7 @@ from service.cli.incidents import incidents
 from service.cli.models import models
 from service.cli.rca import rca, train_rca
 from service.cli.remediate import remediate
+from service.cli.serve import serve
 from service.cli.simulate import simulate
 from service.cli.status import status
 from service.cli.train import train
@@ -36,7 +37,7 @@ def cli(ctx: click.Context, data_dir: Path | None) -> None:
 
 
 for command in (demo, detect, train, baseline, models, watch, status, remediate, incidents, simulate,
-                benchmark, rca, train_rca):
+                benchmark, rca, train_rca, serve):
     cli.add_command(command)
 
 

@@ -230,3 +230,32 @@ def faults(ctx: click.Context, rate: float, api_faults: str | None, faults: str 
         click.echo(f"Incident log: {data_dir / 'incidents.sqlite'}")
     if report.lost:
         fail(f"{report.lost} incident(s) lost")
+
+
+@benchmark.command("load")
+@click.option("--rate", default=200.0, show_default=True, type=click.FloatRange(min=1, max=2000),
+              help="Requests per second (open loop).")
+@click.option("--seconds", default=60.0, show_default=True, type=click.FloatRange(min=1, max=600),
+              help="How long each server is loaded.")
+@click.option("--series", default=100, show_default=True, type=click.IntRange(5, 1000),
+              help="Series per request (each service sends its 5 metrics).")
+@click.option("--points", default=5, show_default=True, type=click.IntRange(1, 1440),
+              help="Points per series.")
+@click.option("--detector", type=click.Choice(["robust_z", "ensemble"]), default="robust_z",
+              show_default=True, help="What the services' champion models are.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@handle_errors
+def load(rate: float, seconds: float, series: int, points: int, detector: str, as_json: bool) -> None:
+    """POST /v1/score on loopback: `aiops serve` beside a bare FastAPI endpoint, same requests.
+
+    Starts each server on 127.0.0.1 in turn, sends --rate requests/s for --seconds from an async
+    httpx client and prints errors, p50/p99 latency and the server's RSS at start and end; the
+    ratio shows what our validation and scoring cost over FastAPI itself.
+    """
+    from service.loadbench import run_load_benchmark
+
+    report = run_load_benchmark(rate, seconds, series, points, detector, progress=_to_stderr)
+    if as_json:
+        emit(report.to_dict(), True)
+    else:
+        click.echo(report.render())

@@ -1,0 +1,142 @@
+"""Request and response bodies of the HTTP API, as pydantic models (they are the OpenAPI schema).
+
+What a schema can say, it says (types, required fields, finite non-negative numbers, aware and
+strictly increasing timestamps, sizes); FastAPI answers anything else 422 with the field at
+fault. What needs the server's state (known metrics, which services have a model) is checked
+by the use cases and answered in the same shape.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$"   # what ECS accepts for clusters and services
+MAX_SERIES = 1_000
+MAX_POINTS_PER_SERIES = 10_080                        # one week of one-minute points
+
+Name = Annotated[str, Field(pattern=NAME_PATTERN, examples=["aiops-platform-service"])]
+Value = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+SCORE_EXAMPLE = {"series": [
+    {"service": "aiops-platform-service", "metric": "cpu_utilization",
+     "timestamps": ["2026-11-02T10:00:00Z", "2026-11-02T10:01:00Z"], "values": [31.5, 60.2]},
+    {"service": "aiops-platform-service", "metric": "error_count",
+     "timestamps": ["2026-11-02T10:00:00Z", "2026-11-02T10:01:00Z"], "values": [0, 2]},
+]}
+
+
+class SeriesIn(BaseModel):
+    """One metric of one service: equally long lists of timestamps and values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cluster: Name | None = Field(None, description="ECS cluster [the server's AIOPS_TARGET__CLUSTER]")
+    service: Name
+    metric: str = Field(min_length=1, max_length=100, examples=["cpu_utilization"],
+                        description="A canonical metric the service's model scores")
+    timestamps: list[AwareDatetime] = Field(min_length=1, max_length=MAX_POINTS_PER_SERIES,
+                                            description="ISO 8601 with a time zone, strictly increasing")
+    values: list[Value] = Field(min_length=1, max_length=MAX_POINTS_PER_SERIES,
+                                description="Finite, non-negative, in the metric's unit")
+
+    @field_validator("timestamps")
+    @classmethod
+    def _increasing(cls, value: list[datetime]) -> list[datetime]:
+        for i in range(1, len(value)):
+            if value[i] == value[i - 1]:
+                raise ValueError(f"timestamps[{i}] {value[i].isoformat()} repeats timestamps[{i - 1}]; "
+                                 "send each point once")
+            if value[i] < value[i - 1]:
+                raise ValueError(f"timestamps[{i}] {value[i].isoformat()} is before timestamps[{i - 1}] "
+                                 f"{value[i - 1].isoformat()}; send points in time order")
+        return value
+
+    @model_validator(mode="after")
+    def _same_length(self) -> "SeriesIn":
+        if len(self.values) != len(self.timestamps):
+            raise ValueError(f"values has {len(self.values)} items and timestamps "
+                             f"{len(self.timestamps)}; one value per timestamp")
+        return self
+
+
+class ScoreRequest(BaseModel):
+    """A batch of metric points for one or many services."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [SCORE_EXAMPLE]})
+
+    series: list[SeriesIn] = Field(min_length=1, max_length=MAX_SERIES)
+
+
+class AnomalyOut(BaseModel):
+    metric: str
+    timestamp: str
+    value: float
+    expected: float
+    lower: float
+    upper: float
+    score: float
+    label: str
+    unit: str
+    count: bool
+    members: dict[str, float]
+    text: str = Field(examples=["CPU: 60% (expected 4%)"])
+
+
+class ServiceScore(BaseModel):
+    cluster: str
+    service: str
+    model: str
+    scorer: str
+    points: int
+    anomalies: list[AnomalyOut]
+
+
+class ScoreResponse(BaseModel):
+    points: int
+    anomalies: int
+    services: list[ServiceScore]
+
+
+ACTIONS = ("scale_up", "scale_to", "restart_tasks", "rollback")
+
+
+class RemediateRequest(BaseModel):
+    """An ECS action on one service, judged by the guardrails and logged before and after."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"service": "aiops-platform-service", "action": "scale_up", "reason": "latency climbing"}]})
+
+    cluster: Name | None = Field(None, description="[the server's AIOPS_TARGET__CLUSTER]")
+    service: Name | None = Field(None, description="[the server's AIOPS_TARGET__SERVICE]")
+    action: Literal["scale_up", "scale_to", "restart_tasks", "rollback"]
+    reason: str = Field(min_length=1, max_length=1000, pattern=r"\S", description="Why, for the log")
+    count: int | None = Field(None, ge=0, le=10_000, description="Desired count (scale_to only)")
+    to_revision: int | None = Field(None, ge=1, description="Revision (rollback only) [previous]")
+    incident_id: int | None = Field(None, ge=1, description="Log it on this incident's timeline")
+    dry_run: bool = Field(False, description="Decide and log; change nothing")
+    request_id: str | None = Field(None, min_length=1, max_length=200,
+                                   description="Idempotency key: the same id again is one action")
+
+
+class RemediateResponse(BaseModel):
+    cluster: str
+    service: str
+    action: str
+    status: str = Field(description="done | dry_run | refused | failed | interrupted")
+    change: str
+    error: str | None = None
+    reason: str | None = Field(None, description="The guardrail's reason code when refused")
+    action_id: int | None = None
+    started_at: str | None = None
+
+
+class PersonAction(BaseModel):
+    """Who approves, acknowledges or resolves an incident (written to its timeline)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    by: str = Field(min_length=1, max_length=200, pattern=r"\S", examples=["alice"])
+    note: str | None = Field(None, max_length=2000)
