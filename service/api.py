@@ -32,6 +32,7 @@ from rca.diagnosis import RootCauseClassifier
 from rca.payload import PayloadError
 from rca.playbook import Playbook, Severity, load_playbook
 from service.api_schemas import (
+    MAX_ID,
     PersonAction,
     RemediateRequest,
     RemediateResponse,
@@ -250,7 +251,7 @@ def _action_params(body: RemediateRequest) -> dict:
     return {}
 
 
-IncidentId = Annotated[int, Path(ge=1, description="The incident's id")]
+IncidentId = Annotated[int, Path(ge=1, le=MAX_ID, description="The incident's id")]
 IncidentStatus = Literal[STATUSES]
 
 

@@ -16,6 +16,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$"   # what ECS accepts for clusters and services
 MAX_SERIES = 1_000
 MAX_POINTS_PER_SERIES = 10_080                        # one week of one-minute points
+MAX_ID = 2**63 - 1                                    # SQLite's largest integer
 
 Name = Annotated[str, Field(pattern=NAME_PATTERN, examples=["aiops-platform-service"])]
 Value = Annotated[float, Field(ge=0, allow_inf_nan=False)]
@@ -114,8 +115,10 @@ class RemediateRequest(BaseModel):
     action: Literal["scale_up", "scale_to", "restart_tasks", "rollback"]
     reason: str = Field(min_length=1, max_length=1000, pattern=r"\S", description="Why, for the log")
     count: int | None = Field(None, ge=0, le=10_000, description="Desired count (scale_to only)")
-    to_revision: int | None = Field(None, ge=1, description="Revision (rollback only) [previous]")
-    incident_id: int | None = Field(None, ge=1, description="Log it on this incident's timeline")
+    to_revision: int | None = Field(None, ge=1, le=1_000_000, description="Revision (rollback only) "
+                                                                          "[the previous one]")
+    incident_id: int | None = Field(None, ge=1, le=MAX_ID, description="Log it on this incident's "
+                                                                       "timeline")
     dry_run: bool = Field(False, description="Decide and log; change nothing")
     request_id: str | None = Field(None, min_length=1, max_length=200,
                                    description="Idempotency key: the same id again is one action")
