@@ -33,6 +33,8 @@ from rca.features import incident_features
 from rca.playbook import Playbook
 from service.cloudwatch import MetricSourceError
 from service.escalation import Escalator
+from service.metric_window import EVENT as WINDOW_EVENT
+from service.metric_window import capture_window
 from service.notify import Notifier, NotifyError
 from service.remediation import Outcome, Remediator
 from service.reporting import send_report, unsent_reports, write_report
@@ -143,6 +145,7 @@ class Watcher:
                 return TickResult(now, anomalies, read_error=error)
             opened = self.store.open_incident(self.target.cluster, self.target.service, now)
             self.store.add_anomalies(opened, anomalies)
+            self._record_window(opened, window, now, "opened")
             incident = self.store.get(opened)
         elif anomalies:
             self.store.add_anomalies(incident.id, anomalies)
@@ -328,6 +331,7 @@ class Watcher:
         if not self.store.complete_verification(incident.id, now, passed,
                                                 {"metrics": verdict, "summary": summary}):
             return passed  # an earlier run verified it already
+        self._record_window(incident.id, window, now, "verification")
         if passed:
             send_report(self.store, self.notifier, incident.id, self.escalator.on_call,
                         self.settings.reports_dir, now)
@@ -335,6 +339,19 @@ class Watcher:
             self.escalator.page_due(self.store.get(incident.id), now)
             write_report(self.store, incident.id, self.settings.reports_dir, now)
         return passed
+
+    def _record_window(self, incident_id: int, window: pd.DataFrame, now: pd.Timestamp,
+                       phase: str) -> None:
+        """Keep the metric window with its baseline band in the log (plots outlive CloudWatch).
+
+        Best effort: a window that cannot be captured is logged and never holds up the incident.
+        """
+        try:
+            payload = capture_window(self.detector, window, self.period, phase)
+        except Exception as exc:  # noqa: BLE001 - a plot aid must not stop detection or verification
+            log.warning("%s: metric window of incident %s not recorded: %s", self.name, incident_id, exc)
+            return
+        self.store.record(incident_id, now, WINDOW_EVENT, payload)
 
     def write_report(self, incident_id: int) -> Path:
         """Write (or rewrite) the incident's Markdown report; its path is logged."""
