@@ -14,6 +14,7 @@ with its own ``detect``.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -69,59 +70,95 @@ class BaselineTable:
     """
 
     kind = "baseline table"
-    _DIRECTIONS = ("up", "down", "both")
 
     def __init__(self, detector: RobustZDetector):
         detector._check_fitted()
-        self.threshold = float(detector.threshold)
         self.specs = detector.specs
         self.metrics = list(detector.metrics_)
         self.row = {metric: i for i, metric in enumerate(self.metrics)}
         expected = [detector.baseline_.expected(m, _REFERENCE_WEEK) for m in self.metrics]
         self.centre = np.concatenate([np.asarray(e.centre, dtype=float) for e in expected])
         self.spread = np.concatenate([np.asarray(e.spread, dtype=float) for e in expected])
-        self.direction = np.array([self._DIRECTIONS.index(spec_for(m, self.specs).direction)
+        self.direction = np.array([_DIRECTIONS.index(spec_for(m, self.specs).direction)
                                    for m in self.metrics])
+        self.threshold = np.full(len(self.metrics), float(detector.threshold))
 
     def anomalies(self, series: list[Series]) -> list[Anomaly]:
-        """All of a service's series in one vectorised pass; anomalies built for the hits only."""
-        if not series:
-            return []
-        lengths = [len(one.values) for one in series]
-        slots = np.concatenate(_slots_of(series))
-        values = np.fromiter((v for one in series for v in one.values), dtype=float, count=len(slots))
-        rows = np.repeat([self.row[one.metric] for one in series], lengths)
-        cell = rows * HOURS_OF_WEEK + slots
-        centre, spread = self.centre[cell], self.spread[cell]
-        z = (values - centre) / spread
-        direction = self.direction[rows]
-        scores = np.where(direction == 0, np.maximum(z, 0.0),
-                          np.where(direction == 1, np.maximum(-z, 0.0), np.abs(z)))
-        hits = np.flatnonzero(scores > self.threshold)
-        if len(hits) == 0:
-            return []
-        starts = np.cumsum([0, *lengths])
-        found = []
-        for i in hits:
-            k = int(np.searchsorted(starts, i, side="right") - 1)
-            one, band = series[k], self.threshold * spread[i]
-            found.append(Anomaly.build(one.metric, pd.Timestamp(one.timestamps[i - starts[k]]), values[i],
-                                       centre[i], centre[i] - band, centre[i] + band, scores[i],
-                                       self.specs))
-        return sorted(found, key=lambda a: (a.timestamp, a.metric))
+        rows = [self.row[one.metric] for one in series]
+        found = table_anomalies(self, rows, series, [self.specs] * len(rows),
+                                [seconds_of(one.timestamps) for one in series])
+        return sorted((a for _, a in found), key=lambda a: (a.timestamp, a.metric))
 
 
-def _slots_of(series: list[Series]) -> list[np.ndarray]:
-    """Each series' hours of the week; series sharing their timestamps (a service's metrics
-    usually do) compute them once."""
-    seen: dict[tuple, np.ndarray] = {}
-    out = []
-    for one in series:
-        key = tuple(one.timestamps)
-        if key not in seen:
-            seen[key] = hours_of_week(one.timestamps)
-        out.append(seen[key])
-    return out
+_DIRECTIONS = ("up", "down", "both")
+
+
+class Tables(Protocol):
+    """Row-wise baselines: ``centre``/``spread`` hold HOURS_OF_WEEK slots per row."""
+
+    centre: np.ndarray
+    spread: np.ndarray
+    direction: np.ndarray
+    threshold: np.ndarray
+
+
+def table_anomalies(tables: Tables, rows: Sequence[int], series: Sequence[Series],
+                    specs: Sequence[Any], seconds: Sequence[np.ndarray]) -> list[tuple[int, Anomaly]]:
+    """The anomalies of ``series[k]`` against table row ``rows[k]``, in one vectorised pass,
+    each with its ``k``.
+
+    ``seconds[k]`` are series k's timestamps as epoch seconds; ``specs[k]`` its model's specs.
+    """
+    if not series:
+        return []
+    lengths = [len(one.values) for one in series]
+    epoch = np.concatenate(seconds)
+    slots = (np.floor(epoch / 3600).astype(np.int64) + _EPOCH_HOUR_OF_WEEK) % HOURS_OF_WEEK
+    values = np.fromiter((v for one in series for v in one.values), dtype=float, count=len(epoch))
+    per_point = np.repeat(np.asarray(rows, dtype=np.intp), lengths)
+    cell = per_point * HOURS_OF_WEEK + slots
+    centre, spread = tables.centre[cell], tables.spread[cell]
+    z = (values - centre) / spread
+    direction = tables.direction[per_point]
+    scores = np.where(direction == 0, np.maximum(z, 0.0),
+                      np.where(direction == 1, np.maximum(-z, 0.0), np.abs(z)))
+    threshold = tables.threshold[per_point]
+    hits = np.flatnonzero(scores > threshold)
+    if len(hits) == 0:
+        return []
+    starts = np.cumsum([0, *lengths])
+    found = []
+    for i in hits:
+        k = int(np.searchsorted(starts, i, side="right") - 1)
+        one, band = series[k], threshold[i] * spread[i]
+        found.append((k, Anomaly.build(one.metric, pd.Timestamp(one.timestamps[i - starts[k]]), values[i],
+                                       centre[i], centre[i] - band, centre[i] + band, scores[i], specs[k])))
+    return found
+
+
+@dataclass(frozen=True)
+class StackedTables:
+    """Every loaded BaselineTable in one set of arrays, so a request is scored in one pass."""
+
+    offset: dict[str, int]
+    centre: np.ndarray
+    spread: np.ndarray
+    direction: np.ndarray
+    threshold: np.ndarray
+
+    @classmethod
+    def of(cls, models: dict[str, "LoadedModel"]) -> "StackedTables":
+        offset, parts, start = {}, [], 0
+        for name, model in models.items():
+            if isinstance(model.scorer, BaselineTable):
+                offset[name] = start
+                parts.append(model.scorer)
+                start += len(model.scorer.metrics)
+        if not parts:
+            empty = np.empty(0)
+            return cls(offset, empty, empty, np.empty(0, dtype=int), empty)
+        return cls(offset, *(np.concatenate([getattr(t, a) for t in parts])
+                             for a in ("centre", "spread", "direction", "threshold")))
 
 
 class DetectorScorer:
@@ -152,10 +189,15 @@ def scorer_for(model: Any) -> Scorer:
 _EPOCH_HOUR_OF_WEEK = 3 * 24
 
 
+def seconds_of(timestamps: Sequence[datetime]) -> np.ndarray:
+    """Aware timestamps as epoch seconds."""
+    return np.fromiter((t.timestamp() for t in timestamps), dtype=float, count=len(timestamps))
+
+
 def hours_of_week(timestamps: Sequence[datetime]) -> np.ndarray:
     """Each aware timestamp's hour of the week in UTC (Monday 00:00-00:59 is 0), as the
     baselines bucket them."""
-    seconds = np.fromiter((t.timestamp() for t in timestamps), dtype=float, count=len(timestamps))
+    seconds = seconds_of(timestamps)
     return ((np.floor(seconds / 3600).astype(np.int64) + _EPOCH_HOUR_OF_WEEK) % HOURS_OF_WEEK).astype(np.intp)
 
 
@@ -194,7 +236,12 @@ class ServiceModels:
     @property
     def all_fast(self) -> bool:
         """Whether every loaded model scores by table look-up (no model's own ``detect``)."""
-        return all(isinstance(m.scorer, BaselineTable) for m in self.models.values())
+        return len(self.tables.offset) == len(self.models)
+
+    @functools.cached_property
+    def tables(self) -> StackedTables:
+        """The table models stacked (made on first use; the models do not change afterwards)."""
+        return StackedTables.of(self.models)
 
     def get(self, cluster: str, service: str, field_name: str) -> LoadedModel:
         name = f"{cluster}--{service}"
@@ -249,13 +296,19 @@ class ServiceResult:
                 "anomalies": [a.to_dict() for a in self.anomalies]}
 
 
-def check_series(series: Sequence[Series], known_metrics: Iterable[str], max_points: int) -> int:
-    """Refuse what the schema cannot see: unknown metrics, a series twice, too many points.
+def check_series(series: Sequence[Series], known_metrics: Iterable[str],
+                 max_points: int) -> list[np.ndarray]:
+    """Refuse what the schema does not: unknown metrics, a series twice, lengths that differ,
+    timestamps out of order or repeated, too many points.
 
-    Returns the number of points. Raises PayloadError naming ``series[i].field``.
+    Returns each series' timestamps as epoch seconds (series sharing their timestamps, as a
+    service's metrics usually do, share one array). Raises PayloadError naming
+    ``series[i].field``.
     """
     known = set(known_metrics)
     seen: dict[tuple[str, str, str], int] = {}
+    converted: dict[tuple, np.ndarray] = {}
+    out = []
     total = 0
     for i, one in enumerate(series):
         if one.metric not in known:
@@ -268,11 +321,26 @@ def check_series(series: Sequence[Series], known_metrics: Iterable[str], max_poi
         seen[key] = i
         if len(one.timestamps) != len(one.values):
             raise PayloadError(f"series[{i}].values", f"{len(one.values)} values for "
-                                                      f"{len(one.timestamps)} timestamps")
+                                                      f"{len(one.timestamps)} timestamps; one value "
+                                                      "per timestamp")
+        stamps = tuple(one.timestamps)
+        if stamps not in converted:
+            converted[stamps] = _increasing(seconds_of(stamps), one.timestamps, i)
+        out.append(converted[stamps])
         total += len(one.values)
     if total > max_points:
         raise PayloadError("series", f"{total:,} points in one request; at most {max_points:,}")
-    return total
+    return out
+
+
+def _increasing(seconds: np.ndarray, stamps: Sequence[datetime], i: int) -> np.ndarray:
+    steps = np.diff(seconds)
+    if len(steps) and not (steps > 0).all():
+        j = int(np.flatnonzero(steps <= 0)[0]) + 1
+        what = (f"repeats timestamps[{j - 1}]; send each point once" if steps[j - 1] == 0 else
+                f"is before timestamps[{j - 1}] {stamps[j - 1].isoformat()}; send points in time order")
+        raise PayloadError(f"series[{i}].timestamps", f"timestamps[{j}] {stamps[j].isoformat()} {what}")
+    return seconds
 
 
 def score_series(series: Sequence[Series], models: ServiceModels, known_metrics: Iterable[str],
@@ -282,18 +350,34 @@ def score_series(series: Sequence[Series], models: ServiceModels, known_metrics:
     Raises PayloadError (bad input, named) or NoModelError (a service without a model) before
     anything is scored.
     """
-    check_series(series, known_metrics, max_points)
-    groups: dict[tuple[str, str], list[tuple[int, Series]]] = {}
+    seconds = check_series(series, known_metrics, max_points)
+    groups: dict[tuple[str, str], list[int]] = {}
     for i, one in enumerate(series):
-        groups.setdefault((one.cluster, one.service), []).append((i, one))
+        groups.setdefault((one.cluster, one.service), []).append(i)
     plan = []
     for (cluster, service), members in groups.items():
-        model = models.get(cluster, service, f"series[{members[0][0]}].service")
-        for i, one in members:
-            if one.metric not in model.scorer.metrics:
-                raise PayloadError(f"series[{i}].metric", f"the model of {one.name} has no baseline "
-                                   f"for {one.metric}; it scores {', '.join(model.scorer.metrics)}")
-        plan.append((cluster, service, model, [one for _, one in members]))
-    return [ServiceResult(cluster, service, model, sum(len(s.values) for s in members),
-                          model.scorer.anomalies(members))
+        model = models.get(cluster, service, f"series[{members[0]}].service")
+        for i in members:
+            if series[i].metric not in model.scorer.metrics:
+                raise PayloadError(f"series[{i}].metric", f"the model of {series[i].name} has no baseline "
+                                   f"for {series[i].metric}; it scores {', '.join(model.scorer.metrics)}")
+        plan.append((cluster, service, model, members))
+    found: dict[tuple[str, str], list[Anomaly]] = {key: [] for key in groups}
+    stacked = models.tables
+    by_table = [i for _, _, model, members in plan if model.name in stacked.offset for i in members]
+    if by_table:   # every table model's series in one vectorised pass
+        rows, specs = [], []
+        for i in by_table:
+            scorer = models.models[f"{series[i].cluster}--{series[i].service}"].scorer
+            rows.append(stacked.offset[f"{series[i].cluster}--{series[i].service}"]
+                        + scorer.row[series[i].metric])
+            specs.append(scorer.specs)
+        picked = [series[i] for i in by_table]
+        for k, anomaly in table_anomalies(stacked, rows, picked, specs, [seconds[i] for i in by_table]):
+            found[(picked[k].cluster, picked[k].service)].append(anomaly)
+    for cluster, service, model, members in plan:
+        if model.name not in stacked.offset:
+            found[(cluster, service)] = model.scorer.anomalies([series[i] for i in members])
+    return [ServiceResult(cluster, service, model, sum(len(series[i].values) for i in members),
+                          sorted(found[(cluster, service)], key=lambda a: (a.timestamp, a.metric)))
             for cluster, service, model, members in plan]

@@ -130,7 +130,7 @@ def test_malformed_json_and_non_finite_numbers_are_422(world, body, loc, words) 
     (cpu([30, 31], stamps=(T0, T0)), ["body", "series", 0, "timestamps"], "repeats"),
     (cpu([30, 31], stamps=(T0, None)), ["body", "series", 0, "timestamps", 1], "datetime"),
     (cpu([30, 31], stamps=("2026-11-02T10:00:00", T1)), ["body", "series", 0, "timestamps", 0], "timezone"),
-    (cpu([30, 31, 32]), ["body", "series", 0], "one value per timestamp"),
+    (cpu([30, 31, 32]), ["body", "series", 0, "values"], "one value per timestamp"),
     (cpu([30, -1]), ["body", "series", 0, "values", 1], "greater than or equal to 0"),
     (cpu([30, 31], unit="%"), ["body", "series", 0, "unit"], "Extra inputs"),
     ({"series": []}, ["body", "series"], "at least 1"),

@@ -88,6 +88,16 @@ def test_a_detector_without_a_table_is_scored_by_its_own_detect(week_detector) -
     assert isinstance(scorer_for(week_detector), BaselineTable)
 
 
+def test_a_batch_of_services_is_scored_each_by_its_own_model(week_detector, cold_detector) -> None:
+    models = ServiceModels({"c--web": LoadedModel("c--web", scorer_for(week_detector), "test", "x"),
+                            "c--api": LoadedModel("c--api", scorer_for(cold_detector), "test", "y")})
+    web, api = _window("2026-11-02T10:00Z", 120, seed=5), _window("2026-11-03T20:00Z", 60, seed=6)
+    results = score_series(_series(web) + _series(api, "api"), models, web.columns, 10_000)
+    assert [(r.service, r.points) for r in results] == [("web", 600), ("api", 300)]
+    for result, detector, frame in ((results[0], week_detector, web), (results[1], cold_detector, api)):
+        assert [_words(a) for a in result.anomalies] == [_words(a) for a in detector.detect(frame)]
+
+
 def _models(detector) -> ServiceModels:
     return ServiceModels({"c--web": LoadedModel("c--web", scorer_for(detector), "test", "x")})
 
@@ -107,6 +117,10 @@ def test_a_service_without_a_model_is_named(week_detector) -> None:
     (lambda s: [Series(s[0].cluster, s[0].service, s[0].metric, s[0].timestamps, s[0].values[:-1])],
      "series[0].values"),
     (lambda s: s * 1, "series"),   # more points than allowed (the limit below)
+    (lambda s: [Series(s[0].cluster, s[0].service, s[0].metric, s[0].timestamps[::-1], s[0].values)],
+     "series[0].timestamps"),
+    (lambda s: [Series(s[0].cluster, s[0].service, s[0].metric, [s[0].timestamps[0]] * 5, s[0].values)],
+     "series[0].timestamps"),
 ])
 def test_bad_batches_are_refused_with_the_field(week_detector, mutate, field) -> None:
     frame = _window("2026-11-02T10:00Z", 5, seed=1)
