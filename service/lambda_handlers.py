@@ -122,7 +122,8 @@ def rollback_handler(event: Any, context: Any = None) -> dict:
     invocation (same ``aws_request_id``, or the same ``request_id``) rolls back once.
 
     Answers 200 (rolled back, or a dry run), 409 (a guardrail refused; ``reason`` names it),
-    422 (bad payload; the field is named), 502 (ECS refused or failed). The incident log is
+    422 (bad payload; the field is named), 502 (ECS refused or failed), 500 (the function's own
+    configuration is unusable; named). The incident log is
     ``AIOPS_DATA_DIR`` (an EFS mount shares it with the watcher, so each sees the other's
     actions).
 
@@ -144,8 +145,11 @@ def rollback_handler(event: Any, context: Any = None) -> dict:
         request = parse_rollback_payload(_payload(event))
     except PayloadError as exc:
         return _error(422, exc.field, exc.message)
-    settings = _lambda_settings()
-    config = load_watch_config(os.environ.get("AIOPS_CONFIG"))
+    try:
+        settings = _lambda_settings()
+        config = load_watch_config(os.environ.get("AIOPS_CONFIG"))
+    except ValueError as exc:  # ConfigError, or a setting pydantic refused
+        return _error(500, "configuration", str(exc).splitlines()[0])
     named = f"{request['cluster']}/{request['service']}"
     remediator = guarded_remediator(settings, config, ClientFactory(), IncidentStore(settings.db_path),
                                     ConsoleNotifier(sys.stdout), "on-call engineer",

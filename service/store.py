@@ -317,19 +317,19 @@ class IncidentStore:
             raise ValueError(f"unknown incident status {status!r}; known: {', '.join(STATUSES)}")
         guard, args = "", []
         if expect:
-            guard = f" AND status IN ({','.join('?' * len(expect))})"
+            guard = f" AND status IN ({','.join(f'?{6 + i}' for i in range(len(expect)))})"
             args = list(expect)
-        # escalated_at is when the current round of paging started (an escalation, or a request
-        # for approval); an action going to verification ends the round.
-        paging = ("CASE WHEN ? IN ('escalated', 'awaiting_approval') THEN COALESCE(escalated_at, ?) "
-                  "WHEN ? = 'verifying' THEN NULL ELSE escalated_at END")
+        # escalated_at is when the current round of paging started: a request for approval, or
+        # an escalation (a new round, even after an approval request); verification ends it.
+        paging = ("CASE WHEN ?1 = 'escalated' THEN (CASE WHEN status = 'escalated' THEN escalated_at "
+                  "ELSE ?2 END) WHEN ?1 = 'awaiting_approval' THEN COALESCE(escalated_at, ?2) "
+                  "WHEN ?1 = 'verifying' THEN NULL ELSE escalated_at END")
         with self._connect() as db:
-            cur = db.execute("UPDATE incidents SET status=?, updated_at=?, "
-                             "verify_due_at=COALESCE(?, verify_due_at), closed_at=?, "
-                             f"escalated_at={paging} WHERE id=?" + guard,
+            cur = db.execute("UPDATE incidents SET status=?1, updated_at=?2, "
+                             "verify_due_at=COALESCE(?3, verify_due_at), closed_at=?4, "
+                             f"escalated_at={paging} WHERE id=?5" + guard,
                              (status, _iso(at), _iso(verify_due_at) if verify_due_at is not None
-                              else None, _iso(at) if closed else None, status, _iso(at), status,
-                              incident_id, *args))
+                              else None, _iso(at) if closed else None, incident_id, *args))
             if cur.rowcount == 0:
                 return False
             self._event(db, incident_id, at, f"status:{status}", payload or {})

@@ -103,3 +103,12 @@ def test_a_service_outside_the_allow_list_is_refused(ecs, tmp_path, monkeypatch)
 def test_a_missing_service_is_a_502_naming_it(ecs) -> None:
     status, body = answer(rollback_handler({**SEED, "service": "ghost"}))
     assert status == 502 and body["error"] == "service ghost not found in cluster aiops-platform-cluster"
+
+
+def test_a_broken_config_is_a_500_naming_it(tmp_path, monkeypatch) -> None:
+    config = tmp_path / "aiops.toml"
+    config.write_text("[guardrails]\nmax_desired_count = 0\n")
+    monkeypatch.setenv("AIOPS_CONFIG", str(config))
+    status, body = answer(rollback_handler(dict(SEED)))
+    assert status == 500 and body["error"]["field"] == "configuration"
+    assert "guardrails.max_desired_count" in body["error"]["message"]

@@ -219,3 +219,20 @@ def test_a_notifier_outage_is_retried_until_the_page_goes_out(tmp_path, detector
     notifier.fail = False
     run(watcher, clock, 1)
     assert notifier.roles() == ["on-call engineer"]
+
+
+def test_an_approved_action_refused_later_pages_a_new_round(tmp_path, detector) -> None:
+    clock = Clock(T0)
+    ecs = FakeEcs()
+    watcher, store, _, notifier = make_watcher(tmp_path, detector,
+                                               FakeSource([(T0, None, "error_rate_high")]), clock,
+                                               ecs=ecs, mode=Mode.APPROVE)
+    run(watcher, clock, 20)  # the approval request pages on-call, then the team lead at 15 min
+    incident = store.list()[0]
+    ecs.service(*CS).rolling_out = True  # a deployment started meanwhile
+    store.approve(incident.id, clock(), "bob")
+    run(watcher, clock, 1)
+    assert store.get(incident.id).status == "escalated" and ecs.calls == []
+    assert [(role, subject.split(":")[0]) for role, subject in notifier.sent] == [
+        ("on-call engineer", "Approval needed"), ("team lead", "Approval needed"),
+        ("on-call engineer", "Escalation")], "the refusal starts a new round at the on-call engineer"
