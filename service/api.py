@@ -39,6 +39,7 @@ from service.api_schemas import (
     ScoreRequest,
     ScoreResponse,
 )
+from service.dashboard import dashboard_router
 from service.diagnose import diagnose_payload, load_rca_classifier
 from service.http_auth import bearer_auth
 from service.http_metrics import ApiMetrics
@@ -387,6 +388,6 @@ def create_app(settings: Settings | None = None, classifier: RootCauseClassifier
     app.add_exception_handler(PayloadError, _payload_error)
     app.add_exception_handler(NoModelError, _no_model)
     for router in (health_router(ctx), metrics_router(ctx), score_router(ctx), rca_router(ctx),
-                   remediate_router(ctx), incidents_router(ctx)):
+                   remediate_router(ctx), incidents_router(ctx), dashboard_router(ctx)):
         app.include_router(router)
     return app
