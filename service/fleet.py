@@ -141,8 +141,12 @@ def stop_on_signals(stop: threading.Event, signals=(signal.SIGTERM, signal.SIGIN
 
 
 def build_notifier(config: NotifyConfig, factory: ClientFactory, stream=sys.stderr) -> Notifier:
-    """The console plus every channel the config names (SNS, SES e-mail, webhook)."""
-    channels: list[tuple[str, Any]] = [("console", ConsoleNotifier(stream))]
+    """Every channel the config names (SNS, SES e-mail, webhook), with a copy on the console.
+
+    With no channel configured the console is the channel.
+    """
+    console = ("console", ConsoleNotifier(stream))
+    channels: list[tuple[str, Any]] = []
     if config.sns_topic_arn:
         channels.append(("sns", SnsNotifier(factory.client("sns"), config.sns_topic_arn)))
     if config.email is not None:
@@ -150,7 +154,7 @@ def build_notifier(config: NotifyConfig, factory: ClientFactory, stream=sys.stde
                                                 config.email.recipients)))
     if config.webhook_url:
         channels.append(("webhook", WebhookNotifier(config.webhook_url)))
-    return FanOutNotifier(channels)
+    return FanOutNotifier(channels, copies=[console]) if channels else FanOutNotifier([console])
 
 
 def guarded_remediator(settings: Settings, config: WatchConfig, factory: ClientFactory,

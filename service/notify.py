@@ -111,16 +111,24 @@ class ConsoleNotifier:
 class FanOutNotifier:
     """Sends through every channel; succeeds when at least one delivered.
 
+    ``copies`` get every message too but do not count as delivery (the console beside SNS: a
+    line in a terminal is not a page, so an SNS outage still fails the page and it is retried).
     The returned id lists each channel's id (or its error), so the incident log shows which
     channels carried the page.
     """
 
-    def __init__(self, channels: Sequence[tuple[str, Any]]):
+    def __init__(self, channels: Sequence[tuple[str, Any]], copies: Sequence[tuple[str, Any]] = ()):
         if not channels:
             raise ValueError("FanOutNotifier needs at least one channel")
         self.channels = list(channels)
+        self.copies = list(copies)
 
     def notify(self, role: str, subject: str, body: str) -> str:
+        for _, copy in self.copies:
+            try:
+                copy.notify(role, subject, body)
+            except NotifyError:
+                pass  # a copy is best effort
         sent, failed = [], []
         for name, channel in self.channels:
             try:

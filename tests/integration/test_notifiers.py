@@ -135,3 +135,19 @@ def test_an_escalation_pages_through_sns_and_email(aws, tmp_path) -> None:
     assert sent_mail(aws) == 2
     roles = [e["data"]["role"] for e in store.events(incident) if e["kind"] == "escalation"]
     assert roles == ["on-call engineer", "team lead"]
+
+
+def test_the_console_copy_does_not_count_as_a_page(aws, tmp_path) -> None:
+    import io
+
+    from service.fleet import build_notifier
+    from service.watch_config import NotifyConfig
+
+    stream = io.StringIO()
+    notifier = build_notifier(NotifyConfig(sns_topic_arn="arn:aws:sns:us-east-1:123456789012:missing"),
+                              aws, stream)
+    with pytest.raises(NotifyError, match="sns failed"):
+        notifier.notify("on-call engineer", "Escalation: incident 9", "why")
+    assert "Escalation: incident 9" in stream.getvalue(), "still printed for whoever watches"
+    alone = build_notifier(NotifyConfig(), aws, stream)
+    assert alone.notify("on-call engineer", "s", "b") == "console:console"
