@@ -99,6 +99,8 @@ class SeasonalResidualDetector:
     seasonal : STL's seasonal smoother length, in cycles (odd, >= 3).
     jump : STL's ``seasonal_jump``; ``trend_jump`` and ``low_pass_jump`` are ten times it.
         1 is exact STL; 5 is 40 times faster on 5-minute data with the same findings.
+    inner_iter, outer_iter : STL's iterations (``STL.fit``); None takes statsmodels' defaults
+        (2 inner and 15 robustness passes when robust, 5 and 0 when not).
     min_history : the span from which new points are judged by the same phase of the week
         rather than of the day.
     max_cycles : how many of the nearest cycles the expected value averages.
@@ -112,7 +114,8 @@ class SeasonalResidualDetector:
     """
 
     def __init__(self, freq: str = "5min", period: str = "1D", robust: bool = True,
-                 seasonal: int = 7, jump: int = 5, min_history: pd.Timedelta = 2 * WEEK,
+                 seasonal: int = 7, jump: int = 5, inner_iter: int | None = None,
+                 outer_iter: int | None = None, min_history: pd.Timedelta = 2 * WEEK,
                  max_cycles: int = 7, max_gap: str = "1h", min_coverage: float = 0.5,
                  relative_floor: float = 0.0, contamination: float = 0.001,
                  threshold: float | None = None, specs: dict[str, MetricSpec] | None = None):
@@ -121,6 +124,8 @@ class SeasonalResidualDetector:
         self.robust = robust
         self.seasonal = seasonal
         self.jump = jump
+        self.inner_iter = inner_iter
+        self.outer_iter = outer_iter
         self.min_history = min_history
         self.max_cycles = max_cycles
         self.max_gap = max_gap
@@ -179,9 +184,10 @@ class SeasonalResidualDetector:
         scores = {}
         for metric in self.metrics_:
             values = frame[metric].dropna()
-            resid = values.to_numpy() - self._centre(metric, values.index)
+            centre = self._centre(metric, values.index)
+            resid = values.to_numpy() - centre
             self.spread_[metric] = _hourly_spread(resid, values.index.hour.to_numpy())
-            scores[metric] = pd.Series(self._score_metric(metric, values), index=values.index)
+            scores[metric] = pd.Series(self._score_metric(metric, values, centre), index=values.index)
         self._process_training_scores(pd.DataFrame(scores, index=frame.index))
         return self
 
@@ -198,7 +204,8 @@ class SeasonalResidualDetector:
         n_period = int(self.period_ // self.step_)
         stl = STL(filled.to_numpy(), period=n_period, seasonal=self.seasonal, robust=self.robust,
                   seasonal_jump=self.jump, trend_jump=10 * self.jump,
-                  low_pass_jump=10 * self.jump).fit()
+                  low_pass_jump=10 * self.jump).fit(inner_iter=self.inner_iter,
+                                                    outer_iter=self.outer_iter)
         return np.asarray(stl.trend + stl.seasonal, dtype=float)
 
     def _process_training_scores(self, scores: pd.DataFrame) -> None:
@@ -238,14 +245,19 @@ class SeasonalResidualDetector:
         self._check_fitted()
         if metric not in self.fitted_:
             raise KeyError(f"no seasonal model for metric {metric!r}; fitted: {', '.join(self.metrics_)}")
-        index = _utc_index(timestamps)
-        centre = self._centre(metric, index)
+        return self._expected(metric, _utc_index(timestamps))
+
+    def _expected(self, metric: str, index: pd.DatetimeIndex,
+                  centre: np.ndarray | None = None) -> Expected:
+        centre = self._centre(metric, index) if centre is None else centre
         spread = self.spread_[metric][index.hour.to_numpy()] if len(index) else np.empty(0)
         spec = spec_for(metric, self.specs)
         return Expected(centre, spread_floor(centre, spread, spec, self.relative_floor))
 
-    def _score_metric(self, metric: str, values: pd.Series) -> np.ndarray:
-        exp = self.expected(metric, values.index)
+    def _score_metric(self, metric: str, values: pd.Series,
+                      centre: np.ndarray | None = None) -> np.ndarray:
+        """Scores of ``values``; ``centre`` is their expected value when already computed."""
+        exp = self._expected(metric, _utc_index(values.index), centre)
         resid = values.to_numpy() - exp.centre
         # STL's arithmetic leaves ~1e-14 on a constant series: that is a perfect fit, not a tail
         resid = np.where(np.abs(resid) <= 1e-9 * np.maximum(1.0, np.abs(exp.centre)), 0.0, resid)
@@ -300,8 +312,10 @@ def _hourly_spread(resid: np.ndarray, hours: np.ndarray, min_points: int = 30) -
     resid, hours = resid[ok], hours[ok]
     glob = MAD_TO_SIGMA * float(np.median(np.abs(resid - np.median(resid)))) if len(resid) else 0.0
     out = np.full(24, glob)
-    for hour in range(24):
-        r = resid[hours == hour]
-        if len(r) >= min_points:
-            out[hour] = MAD_TO_SIGMA * float(np.median(np.abs(r - np.median(r))))
+    if len(resid):  # per hour with grouped (cython) medians, as SeasonalBaseline does per bucket
+        values = pd.Series(resid)
+        grouped = values.groupby(hours)
+        mad = (values - grouped.transform("median")).abs().groupby(hours).median()
+        enough = grouped.size().to_numpy() >= min_points
+        out[mad.index.to_numpy()[enough]] = MAD_TO_SIGMA * mad.to_numpy()[enough]
     return out
