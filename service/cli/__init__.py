@@ -14,6 +14,7 @@ import click
 
 from service.cli.baseline import baseline
 from service.cli.benchmark import benchmark
+from service.cli.dashboard import dashboard
 from service.cli.demo import demo
 from service.cli.detect import detect
 from service.cli.incidents import incidents
@@ -37,7 +38,7 @@ def cli(ctx: click.Context, data_dir: Path | None) -> None:
 
 
 for command in (demo, detect, train, baseline, models, watch, status, remediate, incidents, simulate,
-                benchmark, rca, train_rca, serve):
+                benchmark, rca, train_rca, serve, dashboard):
     cli.add_command(command)
 
 
