@@ -55,7 +55,8 @@ RemediatorFactory = Callable[[bool], Remediator]   # dry_run -> the guarded reme
 # ---------------------------------------------------------------------- shared pieces
 
 
-def default_remediators(settings: Settings, config_path: str | None = None) -> RemediatorFactory:
+def default_remediators(settings: Settings, store: IncidentStore,
+                        config_path: str | None = None) -> RemediatorFactory:
     """The guarded remediator of the CLI and the Lambda handler, made on first use (per dry-run).
 
     The allow-list is the watch config's (``AIOPS_CONFIG``), else the settings' target.
@@ -72,8 +73,7 @@ def default_remediators(settings: Settings, config_path: str | None = None) -> R
             config = load_watch_config(config_path)
             chosen = settings.model_copy(update={"mode": Mode.DRY_RUN}) if dry_run else settings
             named = f"{settings.target.cluster}/{settings.target.service}"
-            made[dry_run] = guarded_remediator(chosen, config, ClientFactory(),
-                                               IncidentStore(settings.db_path),
+            made[dry_run] = guarded_remediator(chosen, config, ClientFactory(), store,
                                                ConsoleNotifier(sys.stderr), "on-call engineer",
                                                watched=config.watched() or [named])
         return made[dry_run]
@@ -371,7 +371,7 @@ def build_context(settings: Settings, classifier: RootCauseClassifier | None = N
         settings=settings, playbook=playbook, classifier=classifier, classifier_source=source,
         models=models if models is not None else load_service_models(settings.model_dir),
         store=store, metrics=ApiMetrics(store),
-        remediators=remediators or default_remediators(settings, config_path),
+        remediators=remediators or default_remediators(settings, store, config_path),
         require_token=bearer_auth(settings.api_tokens, insecure_no_auth))
 
 
