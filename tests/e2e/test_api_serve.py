@@ -74,5 +74,5 @@ def test_the_load_benchmark_reports_both_servers(tmp_path) -> None:
     for server in report["results"]:
         assert server["requests"] == 20 and server["errors"] == 0 and server["statuses"] == {"200": 20}
         assert 0 < server["p50_ms"] <= server["p99_ms"] <= server["max_ms"]
-        assert server["rss_start_mb"] > 0 and server["rss_end_mb"] > 0
+        assert server["rss_start_mb"] > 0 and server["rss_end_mb"] > 0 and server["cpu_ms_per_request"] > 0
     assert report["p99_ratio"] > 0
