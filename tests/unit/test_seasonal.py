@@ -85,6 +85,19 @@ def test_excluded_ranges_are_gaps_not_normal() -> None:
     assert clean.expected(CPU, at).centre[0] < 50
 
 
+def test_an_incident_left_in_the_history_does_not_become_next_weeks_normal() -> None:
+    hist = service_history()
+    incident = slice(pd.Timestamp("2026-11-10 08:00Z"), pd.Timestamp("2026-11-10 14:00Z"))
+    dirty = hist.copy()
+    dirty.loc[incident, CPU] += 40.0  # six hours nobody excluded
+    same_phase = pd.date_range("2026-11-17 08:00", "2026-11-17 14:00", freq="10min", tz="UTC")
+    clean = SeasonalResidualDetector().fit(hist).expected(CPU, same_phase)
+    learned = SeasonalResidualDetector().fit(dirty).expected(CPU, same_phase)
+    assert np.max(np.abs(learned.centre - clean.centre) / clean.spread) < 1.0
+    plain = SeasonalResidualDetector(robust=False).fit(dirty).expected(CPU, same_phase)
+    assert np.max(np.abs(plain.centre - clean.centre) / clean.spread) > 3.0  # what robustness buys
+
+
 def test_short_history_uses_daily_phase_and_too_short_is_refused() -> None:
     assert SeasonalResidualDetector().fit(service_history(days=3)).repeat_ == pd.Timedelta(days=1)
     with pytest.raises(MetricFrameError, match="two periods"):
@@ -123,6 +136,8 @@ def test_bad_input_and_settings_are_named(detector) -> None:
         SeasonalResidualDetector(period="7min").fit(service_history(days=3))
     with pytest.raises(ValueError, match="seasonal"):
         SeasonalResidualDetector(seasonal=4).fit(service_history(days=3))
+    with pytest.raises(ValueError, match="outer_iter"):
+        SeasonalResidualDetector(outer_iter=-1).fit(service_history(days=3))
     sparse = service_history(days=3).iloc[::20]
     with pytest.raises(MetricFrameError, match="bins"):
         SeasonalResidualDetector(freq="5min").fit(sparse)
