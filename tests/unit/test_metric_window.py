@@ -88,3 +88,19 @@ def test_later_windows_win_where_they_overlap() -> None:
 def test_a_payload_that_is_not_a_window_is_named() -> None:
     with pytest.raises(ValueError, match="not a metrics_window payload"):
         window_frames({"start": "2026-11-16T10:00Z"})
+
+
+def test_the_ensembles_band_is_its_own_width_not_its_calibrated_threshold(detector) -> None:
+    class Ensemble:  # what the watcher sees of ServiceDetector: a [0, 1] threshold, band_z_ spreads
+        threshold = 0.9999
+        baseline_ = detector.baseline_
+        band_z_ = pd.Series({"cpu_utilization": 3.0})
+
+        def expected_frame(self, index, metrics):
+            return detector.expected_frame(index, metrics)
+
+    index = pd.date_range(T0, periods=3, freq="1min")
+    frame = normal(index, np.random.default_rng(2))[["cpu_utilization"]]
+    back = window_frames(capture_window(Ensemble(), frame, MINUTE, "opened"))["cpu_utilization"]
+    spread = detector.baseline_.expected("cpu_utilization", index).spread
+    assert np.allclose(back["upper"] - back["expected"], 3.0 * spread, rtol=1e-4)
