@@ -7,6 +7,7 @@ detects, diagnoses, acts through the ECS API and verifies 15 simulated minutes l
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass
@@ -15,18 +16,20 @@ from pathlib import Path
 import pandas as pd
 
 from detection.metrics import spec_for
+from models.store import LocalModelStore
 from service.aws import ClientFactory, local_aws
 from service.bootstrap import build_watcher
 from service.cloudwatch import CloudWatchMetrics
 from service.notify import SnsNotifier
 from service.settings import Settings
 from service.store import IncidentStore
-from service.watcher import Watcher
 from simulation.clock import SimClock
 from simulation.ecs_world import EcsWorld
 from simulation.faults import FAULTS
 from simulation.simulator import Simulator
-from training.baselines import train_detector
+from training.detectors import DEFAULT_DETECTOR, detector_config
+from training.pipeline import ServiceResult, TrainOptions, train_service
+from training.tracking import MlflowTracker
 
 QUIET_MINUTES = 10
 MAX_FAULT_MINUTES = 45
@@ -51,10 +54,17 @@ class ScorecardRow:
     escalation: str
     incident_id: int | None
     report: str
+    expected_outcome: str = "resolved"
+    recovery_min: float | None = None
 
     @property
     def correct(self) -> bool:
-        return self.root_cause == self.expected_cause and self.verification.startswith("resolved")
+        """Right cause, and the outcome the fault calls for: fixed, or escalated when it can't be."""
+        if self.root_cause != self.expected_cause:
+            return False
+        if self.expected_outcome == "escalated":
+            return self.verification.startswith("FAILED") and self.escalation != "none"
+        return self.verification.startswith("resolved")
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,7 @@ class DemoResult:
     db_path: Path
     false_alarms: int
     history_points: int
+    training: ServiceResult | None = None
 
 
 class DemoEnvironment:
@@ -74,11 +85,15 @@ class DemoEnvironment:
     """
 
     def __init__(self, settings: Settings, seed: int = 7, history_days: int | None = None,
-                 progress: Callable[[str], None] = print):
+                 progress: Callable[[str], None] = print, detector: str = DEFAULT_DETECTOR,
+                 mlflow_uri: str | None = None, speed: float = 0.0):
         self.settings = settings
         self.seed = seed
         self.days = history_days or settings.history_days
         self.progress = progress
+        self.detector = detector
+        self.mlflow_uri = mlflow_uri
+        self.speed = speed
         self.false_alarms = 0
         self._stack = ExitStack()
 
@@ -104,75 +119,109 @@ class DemoEnvironment:
         world = EcsWorld(self.factory.client("ecs"), settings.target.cluster, settings.target.service,
                          FAMILY, endpoint_url=self.endpoint, ec2_client=self.factory.client("ec2"))
         self.sim = Simulator(world, self.cloudwatch.write, self.clock, seed=self.seed)
-        say(f"creating ECS service {settings.target.service} and writing {self.days} days of "
-            "1-minute history to CloudWatch ...")
-        self.history = self.sim.bootstrap(self.days)
-        say(f"training baselines from CloudWatch history ({self.history.size:,} points) ...")
-        self.trained = train_detector(self.cloudwatch, self.clock.now, self.days,
-                                      settings.model_dir / "demo", threshold=settings.threshold)
-        say(f"baselines fitted ({self.trained.resolution}, {self.trained.points:,} points), "
-            f"bundle at {self.trained.bundle}")
+        say(f"creating ECS service {settings.target.service} and writing {self.days + 1} days of "
+            "1-minute history to CloudWatch (the last day is held back to evaluate the model) ...")
+        self.history = self.sim.bootstrap(self.days + 1)
+        self.trained = self._train()
         sns = self.factory.client("sns")
-        notifier = SnsNotifier(sns, sns.create_topic(Name="aiops-escalations")["TopicArn"])
+        self.notifier = SnsNotifier(sns, sns.create_topic(Name="aiops-escalations")["TopicArn"])
         self.store = IncidentStore(settings.db_path)
-        self.watcher = build_watcher(settings, self.factory, self.trained.detector, notifier,
+        self.watcher = build_watcher(settings, self.factory, self.trained.model, self.notifier,
                                      self.clock, store=self.store)
+
+    def _train(self) -> ServiceResult:
+        """Train the service's model through the nightly pipeline, tracked in MLflow."""
+        settings, target = self.settings, self.settings.target
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        uri = self.mlflow_uri or f"sqlite:///{(settings.data_dir / 'mlflow.db').resolve()}"
+        self.progress(f"training the {self.detector} model from CloudWatch history "
+                      f"({self.history.size:,} points), tracked in MLflow at {uri} ...")
+        options = TrainOptions(detector=detector_config(self.detector), days=self.days, n_jobs=1)
+        result = train_service(target.cluster, target.service, self.cloudwatch, end=self.clock.now,
+                               store=LocalModelStore(settings.model_dir / "registry"),
+                               options=options, deploy_root=settings.model_dir,
+                               tracker=MlflowTracker(uri, experiment="aiops-demo"))
+        self.progress(f"model {result.status} (F1 on the held-back day "
+                      f"{result.evaluation.get('f1', float('nan')):.2f}); bundle {result.deployed}; "
+                      f"MLflow: {result.tracking or 'run ' + str(result.run_id)}")
+        return result
+
+    def step(self):
+        """One simulated minute: the service writes its metrics, the watcher scores them."""
+        started = time.monotonic()
+        self.sim.step()
+        result = self.watcher.tick()
+        self.clock.advance()
+        if self.speed > 0:
+            time.sleep(max(0.0, 1.0 / self.speed - (time.monotonic() - started)))
+        return result
 
     def quiet(self, minutes: int) -> int:
         """Run ``minutes`` with no fault at nominal capacity; return the incidents opened."""
         self.sim.clear()
-        opened = sum(_step(self.sim, self.watcher).opened is not None for _ in range(minutes))
+        opened = sum(self.step().opened is not None for _ in range(minutes))
         self.false_alarms += opened
         return opened
 
     def play(self, fault: str, quiet_minutes: int = QUIET_MINUTES) -> ScorecardRow:
-        """A quiet spell at nominal capacity, then ``fault`` until its incident is verified."""
+        """A quiet spell at nominal capacity, then ``fault`` until its incident is verified.
+
+        A fault the playbook cannot fix runs on until the escalation reaches the second role of
+        the path; then the operator acknowledges and resolves it, as a person would.
+        """
         self.quiet(quiet_minutes)
-        return _play_fault(self.sim, self.watcher, self.store, fault, self.progress)
+        active = self.sim.inject(fault)
+        self.progress(f"{active.start:%H:%M} injected {fault}: {active.fault.description}")
+        incident_id = None
+        for _ in range(MAX_FAULT_MINUTES):
+            result = self.step()
+            incident_id = incident_id or result.opened
+            if result.verified is not None and result.verified == incident_id:
+                break
+        if active.fault.escalates and incident_id is not None:
+            self._escalate_then_close(incident_id)
+        row = scorecard_row(self.store, fault, active.start, incident_id, active.fault.expected_cause,
+                            "escalated" if active.fault.escalates else "resolved")
+        self.progress(f"      -> {row.root_cause}, {row.action}: {row.ecs_change}; {row.verification}"
+                      + (f"; escalated to {row.escalation}" if row.escalation != "none" else ""))
+        return row
+
+    def _escalate_then_close(self, incident_id: int) -> None:
+        second = self.watcher.playbook.escalation[min(1, len(self.watcher.playbook.escalation) - 1)]
+        for _ in range(int(second.after_minutes) + 1):
+            self.step()
+        self.store.acknowledge(incident_id, self.clock.now, by="demo operator")
+        self.sim.clear()   # the operator restores the dependency by hand ...
+        for _ in range(self.settings.group_window + 1):   # ... and waits for clean minutes
+            self.step()
+        now = self.clock.now
+        incident = self.store.get(incident_id)
+        if incident.status != "resolved":
+            self.store.resolve(incident_id, now, by="demo operator",
+                               note="dependency restored by hand after escalation")
 
 
 def run_demo(settings: Settings, faults: list[str] | None = None, seed: int = 7,
-             history_days: int | None = None, progress: Callable[[str], None] = print) -> DemoResult:
+             history_days: int | None = None, progress: Callable[[str], None] = print,
+             detector: str = DEFAULT_DETECTOR, mlflow_uri: str | None = None,
+             speed: float = 0.0) -> DemoResult:
     """Run the demo scenario and return its scorecard. Writes under ``settings.data_dir``."""
     faults = list(faults or FAULTS)
     unknown = [f for f in faults if f not in FAULTS]
     if unknown:
         raise ValueError(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(FAULTS)}")
-    with DemoEnvironment(settings, seed, history_days, progress) as env:
+    with DemoEnvironment(settings, seed, history_days, progress, detector, mlflow_uri, speed) as env:
         rows = [env.play(name) for name in faults]
         return DemoResult(rows, settings.data_dir, settings.db_path, env.false_alarms,
-                          int(env.history.size))
-
-
-def _step(sim: Simulator, watcher: Watcher):
-    """One simulated minute: the service writes its metrics, the watcher scores them."""
-    sim.step()
-    result = watcher.tick()
-    sim.clock.advance()
-    return result
-
-
-def _play_fault(sim: Simulator, watcher: Watcher, store: IncidentStore, name: str,
-                progress: Callable[[str], None]) -> ScorecardRow:
-    active = sim.inject(name)
-    progress(f"{active.start:%H:%M} injected {name}: {active.fault.description}")
-    incident_id = None
-    for _ in range(MAX_FAULT_MINUTES):
-        result = _step(sim, watcher)
-        incident_id = incident_id or result.opened
-        if result.verified is not None and result.verified == incident_id:
-            break
-    row = scorecard_row(store, name, active.start, incident_id, active.fault.expected_cause)
-    progress(f"      -> {row.root_cause}, {row.action}: {row.ecs_change}; {row.verification}")
-    return row
+                          int(env.history.size), env.trained)
 
 
 def scorecard_row(store: IncidentStore, fault: str, start: pd.Timestamp, incident_id: int | None,
-                  expected_cause: str) -> ScorecardRow:
+                  expected_cause: str, expected_outcome: str = "resolved") -> ScorecardRow:
     """Read one fault's outcome back from the incident log."""
     if incident_id is None:
         return ScorecardRow(fault, expected_cause, f"{start:%H:%M}", "not detected", None, "", "-", "-",
-                            "-", "-", "-", "-", None, "")
+                            "-", "-", "-", "-", None, "", expected_outcome)
     incident = store.get(incident_id)
     events = store.events(incident_id)
     diagnosis = incident.diagnosis or {}
@@ -188,10 +237,13 @@ def scorecard_row(store: IncidentStore, fault: str, start: pd.Timestamp, inciden
     verdict = ("pending" if verification is None else
                f"{'resolved' if verification['data']['passed'] else 'FAILED'} at "
                f"{pd.Timestamp(verification['at']):%H:%M}")
+    recovery = ((pd.Timestamp(verification["at"]) - start).total_seconds() / 60
+                if verification is not None and verification["data"]["passed"] else None)
     return ScorecardRow(fault, expected_cause, f"{start:%H:%M}", f"{incident.opened_at:%H:%M}", delay,
                         "; ".join(texts), diagnosis.get("root_cause", "-"),
                         diagnosis.get("severity", "-"), diagnosis.get("auto_action", "-"), change,
-                        verdict, ", ".join(escalations) or "none", incident_id, report)
+                        verdict, ", ".join(escalations) or "none", incident_id, report,
+                        expected_outcome, recovery)
 
 
 def _top_anomalies(anomalies: list[dict]) -> list[str]:

@@ -29,6 +29,7 @@ class Fault:
     deploy_errors : errors a minute while tasks run the bad revision this fault deploys.
     latency_add : seconds added to every response (a slow dependency).
     duration : minutes it lasts if nothing removes it (None: until remediated).
+    escalates : the playbook's action cannot fix it, so the right outcome is an escalation.
     """
 
     name: str
@@ -41,6 +42,7 @@ class Fault:
     deploy_errors: float = 0.0
     latency_add: float = 0.0
     duration: int | None = None
+    escalates: bool = False
 
 
 FAULTS: dict[str, Fault] = {f.name: f for f in (
@@ -56,7 +58,11 @@ FAULTS: dict[str, Fault] = {f.name: f for f in (
           deploy_errors=30.0),
     Fault("slow_dependency", "a downstream dependency answers 0.8 s late, then recovers",
           "slow_response", latency_add=0.8, duration=14),
+    Fault("dependency_outage", "a downstream dependency stays 0.8 s late: scaling cannot fix it",
+          "slow_response", latency_add=0.8, escalates=True),
 )}
+
+MATRIX_FAULTS = tuple(name for name, f in FAULTS.items() if not f.escalates)
 
 
 @dataclass

@@ -13,7 +13,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from service.aws import local_aws
+from service.aws import local_aws, reset_local_aws
 
 pytestmark = pytest.mark.e2e
 AIOPS = [sys.executable, "-m", "service.cli"]
@@ -26,7 +26,9 @@ def aiops(*args: str, env: dict | None = None, cwd: Path | None = None) -> subpr
 
 @pytest.fixture(scope="module")
 def endpoint() -> Iterator[str]:
+    """An empty local endpoint (moto keeps its state per process, so clear what others left)."""
     with local_aws(env=False) as url:
+        reset_local_aws(url)
         yield url
 
 

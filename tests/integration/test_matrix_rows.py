@@ -87,3 +87,11 @@ def test_slow_dependency_scales_up(env) -> None:
 
 def test_a_quiet_service_opens_no_incident(env) -> None:
     assert env.quiet(60) == 0
+
+
+def test_a_fault_the_playbook_cannot_fix_escalates(env) -> None:
+    row = env.play("dependency_outage")
+    assert (row.root_cause, row.action) == ("slow_response", "scale_up")
+    assert row.verification.startswith("FAILED") and row.recovery_min is None
+    assert row.escalation == "on-call engineer, team lead" and row.correct
+    assert env.store.get(row.incident_id).status == "resolved", "closed by the operator afterwards"
