@@ -31,9 +31,12 @@ def main() -> None:
     parser.add_argument("--bundle", type=Path, default=None, help="A trained classifier bundle.")
     parser.add_argument("--seeds", default="7,11,23,42", help="Comma-separated demo seeds.")
     parser.add_argument("--days", type=int, default=7, help="Days of simulated history.")
+    parser.add_argument("--keep", type=Path, default=None,
+                        help="Keep each seed's incident log and reports under this folder.")
     args = parser.parse_args()
     rows, correct, total = [], 0, 0
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or Path(scratch)
         bundle = args.bundle
         if bundle is None:
             settings = Settings(data_dir=Path(tmp) / "train")

@@ -203,7 +203,7 @@ def _more_load_per_task(f: _Fault, scenario: str, n: int, i0: int, prof: np.ndar
     Overload errors grow as each task's share passes 115% of its usual one (the simulator's rule).
     """
     nominal = shape.nominal_tasks
-    way = rng.choice(["surge", "absorbed", "lost"], p=[0.6, 0.2, 0.2]) if nominal >= 2 else "surge"
+    way = rng.choice(["surge", "absorbed", "lost"], p=[0.5, 0.3, 0.2]) if nominal >= 2 else "surge"
     tasks = np.full(n, float(nominal))
     minutes = np.arange(n) - i0
     if way == "surge":
