@@ -29,7 +29,8 @@ class ClientFactory:
     region : the region; AWS_REGION / AWS_DEFAULT_REGION / the profile when None.
     profile : a named profile; AWS_PROFILE when None.
     endpoint_url : a local endpoint; AWS_ENDPOINT_URL (honoured by boto3 itself) when None.
-    max_attempts : botocore standard-mode attempts per call.
+    max_attempts : botocore standard-mode retries after the first attempt (its ``max_attempts``
+        setting counts retries: 5 means at most 6 attempts per call).
     """
 
     region: str | None = None
