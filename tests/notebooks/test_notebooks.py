@@ -56,23 +56,28 @@ def test_committed_without_outputs(name: str) -> None:
         f"{name} has outputs: strip them before committing"
 
 
+def _run_nbmake(work: Path, names: list[str], extra_env: dict[str, str]) -> None:
+    """Execute ``names`` (copies in ``work``) with nbmake in a subprocess; outputs written back."""
+    (work / "pytest.ini").write_text("[pytest]\n")   # keep the project's pytest options out
+    env = {k: v for k, v in os.environ.items() if k not in POINTERS}
+    env.pop("MPLBACKEND", None)   # the kernel draws inline: the plots become outputs
+    env.update(PYTHONWARNINGS="ignore", **extra_env)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "--nbmake", "--nbmake-timeout=300", "--overwrite",
+         "-p", "no:cacheprovider", "-q", *names],
+        cwd=work, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+
+
 @pytest.fixture(scope="module")
 def executed(tmp_path_factory) -> dict[str, nbformat.NotebookNode]:
     """Both notebooks executed by nbmake in a temporary folder; the executed copies, by name."""
     work = tmp_path_factory.mktemp("notebooks")
     for name in NAMES:
         shutil.copy(NOTEBOOKS / name, work / name)
-    (work / "pytest.ini").write_text("[pytest]\n")   # keep the project's pytest options out
-    scratch = work / "tmp"
+    scratch = work / "tmp"   # where the notebooks' small stores go
     scratch.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in POINTERS}
-    env.pop("MPLBACKEND", None)   # the kernel draws inline: the plots become outputs
-    env.update(TMPDIR=str(scratch), PYTHONWARNINGS="ignore")
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "--nbmake", "--nbmake-timeout=300", "--overwrite",
-         "-p", "no:cacheprovider", "-q", *NAMES],
-        cwd=work, env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    _run_nbmake(work, list(NAMES), {"TMPDIR": str(scratch)})
     return {name: nbformat.read(work / name, as_version=4) for name in NAMES}
 
 
@@ -94,3 +99,31 @@ def test_compare_models(executed) -> None:
     assert "no NAB benchmark run in this store" in text
     assert "no RCA benchmark run in this store" in text
     assert _images(notebook) >= 2                   # champion vs challenger, training runs
+
+
+def test_compare_models_benchmarks(tmp_path) -> None:
+    """A store with only benchmark runs: the NAB table and the RCA confusion matrices are drawn,
+    and the champion section says there is none."""
+    from rca.playbook import load_playbook
+    from training import nab_benchmark, rca_benchmark
+
+    root = nab_benchmark.default_nab_root()
+    if not (root / "labels" / "combined_windows.json").is_file():
+        pytest.skip(f"no NAB corpus at {root}")
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    nab_benchmark.log_to_mlflow(nab_benchmark.run_nab_benchmark(root, detector="baseline"), uri)
+    small = rca_benchmark.benchmark(load_playbook(None), 12, 3, kind="forest", n_jobs=1)
+    rca_benchmark.log_to_mlflow(small, uri)
+
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(NOTEBOOKS / "compare_models.ipynb", work)
+    _run_nbmake(work, ["compare_models.ipynb"], {"MLFLOW_TRACKING_URI": uri})
+    notebook = nbformat.read(work / "compare_models.ipynb", as_version=4)
+    text = _texts(notebook)
+    assert "no registered model has a champion or challenger alias" in text
+    assert "no training runs" in text
+    assert "baseline (ours)" in text and "numenta" in text      # the NAB table, peers included
+    assert "macro_f1" in text                                   # the RCA summary
+    assert "no NAB benchmark run" not in text and "no RCA benchmark run" not in text
+    assert _images(notebook) >= 2                               # NAB bars, confusion matrices
