@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.frozen import FrozenEstimator
 
+from detection.baseline import SeasonalBaseline
 from detection.frames import MetricFrameError
 from detection.iforest import IsolationForestDetector
 from simulation.physics import ServiceShape, history
@@ -107,3 +109,17 @@ def test_bad_input_is_named(detector) -> None:
     flat = pd.DataFrame({CPU: 20.0, MEMORY: 40.0}, index=pd.date_range(END, periods=600, freq="1min"))
     constant = IsolationForestDetector().fit(flat)
     assert constant.score(flat.iloc[:5]).notna().all()
+
+
+def test_a_frozen_fitted_baseline_is_used_as_it_is_and_scores_like_its_own() -> None:
+    hist = history(END, 14, ServiceShape(), np.random.default_rng(0))
+    fitted = SeasonalBaseline().fit(hist)
+    shared = IsolationForestDetector(baseline=FrozenEstimator(fitted)).fit(hist)
+    own = IsolationForestDetector().fit(hist)
+    assert shared.baseline_ is fitted
+    day = next_day()
+    pd.testing.assert_series_equal(shared.score(day), own.score(day))
+    with pytest.raises(ValueError, match="not fitted"):
+        IsolationForestDetector(baseline=FrozenEstimator(SeasonalBaseline())).fit(hist)
+    with pytest.raises(ValueError, match=LATENCY):
+        IsolationForestDetector(baseline=FrozenEstimator(SeasonalBaseline().fit(hist[[CPU]]))).fit(hist)
