@@ -8,12 +8,11 @@ Candidates (compared by ``aiops benchmark rca --model``; README, "Root-cause cla
 
 - ``forest``: a random forest, the default. scikit-learn's trees route the NaN of unknown
   figures natively, so a payload with two metrics and a window with all five go through the
-  same model. On 1,053 held-out incidents it had the best accuracy and macro-F1 (98.96%, 0.991;
+  same model. On 1,064 held-out incidents it had the best accuracy and macro-F1 (98.31%, 0.984;
   0 harmful actions) and fits in seconds.
-- ``hgb``: histogram gradient-boosted trees (NaN native too): 98.58%, 0.989, 0 harmful, and a
-  fit ten times slower.
+- ``hgb``: histogram gradient-boosted trees (NaN native too): 97.74%, 0.979, 0 harmful.
 - ``logistic``: multinomial logistic regression on median-imputed, standardised inputs with
-  missing-value indicators, the linear reference: 96.30%, 0.973, 0 harmful, 31 unknowns.
+  missing-value indicators, the linear reference: 96.43%, 0.971, 0 harmful, 28 unknowns.
 
 Every candidate is wrapped in ``CalibratedClassifierCV`` (isotonic, 3 folds) so that its
 probabilities can be compared with the playbook's confidence floors.
