@@ -36,6 +36,15 @@ side); its ``members`` list what each member scored.
 
 With too little history for a member (the seasonal model needs two days, the forest an hour)
 that member is left out and the reason is kept in ``skipped_``; the z-score always runs.
+
+Fitting cost (``aiops benchmark training`` fits 200 services of 5 metrics x 14 days): the
+hour-of-week baseline is fitted once and shared with the forest's ``z`` features
+(``FrozenEstimator``); the seasonal model's and the forest's training scores, computed while
+they fit, are the calibrators' training scores (not scored again). Every calibrator sees every
+training minute: calibrating on every other minute would save a sixth of the fit, but the
+final threshold's tail is mostly isolated minutes, so half the minutes is half the tail
+points: on 16 simulated services the rate of normal minutes above 0.9999 went from 5.2e-5 to
+6.1e-5 and varied more between services (the same scores, a noisier threshold).
 """
 
 from __future__ import annotations
