@@ -17,7 +17,7 @@ import pandas as pd
 
 from detection.metrics import spec_for
 from models.store import LocalModelStore
-from service.aws import ClientFactory, local_aws
+from service.aws import ClientFactory, local_aws, reset_local_aws
 from service.bootstrap import build_watcher
 from service.cloudwatch import CloudWatchMetrics
 from service.notify import SnsNotifier
@@ -111,6 +111,9 @@ class DemoEnvironment:
     def _start(self) -> None:
         settings, say = self.settings, self.progress
         self.endpoint = self._stack.enter_context(local_aws())
+        # moto keeps its state per process, not per server: start from an empty AWS, or a second
+        # environment in the same process would add its metrics to the first one's sums.
+        reset_local_aws(self.endpoint)
         say(f"local AWS endpoint (moto) at {self.endpoint}")
         self.factory = ClientFactory()
         self.clock = SimClock(pd.Timestamp.now(tz="UTC").floor("h") - pd.Timedelta(hours=12))
