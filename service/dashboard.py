@@ -22,11 +22,10 @@ from fastapi import APIRouter
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from detection.anomaly import Anomaly
 from detection.metrics import spec_for
-from rca.plots import metric_plot
+from service.incident_plots import plot_png
+from service.incident_plots import recorded_series as _series
 from service.metric_window import EVENT as WINDOW_EVENT
-from service.metric_window import incident_series
 from service.store import OPEN_STATUSES, IncidentStore
 
 if TYPE_CHECKING:  # the router takes the API's shared context; no import cycle at run time
@@ -189,40 +188,6 @@ def incident_view(store: IncidentStore, incident_id: int) -> dict:
         "escalations": [dict(e, text=describe(e)) for e in events if e["kind"] in ESCALATION_KINDS],
         "timeline": [dict(e, text=describe(e)) for e in events if e["kind"] not in HIDDEN_KINDS],
     }
-
-
-def _series(events: list[dict]) -> dict[str, pd.DataFrame]:
-    try:
-        return incident_series(events)
-    except ValueError:  # a damaged window: the page still shows, with the anomalies only
-        return {}
-
-
-def plot_png(store: IncidentStore, incident_id: int, metric: str) -> bytes:
-    """The PNG of one metric of an incident: the recorded window against its band, anomalies in red.
-
-    Anomalous points outside the recorded windows (an escalated incident keeps collecting them)
-    are drawn with the band they were judged by, and so is everything of an incident logged
-    before windows were kept. Raises KeyError when the incident is unknown or has nothing to
-    plot for ``metric``.
-    """
-    try:
-        store.get(incident_id)
-    except KeyError:
-        raise KeyError(f"no incident {incident_id}") from None
-    rows = [a for a in store.anomalies(incident_id) if a["metric"] == metric]
-    marks = [Anomaly.build(a["metric"], a["timestamp"], a["value"], a["expected"], a["lower"],
-                           a["upper"], a["score"]) for a in rows]
-    points = pd.DataFrame({"observed": [a["value"] for a in rows],
-                           **{c: [a[c] for a in rows] for c in ("expected", "lower", "upper")}},
-                          index=pd.DatetimeIndex([pd.Timestamp(a["timestamp"]) for a in rows]),
-                          dtype=float)
-    window = _series(store.events(incident_id)).get(metric)
-    if window is None and points.empty:
-        raise KeyError(f"incident {incident_id} has no {metric} data")
-    frame = points if window is None else window.combine_first(points)
-    frame = frame.sort_index()
-    return metric_plot(metric, frame["observed"], frame["expected"], frame["lower"], frame["upper"], marks)
 
 
 # ---------------------------------------------------------------------- routes

@@ -10,20 +10,36 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rca.report import render_markdown
+from rca.report import render_incident_html, render_markdown
+from service.incident_plots import plot_png
 from service.notify import Notifier, NotifyError
 from service.store import IncidentStore
 
 
 def write_report(store: IncidentStore, incident_id: int, reports_dir: Path, at: Any) -> Path:
-    """Write (or rewrite) the incident's Markdown report; its path is logged."""
-    incident = store.get(incident_id)
-    text = render_markdown(incident.to_dict(), store.anomalies(incident_id), store.events(incident_id))
+    """Write (or rewrite) the incident's Markdown report and its HTML twin with one plot per
+    involved metric; both paths are logged. Returns the Markdown path."""
+    incident = store.get(incident_id).to_dict()
+    anomalies, events = store.anomalies(incident_id), store.events(incident_id)
     path = Path(reports_dir) / f"incident-{incident_id}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
-    store.record(incident_id, at, "report", {"path": str(path)})
+    path.write_text(render_markdown(incident, anomalies, events))
+    html_path = path.with_suffix(".html")
+    html_path.write_text(render_incident_html(incident, anomalies, events,
+                                              _plots(store, incident_id, anomalies)))
+    store.record(incident_id, at, "report", {"path": str(path), "html": str(html_path)})
     return path
+
+
+def _plots(store: IncidentStore, incident_id: int, anomalies: list[dict]) -> dict[str, bytes]:
+    """A PNG per metric that had anomalies, drawn from the log's recorded windows."""
+    plots = {}
+    for metric in dict.fromkeys(a["metric"] for a in anomalies):
+        try:
+            plots[metric] = plot_png(store, incident_id, metric)
+        except KeyError:
+            continue
+    return plots
 
 
 def send_report(store: IncidentStore, notifier: Notifier, incident_id: int, role: str,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import click
 import pandas as pd
@@ -80,7 +81,10 @@ def _print_scorecard(result, seconds: float) -> None:
                    f"`mlflow ui --backend-store-uri sqlite:///{result.run_dir.resolve()}/mlflow.db`)")
     for r in result.rows:
         if r.report:
-            click.echo(f"Report {r.fault}: {r.report}")
+            html = Path(r.report).with_suffix(".html")
+            click.echo(f"Report {r.fault}: {html if html.is_file() else r.report}")
+    click.echo(f"Dashboard: `aiops --data-dir {result.run_dir} serve --insecure-no-auth`, then "
+               "http://127.0.0.1:8080/ (or run the demo with --keep-running)")
 
 
 def _serve(settings, port: int, say) -> None:

@@ -49,6 +49,8 @@ def test_demo_prints_a_scorecard_and_writes_the_log_and_reports(tmp_path) -> Non
         assert db.execute("SELECT count(*) FROM incidents WHERE status='resolved'").fetchone()[0] == 2
     for row in rows.values():
         assert "Timeline" in Path(row["report"]).read_text()
+        html = Path(row["report"]).with_suffix(".html").read_text()
+        assert "data:image/png;base64," in html, "the HTML report embeds a plot of its metrics"
 
 
 def test_demo_table_names_every_column(tmp_path) -> None:
