@@ -57,7 +57,7 @@ from sklearn.frozen import FrozenEstimator
 
 from detection.anomaly import Anomaly
 from detection.baseline import SeasonalBaseline
-from detection.frames import MetricFrameError, check_metric_frame
+from detection.frames import MetricFrameError, check_known_metrics, check_metric_frame
 from detection.iforest import IsolationForestDetector
 from detection.metrics import MetricSpec, spec_for
 from detection.postprocess import Alarm, AlarmGrouper, GroupingConfig, TailCalibrator
@@ -317,11 +317,7 @@ class ServiceDetector:
     def _parts(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], pd.DataFrame]:
         """(final scores, calibrated member scores, checked frame) for ``frame``'s metrics."""
         self._check_fitted()
-        frame = check_metric_frame(frame)
-        unknown = [c for c in frame.columns if c not in self.metrics_]
-        if unknown:
-            raise KeyError(f"no baseline for metric(s) {', '.join(unknown)}; "
-                           f"fitted: {', '.join(self.metrics_)}")
+        frame = check_known_metrics(frame, self.metrics_, "baseline")
         surprises = self._surprises(*self._raw_scores(frame))
         final = self._finalize(self._combine(surprises, frame))
         columns = list(frame.columns)

@@ -38,3 +38,12 @@ def check_metric_frame(frame: pd.DataFrame, *, min_rows: int = 1) -> pd.DataFram
         raise MetricFrameError(f"metric frame has {values.dropna(how='all').shape[0]} usable rows; "
                                f"at least {min_rows} needed")
     return values
+
+
+def check_known_metrics(frame: pd.DataFrame, fitted: list[str], what: str = "baseline") -> pd.DataFrame:
+    """``check_metric_frame(frame)``, refusing any metric the estimator was not fitted on."""
+    frame = check_metric_frame(frame)
+    unknown = [c for c in frame.columns if c not in fitted]
+    if unknown:
+        raise KeyError(f"no {what} for metric(s) {', '.join(unknown)}; fitted: {', '.join(fitted)}")
+    return frame

@@ -59,7 +59,7 @@ import pandas as pd
 from statsmodels.tsa.seasonal import STL
 
 from detection.baseline import MAD_TO_SIGMA, Expected, spread_floor
-from detection.frames import MetricFrameError, check_metric_frame
+from detection.frames import MetricFrameError, check_known_metrics, check_metric_frame
 from detection.metrics import MetricSpec, spec_for
 from detection.zscore import by_direction
 
@@ -288,11 +288,7 @@ class SeasonalResidualDetector:
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Raw scores (robust spreads in the bad direction) per metric; NaN where missing."""
         self._check_fitted()
-        frame = check_metric_frame(frame)
-        unknown = [c for c in frame.columns if c not in self.metrics_]
-        if unknown:
-            raise KeyError(f"no seasonal model for metric(s) {', '.join(unknown)}; "
-                           f"fitted: {', '.join(self.metrics_)}")
+        frame = check_known_metrics(frame, self.metrics_, "seasonal model")
         return pd.DataFrame({m: self._score_metric(m, frame[m]) for m in frame.columns},
                             index=frame.index)
 

@@ -7,7 +7,7 @@ import pandas as pd
 
 from detection.anomaly import Anomaly
 from detection.baseline import SeasonalBaseline
-from detection.frames import check_metric_frame
+from detection.frames import check_known_metrics, check_metric_frame
 from detection.metrics import MetricSpec, spec_for
 
 
@@ -60,11 +60,7 @@ class RobustZDetector:
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Scores for every known metric in ``frame`` (NaN where the point is missing)."""
         self._check_fitted()
-        frame = check_metric_frame(frame)
-        unknown = [c for c in frame.columns if c not in self.metrics_]
-        if unknown:
-            raise KeyError(f"no baseline for metric(s) {', '.join(unknown)}; "
-                           f"fitted: {', '.join(self.metrics_)}")
+        frame = check_known_metrics(frame, self.metrics_, "baseline")
         return pd.DataFrame({m: self._score_metric(m, frame[m]) for m in frame.columns},
                             index=frame.index)
 
