@@ -21,7 +21,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
-import pandas as pd
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.encoders import jsonable_encoder
@@ -39,6 +38,7 @@ from service.api_schemas import (
     ScoreRequest,
     ScoreResponse,
 )
+from service.clock import Clock
 from service.dashboard import dashboard_router
 from service.diagnose import diagnose_payload, load_rca_classifier
 from service.http_auth import bearer_auth
@@ -94,6 +94,7 @@ class ApiContext:
     metrics: ApiMetrics
     remediators: RemediatorFactory
     require_token: Callable[..., None]
+    clock: Clock
     started_at: float = field(default_factory=time.time)
 
     def critical_actions(self) -> set[str]:
@@ -229,7 +230,7 @@ def remediate_router(ctx: ApiContext) -> APIRouter:
                                 reason=body.reason.strip(), params=params,
                                 key=f"api-{body.request_id}" if body.request_id else None,
                                 dry_run=dry_run)
-        outcome = ctx.remediators(dry_run).run(request, pd.Timestamp.now(tz="UTC"))
+        outcome = ctx.remediators(dry_run).run(request, ctx.clock())
         ctx.metrics.remediations.labels(body.action, outcome.status).inc()
         status = {"refused": 409, "failed": 502}.get(outcome.status, 200)
         return JSONResponse(status_code=status, content={**base, **outcome.to_dict()})
@@ -287,9 +288,9 @@ def incidents_router(ctx: ApiContext) -> APIRouter:
             found(incident_id)
             try:
                 if step == "resolve":
-                    incident = call(incident_id, pd.Timestamp.now(tz="UTC"), body.by, body.note or "")
+                    incident = call(incident_id, ctx.clock(), body.by, body.note or "")
                 else:
-                    incident = call(incident_id, pd.Timestamp.now(tz="UTC"), body.by)
+                    incident = call(incident_id, ctx.clock(), body.by)
             except IncidentStateError as exc:
                 raise HTTPException(409, detail=str(exc)) from None
             return {"incident": incident.to_dict()}
@@ -359,7 +360,7 @@ def metrics_router(ctx: ApiContext) -> APIRouter:
 def build_context(settings: Settings, classifier: RootCauseClassifier | None = None, *,
                   models: ServiceModels | None = None, store: IncidentStore | None = None,
                   remediators: RemediatorFactory | None = None, insecure_no_auth: bool = False,
-                  config_path: str | None = None) -> ApiContext:
+                  config_path: str | None = None, clock: Clock | None = None) -> ApiContext:
     """What the routes share, from settings; tests hand in their own pieces."""
     playbook = load_playbook(settings.playbook)
     if classifier is None:
@@ -372,7 +373,8 @@ def build_context(settings: Settings, classifier: RootCauseClassifier | None = N
         models=models if models is not None else load_service_models(settings.model_dir),
         store=store, metrics=ApiMetrics(store),
         remediators=remediators or default_remediators(settings, store, config_path),
-        require_token=bearer_auth(settings.api_tokens, insecure_no_auth))
+        require_token=bearer_auth(settings.api_tokens, insecure_no_auth),
+        clock=clock or settings.clock)
 
 
 def create_app(settings: Settings | None = None, classifier: RootCauseClassifier | None = None, *,

@@ -23,7 +23,7 @@ from service.cloudwatch import CloudWatchMetrics
 from service.notify import SnsNotifier
 from service.settings import Settings
 from service.store import IncidentStore
-from simulation.clock import SimClock
+from simulation.clock import DEFAULT_START, SimClock
 from simulation.ecs_world import EcsWorld
 from simulation.faults import FAULTS
 from simulation.simulator import Simulator
@@ -86,8 +86,10 @@ class DemoEnvironment:
 
     def __init__(self, settings: Settings, seed: int = 7, history_days: int | None = None,
                  progress: Callable[[str], None] = print, detector: str = DEFAULT_DETECTOR,
-                 mlflow_uri: str | None = None, speed: float = 0.0):
+                 mlflow_uri: str | None = None, speed: float = 0.0,
+                 start: pd.Timestamp = DEFAULT_START):
         self.settings = settings
+        self.start = start
         self.seed = seed
         self.days = history_days or settings.history_days
         self.progress = progress
@@ -116,7 +118,7 @@ class DemoEnvironment:
         reset_local_aws(self.endpoint)
         say(f"local AWS endpoint (moto) at {self.endpoint}")
         self.factory = ClientFactory()
-        self.clock = SimClock(pd.Timestamp.now(tz="UTC").floor("h") - pd.Timedelta(hours=12))
+        self.clock = SimClock(self.start)
         self.cloudwatch = CloudWatchMetrics(self.factory.client("cloudwatch"), settings.metrics,
                                             settings.target, settings.period_seconds)
         world = EcsWorld(self.factory.client("ecs"), settings.target.cluster, settings.target.service,
@@ -207,13 +209,17 @@ class DemoEnvironment:
 def run_demo(settings: Settings, faults: list[str] | None = None, seed: int = 7,
              history_days: int | None = None, progress: Callable[[str], None] = print,
              detector: str = DEFAULT_DETECTOR, mlflow_uri: str | None = None,
-             speed: float = 0.0) -> DemoResult:
-    """Run the demo scenario and return its scorecard. Writes under ``settings.data_dir``."""
+             speed: float = 0.0, start: pd.Timestamp = DEFAULT_START) -> DemoResult:
+    """Run the demo scenario from simulated time ``start`` and return its scorecard.
+
+    Writes under ``settings.data_dir``; the history ends at ``start`` and the faults follow it.
+    """
     faults = list(faults or FAULTS)
     unknown = [f for f in faults if f not in FAULTS]
     if unknown:
         raise ValueError(f"unknown fault(s) {', '.join(unknown)}; known: {', '.join(FAULTS)}")
-    with DemoEnvironment(settings, seed, history_days, progress, detector, mlflow_uri, speed) as env:
+    with DemoEnvironment(settings, seed, history_days, progress, detector, mlflow_uri, speed,
+                         start) as env:
         rows = [env.play(name) for name in faults]
         return DemoResult(rows, settings.data_dir, settings.db_path, env.false_alarms,
                           int(env.history.size), env.trained)

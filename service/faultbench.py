@@ -34,7 +34,7 @@ from service.settings import Settings
 from service.store import IncidentStore
 from service.watch_config import ServiceConfig, WatchConfig
 from simulation.api_faults import ApiFaults
-from simulation.clock import SimClock
+from simulation.clock import DEFAULT_START, SimClock
 from simulation.ecs_world import EcsWorld
 from simulation.faults import FAULTS
 from simulation.simulator import Simulator
@@ -117,8 +117,10 @@ class FaultReport:
 class FaultEnvironment:
     """The simulated service with healthy clients, and a watcher whose AWS calls can fail."""
 
-    def __init__(self, data_dir: Path, seed: int = 11, history_days: int = 3, max_attempts: int = 5):
+    def __init__(self, data_dir: Path, start: pd.Timestamp, seed: int = 11, history_days: int = 3,
+                 max_attempts: int = 5):
         self.data_dir = data_dir
+        self.start = start
         self.seed = seed
         self.days = history_days
         self.max_attempts = max_attempts
@@ -140,7 +142,7 @@ class FaultEnvironment:
         self.settings = Settings(data_dir=self.data_dir)
         target = self.settings.target
         world = ClientFactory(endpoint_url=endpoint)
-        self.clock = SimClock(pd.Timestamp.now(tz="UTC").floor("h") - pd.Timedelta(hours=12))
+        self.clock = SimClock(self.start)
         metrics = CloudWatchMetrics(world.client("cloudwatch"), self.settings.metrics, target)
         self.ecs_world = EcsWorld(world.client("ecs"), target.cluster, target.service, FAMILY,
                                   endpoint_url=endpoint, ec2_client=world.client("ec2"))
@@ -231,7 +233,8 @@ class FaultEnvironment:
 def run_fault_benchmark(data_dir: Path, rate: float = 0.2, api_faults: tuple[str, ...] = tuple(PLANS),
                         faults: tuple[str, ...] = tuple(FAULTS), seed: int = 11, history_days: int = 3,
                         progress: Callable[[str], None] = print,
-                        pairs: list[tuple[str, str]] | None = None) -> FaultReport:
+                        pairs: list[tuple[str, str]] | None = None,
+                        start: pd.Timestamp = DEFAULT_START) -> FaultReport:
     """Play every matrix fault under every API fault kind (or just ``pairs`` of them).
 
     The incident log stays under ``data_dir``.
@@ -246,7 +249,7 @@ def run_fault_benchmark(data_dir: Path, rate: float = 0.2, api_faults: tuple[str
     if not 0 <= rate < 1:
         raise ValueError(f"rate must be in [0, 1), got {rate}")
     started = time.monotonic()
-    with FaultEnvironment(data_dir, seed, history_days) as env:
+    with FaultEnvironment(data_dir, start, seed, history_days) as env:
         results = []
         for api_fault, fault in pairs:
             row = env.play(PLANS[api_fault], fault, rate)

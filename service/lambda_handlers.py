@@ -132,8 +132,6 @@ def rollback_handler(event: Any, context: Any = None) -> dict:
     import os
     import sys
 
-    import pandas as pd
-
     from service.aws import ClientFactory
     from service.fleet import guarded_remediator
     from service.notify import ConsoleNotifier
@@ -159,7 +157,7 @@ def rollback_handler(event: Any, context: Any = None) -> dict:
     outcome = remediator.run(ActionRequest(
         request["cluster"], request["service"], "rollback", origin="lambda", reason=request["reason"],
         key=key, params={"to_revision": request["to_revision"]} if request["to_revision"] else {},
-        dry_run=settings.mode is Mode.DRY_RUN), pd.Timestamp.now(tz="UTC"))
+        dry_run=settings.mode is Mode.DRY_RUN), settings.clock())
     body = {"cluster": request["cluster"], "service": request["service"], **outcome.to_dict()}
     status = {"refused": 409, "failed": 502}.get(outcome.status, 200)
     return _response(status, body)

@@ -6,6 +6,12 @@ port, writing one minute of metrics to CloudWatch every wall-clock minute, so ``
 at AWS. ``aiops simulate inject FAULT`` is the counterpart of ``scripts/generate_anomaly.py``:
 instead of sending load to a real ALB, it drops a command file that the running simulator
 picks up at its next minute. Commands and a heartbeat live under ``DATA_DIR/simulator/``.
+
+The simulated time runs at the wall clock's pace from ``start`` (now, by default). Started at
+another instant, it runs ``offset = start - now`` ahead (or behind) the wall clock; other
+commands agree with it when ``AIOPS_CLOCK_OFFSET_SECONDS`` holds that offset, which ``aiops
+simulate run`` prints. The heartbeat is kept in wall-clock time, so its staleness does not
+depend on the offset.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 
 from service.aws import ClientFactory
+from service.clock import Clock, SystemClock
 from service.cloudwatch import CloudWatchMetrics
 from service.settings import Settings
 from simulation.clock import SimClock
@@ -38,10 +45,12 @@ def control_dir(settings: Settings) -> Path:
     return settings.data_dir / "simulator"
 
 
-def queue_command(directory: Path, command: str, fault: str | None = None) -> Path:
+def queue_command(directory: Path, command: str, fault: str | None = None,
+                  wall: Clock | None = None) -> Path:
     """Leave a command for the running simulator; refuses when none is running."""
     beat = read_heartbeat(directory)
-    if beat is None or pd.Timestamp.now(tz="UTC") - pd.Timestamp(beat["at"]) > STALE_HEARTBEAT:
+    wall = wall or SystemClock()
+    if beat is None or wall() - pd.Timestamp(beat["at"]) > STALE_HEARTBEAT:
         raise SimulatorNotRunning(f"no simulator running on {directory} (start one with "
                                   "`aiops simulate run`, with the same --data-dir)")
     if fault is not None:
@@ -65,14 +74,19 @@ def read_heartbeat(directory: Path) -> dict | None:
 class LiveSimulation:
     """The simulated service, one step per minute, reading commands before each step."""
 
-    def __init__(self, settings: Settings, endpoint: str, seed: int = 7):
+    def __init__(self, settings: Settings, endpoint: str, seed: int = 7,
+                 start: pd.Timestamp | None = None, wall: Clock | None = None):
         self.settings = settings
+        self.wall = wall or SystemClock()
+        launched = self.wall().floor("min")
+        start = launched if start is None else pd.Timestamp(start).floor("min")
+        self.offset = start - launched   # simulated time minus wall-clock time
         self.endpoint = endpoint
         self.directory = control_dir(settings)
         self.directory.mkdir(parents=True, exist_ok=True)
         factory = ClientFactory(endpoint_url=endpoint)
         target = settings.target
-        self.clock = SimClock(pd.Timestamp.now(tz="UTC").floor("min"))
+        self.clock = SimClock(start)
         self.metrics = CloudWatchMetrics(factory.client("cloudwatch"), settings.metrics, target)
         self.world = EcsWorld(factory.client("ecs"), target.cluster, target.service, FAMILY,
                               endpoint_url=endpoint, ec2_client=factory.client("ec2"))
@@ -83,9 +97,13 @@ class LiveSimulation:
         """Create the service and write ``history_days`` of history up to now; returns the points."""
         return int(self.sim.bootstrap(history_days).size)
 
-    def due(self, now: pd.Timestamp | None = None) -> bool:
-        """Whether the simulated minute has come in wall-clock time."""
-        return self.clock.now <= (now or pd.Timestamp.now(tz="UTC")).floor("min")
+    def due(self) -> bool:
+        """Whether the simulated minute has come (in wall-clock time, shifted by the offset)."""
+        return self.clock.now <= self.simulated_now().floor("min")
+
+    def simulated_now(self) -> pd.Timestamp:
+        """The wall clock's time, shifted to the simulation's."""
+        return self.wall() + self.offset
 
     def step(self) -> list[str]:
         """Apply waiting commands, play the current minute, write the heartbeat; returns what changed."""
@@ -112,7 +130,7 @@ class LiveSimulation:
         return done
 
     def _heartbeat(self) -> None:
-        beat = {"at": pd.Timestamp.now(tz="UTC").isoformat(), "minute": self.clock.now.isoformat(),
+        beat = {"at": self.wall().isoformat(), "minute": self.clock.now.isoformat(),
                 "endpoint": self.endpoint, "pid": os.getpid(),
                 "faults": [f.fault.name for f in self.sim.faults if f.active(self.clock.now)]}
         tmp = self.directory / (HEARTBEAT + ".tmp")

@@ -13,6 +13,8 @@ from typing import Annotated
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from service.clock import SystemClock
+
 MIN_TOKEN_LENGTH = 16
 
 
@@ -81,6 +83,9 @@ class Settings(BaseSettings):
     group_window: int = Field(3, ge=1, description="periods in the alarm-grouping window")
     verify_after_minutes: float = Field(15, gt=0)
     history_days: int = Field(14, ge=1)
+    clock_offset_seconds: float = Field(0.0, description="shift of 'now' from the wall clock: the "
+                                        "offset `aiops simulate run --start` prints, so every "
+                                        "command agrees with a simulator running at another time")
     mode: Mode = Mode.AUTO
     playbook: Path | None = None
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
@@ -116,6 +121,11 @@ class Settings(BaseSettings):
             raise ValueError(f"open_after ({self.open_after}) cannot exceed group_window "
                              f"({self.group_window})")
         return self
+
+    @property
+    def clock(self) -> SystemClock:
+        """The clock every door reads 'now' from (the wall clock, shifted by the offset)."""
+        return SystemClock(self.clock_offset_seconds)
 
     @property
     def db_path(self) -> Path:

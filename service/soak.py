@@ -46,6 +46,7 @@ from simulation.ecs_world import EcsWorld
 
 CLUSTER = "soak"
 NOMINAL = 2
+SOAK_START = pd.Timestamp("2026-11-02T00:00:00Z")   # a Monday: the published soak figures start here
 # kind -> (metric values while it lasts, the action that cures it)
 KINDS: dict[str, tuple[dict[str, float], str | None]] = {
     "high_cpu": ({"cpu_utilization": 85.0}, "scale_up"),
@@ -256,11 +257,13 @@ class SoakWorld:
     """The simulated services, their incidents and deployments, and the people around them."""
 
     def __init__(self, endpoint: str, data_dir: Path, seed: int, incidents: int,
-                 progress: Callable[[str], None], guardrails: Guardrails | None = None):
+                 progress: Callable[[str], None], guardrails: Guardrails | None = None,
+                 start: pd.Timestamp = SOAK_START):
         self.rng = random.Random(seed)
+        self.start = start
         self.target_incidents = incidents
         self.progress = progress
-        self.clock = SimClock(pd.Timestamp("2026-11-02 00:00", tz="UTC"))
+        self.clock = SimClock(start)
         self.plans = {p.name: p for p in PLANS}
         world_factory = ClientFactory(endpoint_url=endpoint)  # the world's own calls: not audited
         self.ecs = world_factory.client("ecs")
@@ -514,7 +517,7 @@ class SoakWorld:
         lost = sum(1 for i in incidents if i.status != "resolved")
         actions = Counter(a.action for a in self.store.actions() if a.status in ("done", "interrupted"))
         origins = Counter(a.origin for a in self.store.actions() if a.status in ("done", "interrupted"))
-        days = (self.clock.now - pd.Timestamp("2026-11-02 00:00", tz="UTC")).total_seconds() / 86400
+        days = (self.clock.now - self.start).total_seconds() / 86400
         return SoakReport(len(incidents), dict(by_cause), dict(outcomes), dict(actions), dict(origins),
                           dict(self.store.refusals()), list(self.auditor.breaches), lost,
                           sum(self.pages.values()), round(days, 2), round(seconds, 1), self.ticks,
@@ -523,15 +526,17 @@ class SoakWorld:
 
 
 def run_soak(data_dir: Path, incidents: int = 1000, seed: int = 7,
-             progress: Callable[[str], None] = print, guardrails: Guardrails | None = None) -> SoakReport:
-    """Run the soak on a fresh local endpoint; the incident log stays under ``data_dir``.
+             progress: Callable[[str], None] = print, guardrails: Guardrails | None = None,
+             start: pd.Timestamp = SOAK_START) -> SoakReport:
+    """Run the soak from simulated time ``start`` on a fresh local endpoint; the incident log
+    stays under ``data_dir``.
 
     ``guardrails`` replaces the configured ones (a test hands in permissive ones to show the
     auditor does catch breaches).
     """
     started = time.monotonic()
     with local_aws() as endpoint:
-        world = SoakWorld(endpoint, data_dir, seed, incidents, progress, guardrails)
+        world = SoakWorld(endpoint, data_dir, seed, incidents, progress, guardrails, start)
         world.run()
         return world.report(time.monotonic() - started)
 

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+# Where simulations start unless told otherwise: a fixed instant, so a run gives the same result
+# whatever the date it happens on (a Wednesday 01:00 UTC, after a weekend in a 3-day history).
+DEFAULT_START = pd.Timestamp("2026-12-02T01:00:00Z")
+
 
 class SimClock:
     """Holds simulated 'now' (UTC, whole minutes) and moves it on when told to."""

@@ -185,3 +185,15 @@ class FakeSource:
             for metric, value in SYMPTOMS[kind].items():
                 frame.loc[hot, metric] = value
         return frame
+
+
+def clock_env(at: pd.Timestamp) -> dict[str, str]:
+    """Environment that sets an ``aiops`` command's clock to ``at`` when the command starts.
+
+    The command's clock is the wall clock shifted by ``AIOPS_CLOCK_OFFSET_SECONDS``, so a test
+    that starts a command within seconds of calling this pins its "now" to ``at`` (plus those
+    seconds), whatever the date the suite runs on.
+    """
+    from service.clock import SystemClock
+
+    return {"AIOPS_CLOCK_OFFSET_SECONDS": f"{(at - SystemClock()()).total_seconds():.3f}"}

@@ -187,7 +187,8 @@ def history_window(end: pd.Timestamp, options: TrainOptions) -> tuple[pd.Timesta
 def train_services(targets: list[Target], options: TrainOptions, *, end: pd.Timestamp,
                    store: LocalModelStore, deploy_root: Path | None = None,
                    tracker: MlflowTracker | None = None,
-                   progress: Progress | None = None) -> list[ServiceResult]:
+                   progress: Progress | None = None,
+                   published_at: pd.Timestamp | None = None) -> list[ServiceResult]:
     """Train every target; one result per target, in order. A failing service fails alone.
 
     Parameters
@@ -199,6 +200,8 @@ def train_services(targets: list[Target], options: TrainOptions, *, end: pd.Time
     deploy_root : the champion of each service is copied to ``deploy_root / name``.
     tracker : MLflow tracking; None (or an unreachable store) skips it, with the reason.
     progress : where progress bars and notes go.
+    published_at : the time the new bundles are published at (the caller's clock); ``end``
+        when None, as in a simulation whose "now" is the end of the history.
     """
     options.validate()
     if not targets:
@@ -230,7 +233,7 @@ def train_services(targets: list[Target], options: TrainOptions, *, end: pd.Time
                 continue
             try:
                 _finish(item, fit.model, fit.state, options, store, deploy_root, live_tracker, why_not,
-                        progress)
+                        progress, _iso(published_at if published_at is not None else end))
             except (BundleError, OSError, ValueError) as exc:
                 item.result.status, item.result.reason = "failed", _first_line(exc)
     return [p.result for p in prepared]
@@ -239,11 +242,13 @@ def train_services(targets: list[Target], options: TrainOptions, *, end: pd.Time
 def train_service(cluster: str, service: str, source: HistorySource, *, end: pd.Timestamp,
                   store: LocalModelStore, options: TrainOptions | None = None,
                   deploy_root: Path | None = None, tracker: MlflowTracker | None = None,
-                  progress: Progress | None = None) -> ServiceResult:
+                  progress: Progress | None = None,
+                  published_at: pd.Timestamp | None = None) -> ServiceResult:
     """Train one service (the demo's and the watcher's entry point); raises TrainingError when
     it fails, with the reason."""
     result = train_services([Target(cluster, service, source)], options or TrainOptions(), end=end,
-                            store=store, deploy_root=deploy_root, tracker=tracker, progress=progress)[0]
+                            store=store, deploy_root=deploy_root, tracker=tracker, progress=progress,
+                            published_at=published_at)[0]
     if not result.ok:
         raise TrainingError(f"{cluster}/{service}: {result.reason}")
     return result
@@ -290,7 +295,7 @@ def _read(target: Target, start: pd.Timestamp, stop: pd.Timestamp, progress: Pro
 
 def _finish(item: _Prepared, model: Any, state: bytes, options: TrainOptions, store: LocalModelStore,
             deploy_root: Path | None, tracker: MlflowTracker | None, tracking_reason: str | None,
-            progress: Progress) -> None:
+            progress: Progress, published_at: str) -> None:
     """Evaluate, bundle, publish, track and promote one fitted service."""
     result, split, name = item.result, item.split, item.target.name
     result.model = model
@@ -314,7 +319,7 @@ def _finish(item: _Prepared, model: Any, state: bytes, options: TrainOptions, st
         info = {"evaluation": result.evaluation, "notes": result.notes,
                 "data_window": [result.start.isoformat(), result.end.isoformat()]}
         if champion is not None and champion.digest == result.digest:
-            local = store.publish(name, bundle_dir, info=info, created_at=_now())
+            local = store.publish(name, bundle_dir, info=info, created_at=published_at)
             _settle_unchanged(result, local, champion, store, deploy_root)
             result.tracking = "nothing new to log (identical to the champion)"
             return
@@ -324,7 +329,7 @@ def _finish(item: _Prepared, model: Any, state: bytes, options: TrainOptions, st
         if champion is not None:
             info["champion"] = {"version": champion.version, "store": primary.kind,
                                 "evaluation": champ_figures}
-        local = store.publish(name, bundle_dir, info=info, created_at=_now())
+        local = store.publish(name, bundle_dir, info=info, created_at=published_at)
         result.version, result.bundle = local.version, Path(local.source)
         mlflow_version = _track(item, tracker, tracking_reason, options, bundle_dir, info, result, progress)
     _apply(decision, store, name, local.version, tracker, mlflow_version, result)
@@ -491,8 +496,9 @@ def _fmt(value: float | None) -> str:
     return f"{value:.3f}"
 
 
-def _now() -> str:
-    return pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")
+def _iso(at: pd.Timestamp) -> str:
+    at = pd.Timestamp(at)
+    return (at.tz_localize("UTC") if at.tz is None else at.tz_convert("UTC")).isoformat(timespec="seconds")
 
 
 def _first_line(exc: BaseException) -> str:

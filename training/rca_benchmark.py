@@ -23,7 +23,7 @@ from tabulate import tabulate
 from rca.classifier import TrainedClassifier
 from rca.playbook import Playbook
 from rca.rules import RuleClassifier
-from training.rca_dataset import HOLDOUT_SEEDS, Generated, generate_incidents
+from training.rca_dataset import HOLDOUT_SEEDS, START, Generated, generate_incidents
 from training.rca_train import DEFAULT_SERVICES, TRUTH_CLASSES, TrainInfo, rules_for, train
 
 DESTRUCTIVE = ("restart_tasks", "rollback")
@@ -90,19 +90,21 @@ class BenchmarkResult:
 def benchmark(playbook: Playbook, n_train_services: int = DEFAULT_SERVICES,
               n_test_services: int = DEFAULT_TEST_SERVICES, kind: str = "forest",
               classifier: TrainedClassifier | None = None, threshold: float = 4.0,
-              n_jobs: int = 1, progress: Callable[[str], None] = lambda _: None) -> BenchmarkResult:
+              n_jobs: int = 1, progress: Callable[[str], None] = lambda _: None,
+              start: pd.Timestamp = START) -> BenchmarkResult:
     """Train on training seeds (unless a classifier is given), test on held-out seeds, with the
     rule-only baseline on the very same incidents."""
     started = time.monotonic()
     if classifier is None:
         classifier, info = train(playbook, n_train_services, kind, threshold=threshold, n_jobs=n_jobs,
-                                 progress=progress)
+                                 progress=progress, start=start)
     else:
         info = TrainInfo("given", 0, (0, 0), 0, 0, {}, {}, 0.0)
     progress(f"simulating held-out incidents on {n_test_services} services (seeds never used in "
              "training) ...")
     test: Generated = generate_incidents(n_test_services, HOLDOUT_SEEDS,
-                                         rules=rules_for(playbook, threshold), n_jobs=n_jobs)
+                                         rules=rules_for(playbook, threshold), n_jobs=n_jobs,
+                                         start=start)
     truths = [i.cause for i in test.incidents]
     forms = [i.form for i in test.incidents]
     features = [i.features for i in test.incidents]

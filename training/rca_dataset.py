@@ -48,7 +48,7 @@ SIGNATURE = {"load_surge": CPU, "cpu_regression": CPU, "overload_errors": CPU, "
              "error_trickle": ERRORS, "bad_deploy": ERRORS, "slow_dependency": LATENCY}
 FORMS = ("window", "window_no_spread", "payload")
 FORM_WEIGHTS = (0.45, 0.2, 0.35)
-START = pd.Timestamp("2026-03-02 00:00", tz="UTC")
+START = pd.Timestamp("2026-03-02 00:00", tz="UTC")   # a Monday; each service's history ends 0-27 days on
 PRE_MINUTES = 20      # normal minutes before the onset, so the feature window starts clean
 MAX_WAIT = 60         # minutes after onset within which the incident must open
 FEATURE_WINDOW = 15   # minutes of window the watcher hands to the features (plus the current one)
@@ -229,13 +229,13 @@ def _more_load_per_task(f: _Fault, scenario: str, n: int, i0: int, prof: np.ndar
 class _Service:
     """One simulated service with its fitted detector, ready to play faults."""
 
-    def __init__(self, seed: int, rules: Rules):
+    def __init__(self, seed: int, rules: Rules, start: pd.Timestamp = START):
         self.seed = seed
         self.rules = rules
         self.rng = np.random.default_rng(seed)
         self.shape, self.traffic = random_service(self.rng)
         days = int(self.rng.integers(3, 15))
-        self.history_end = START + pd.Timedelta(days=int(self.rng.integers(0, 28)))
+        self.history_end = start + pd.Timedelta(days=int(self.rng.integers(0, 28)))
         self.index = pd.date_range(self.history_end - pd.Timedelta(days=days), periods=(days + 3) * 1440,
                                    freq="1min")
         self.load = self.traffic.load(self.index, self.shape, self.rng)
@@ -364,10 +364,10 @@ class _Service:
         return parse_payload(payload).features(list(MODEL_METRICS))
 
 
-def _service_batch(seeds: list[int], per_service: int, rules: Rules) -> Generated:
+def _service_batch(seeds: list[int], per_service: int, rules: Rules, start: pd.Timestamp) -> Generated:
     out = Generated()
     for seed in seeds:
-        service = _Service(seed, rules)
+        service = _Service(seed, rules, start)
         order = service.rng.permutation(SCENARIOS)
         for k in range(per_service):
             incident, why = service.play(str(order[k % len(order)]))
@@ -384,7 +384,8 @@ def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
 
 
 def generate_incidents(n_services: int, seeds: range = TRAIN_SEEDS, first: int = 0,
-                       per_service: int = 7, rules: Rules | None = None, n_jobs: int = 1) -> Generated:
+                       per_service: int = 7, rules: Rules | None = None, n_jobs: int = 1,
+                       start: pd.Timestamp = START) -> Generated:
     """Simulate ``n_services`` services (seeds ``seeds[first:first + n_services]``), each
     playing ``per_service`` faults (every scenario once per seven), and label the incidents.
 
@@ -396,6 +397,8 @@ def generate_incidents(n_services: int, seeds: range = TRAIN_SEEDS, first: int =
     per_service : faults played on each service.
     rules : the boundary, the guards and the watcher's grouping that define the truth.
     n_jobs : processes for joblib (services are independent).
+    start : the simulated calendar's origin; each service's history ends 0-27 days after it, so
+        every weekday and hour occurs (the same seeds give the same incidents for one start).
     """
     if n_services < 1 or per_service < 1:
         raise ValueError("n_services and per_service must be at least 1")
@@ -404,7 +407,7 @@ def generate_incidents(n_services: int, seeds: range = TRAIN_SEEDS, first: int =
     rules = rules or Rules()
     chosen = list(seeds[first:first + n_services])
     size = max(1, len(chosen) // (4 * max(n_jobs, 1)))
-    parts = Parallel(n_jobs=n_jobs)(delayed(_service_batch)(chunk, per_service, rules)
+    parts = Parallel(n_jobs=n_jobs)(delayed(_service_batch)(chunk, per_service, rules, start)
                                     for chunk in _chunks(chosen, size))
     out = Generated()
     for part in parts:

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from models.bundle import BundleError, load_bundle, save_bundle
@@ -24,7 +25,7 @@ from rca.features import Features
 from rca.guards import model_class
 from rca.playbook import ROOT_CAUSES, Playbook
 from rca.vectorize import FEATURE_NAMES, MODEL_METRICS
-from training.rca_dataset import TRAIN_SEEDS, Rules, generate_incidents
+from training.rca_dataset import START, TRAIN_SEEDS, Rules, generate_incidents
 
 BUNDLE_KIND = "rca_classifier"
 DEFAULT_SERVICES = 600          # about 3,600 incidents: the default training set
@@ -90,14 +91,15 @@ def fit_classifier(features: Sequence[Features], causes: Sequence[str], kind: st
 
 def train(playbook: Playbook, n_services: int = DEFAULT_SERVICES, kind: str = "forest",
           labels: Sequence[OperatorLabel] = (), threshold: float = 4.0, n_jobs: int = 1,
-          progress: Callable[[str], None] = lambda _: None) -> tuple[TrainedClassifier, TrainInfo]:
+          progress: Callable[[str], None] = lambda _: None,
+          start: pd.Timestamp = START) -> tuple[TrainedClassifier, TrainInfo]:
     """Simulate incidents on training seeds, add operator labels, fit the classifier."""
     if kind not in CANDIDATES:
         raise RcaTrainingError(f"unknown model kind {kind!r}; known: {', '.join(CANDIDATES)}")
     started = time.monotonic()
     rules = rules_for(playbook, threshold)
     progress(f"simulating incidents on {n_services} services (training seeds) ...")
-    data = generate_incidents(n_services, TRAIN_SEEDS, rules=rules, n_jobs=n_jobs)
+    data = generate_incidents(n_services, TRAIN_SEEDS, rules=rules, n_jobs=n_jobs, start=start)
     features = [i.features for i in data.incidents] + [lab.features for lab in labels]
     causes = [i.cause for i in data.incidents] + [lab.cause for lab in labels]
     weights = [1.0] * len(data.incidents) + [LABEL_WEIGHT] * len(labels)

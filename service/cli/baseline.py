@@ -45,7 +45,8 @@ def baseline(ctx: click.Context, cluster: str | None, service: str | None, days:
     root, deploy_root = store_paths(settings)
     result = train_services([Target(target.cluster, target.service, sources[0])], options,
                             end=parse_end(end) or default_end, store=LocalModelStore(root),
-                            deploy_root=deploy_root, progress=ClickProgress(quiet=as_json))[0]
+                            deploy_root=deploy_root, progress=ClickProgress(quiet=as_json),
+                            published_at=settings.clock())[0]
     if not result.ok:
         fail(result.reason)
     resolution = getattr(getattr(result.model, "baseline_", None), "resolution_", "")

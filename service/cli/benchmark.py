@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from service.cli.common import emit, fail, handle_errors
+from service.cli.common import UtcTime, emit, fail, handle_errors, settings_from, start_option
 
 MLFLOW_ENV = "MLFLOW_TRACKING_URI"
 
@@ -83,6 +83,12 @@ def _to_stderr(message: str) -> None:
     click.echo(message, err=True)
 
 
+def run_folder(ctx: click.Context, kind: str) -> Path:
+    """A new folder for one run's incident log, under the data dir, named by when it ran."""
+    settings = settings_from(ctx)
+    return settings.data_dir / f"{kind}-{settings.clock():%Y%m%dT%H%M%S}"
+
+
 @benchmark.command("rca")
 @click.option("--train-services", type=click.IntRange(10, 100_000), default=None,
               help="Simulated services (training seeds) to train on [600, about 3,000 incidents].")
@@ -92,12 +98,15 @@ def _to_stderr(message: str) -> None:
               show_default=True, help="The classifier to train and test.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Processes simulating incidents.")
+@click.option("--start", type=UtcTime(), default=None,
+              help="Origin of the simulated calendar (ISO 8601) [2026-03-02T00:00Z]: each simulated "
+                   "service's history ends 0-27 days after it, so every weekday and hour occurs.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @mlflow_options
 @click.pass_context
 @handle_errors
 def rca(ctx: click.Context, train_services: int | None, test_services: int | None, kind: str, jobs: int,
-        as_json: bool, mlflow_uri: str | None, experiment: str | None) -> None:
+        start, as_json: bool, mlflow_uri: str | None, experiment: str | None) -> None:
     """The root-cause classifier beside the rule-only baseline, on held-out simulated incidents.
 
     Trains on training seeds, tests both classifiers on the same incidents from seeds never used
@@ -105,16 +114,16 @@ def rca(ctx: click.Context, train_services: int | None, test_services: int | Non
     harmful actions (a restart or rollback the truth did not call for).
     """
     from rca.playbook import load_playbook
-    from service.cli.common import settings_from
     from training.rca_benchmark import DEFAULT_TEST_SERVICES, log_to_mlflow, render, summary, to_dict
     from training.rca_benchmark import benchmark as run_benchmark
+    from training.rca_dataset import START
     from training.rca_train import DEFAULT_SERVICES
 
     settings = settings_from(ctx)
     say = _to_stderr
     result = run_benchmark(load_playbook(settings.playbook), train_services or DEFAULT_SERVICES,
                            test_services or DEFAULT_TEST_SERVICES, kind, threshold=settings.threshold,
-                           n_jobs=jobs, progress=say)
+                           n_jobs=jobs, progress=say, start=start or START)
     if not as_json:
         click.echo(render(result))
         click.echo(summary(result))
@@ -162,24 +171,23 @@ def training(services: int, days: int, detector: str, n_jobs: int, backend: str,
 @click.option("--incidents", default=1000, show_default=True, type=click.IntRange(1, 100_000),
               help="Simulated incidents to play.")
 @click.option("--seed", default=7, show_default=True, help="Seed of the simulated world.")
+@click.option("--start", type=UtcTime(), default=None,
+              help="Simulated start (ISO 8601) [2026-11-02T00:00Z, a Monday].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 @handle_errors
-def soak(ctx: click.Context, incidents: int, seed: int, as_json: bool) -> None:
+def soak(ctx: click.Context, incidents: int, seed: int, start, as_json: bool) -> None:
     """Guardrails under a soak of simulated incidents of every kind; exits 1 on any breach.
 
     Nine services on the local AWS endpoint, the real watcher, remediator and incident log, a
     simulated on-call engineer and alarm-triggered rollbacks; an auditor checks every mutating
     ECS call against the rules. Prints actions, refusals by reason, and breaches (must be 0).
     """
-    import pandas as pd
+    from service.soak import SOAK_START, render, run_soak
 
-    from service.cli.common import settings_from
-    from service.soak import render, run_soak
-
-    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S")
-    data_dir = settings_from(ctx).data_dir / f"soak-{stamp}"
-    report = run_soak(data_dir, incidents=incidents, seed=seed, progress=_to_stderr)
+    data_dir = run_folder(ctx, "soak")
+    report = run_soak(data_dir, incidents=incidents, seed=seed, progress=_to_stderr,
+                      start=start or SOAK_START)
     emit(report.to_dict(), as_json)
     if not as_json:
         click.echo(render(report))
@@ -198,11 +206,12 @@ def soak(ctx: click.Context, incidents: int, seed: int, as_json: bool) -> None:
 @click.option("--days", default=3, show_default=True, type=click.IntRange(1, 14),
               help="Days of history behind the baselines.")
 @click.option("--seed", default=11, show_default=True)
+@start_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.pass_context
 @handle_errors
 def faults(ctx: click.Context, rate: float, api_faults: str | None, faults: str | None, days: int,
-           seed: int, as_json: bool) -> None:
+           seed: int, start, as_json: bool) -> None:
     """Every matrix fault while the platform's AWS calls fail; exits 1 if an incident is lost.
 
     Throttling, 5xx and read timeouts on a share of the calls (botocore retries them), the ECS
@@ -211,19 +220,15 @@ def faults(ctx: click.Context, rate: float, api_faults: str | None, faults: str 
     """
     import logging
 
-    import pandas as pd
-
-    from service.cli.common import settings_from
     from service.faultbench import PLANS, render, run_fault_benchmark
     from simulation.faults import FAULTS
 
     logging.getLogger("aiops").setLevel(logging.CRITICAL)  # the figures, not a log line per fault
-    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S")
-    data_dir = settings_from(ctx).data_dir / f"faults-{stamp}"
+    data_dir = run_folder(ctx, "faults")
     report = run_fault_benchmark(
         data_dir, rate=rate, api_faults=tuple(api_faults.split(",")) if api_faults else tuple(PLANS),
         faults=tuple(faults.split(",")) if faults else tuple(FAULTS), seed=seed, history_days=days,
-        progress=_to_stderr)
+        progress=_to_stderr, start=start)
     emit(report.to_dict(), as_json)
     if not as_json:
         click.echo(render(report))

@@ -7,20 +7,46 @@ import json
 import sys
 
 import click
+import pandas as pd
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from pydantic import ValidationError
 from tabulate import tabulate
 
 from models.bundle import BundleError
 from rca.playbook import PlaybookError
+from service.clock import utc
 from service.cloudwatch import MetricSourceError
 from service.ecs import EcsActionError
 from service.settings import ServiceTarget, Settings
 from service.store import IncidentStore
+from simulation.clock import DEFAULT_START
 from training.baselines import TrainingError
 
 OPERATIONAL_ERRORS = (EcsActionError, MetricSourceError, TrainingError, BundleError, PlaybookError,
                       NoCredentialsError, BotoCoreError, ClientError, KeyError, ValueError, OSError)
+
+
+class UtcTime(click.ParamType):
+    """An ISO 8601 time on the command line, as an aware UTC timestamp (naive means UTC)."""
+
+    name = "ISO8601"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        try:
+            return utc(value)
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO 8601 time (e.g. 2026-12-02T01:00:00Z)", param, ctx)
+
+
+def start_option(default: pd.Timestamp = DEFAULT_START,
+                 help: str = "Simulated start (ISO 8601; UTC when it has no offset): the history "
+                             "ends and the faults begin here, so a run gives the same result "
+                             "whatever the date it happens on."):
+    """``--start``: the simulated instant a simulation, benchmark or demo begins at."""
+    return click.option("--start", type=UtcTime(), default=default.isoformat(), show_default=True,
+                        help=help)
 
 
 def fail(message: str) -> None:

@@ -49,7 +49,7 @@ def dashboard(ctx: click.Context, cloudwatch: bool, cluster: str | None, service
     settings = settings_from(ctx, cluster=cluster, service=service)
     target = settings.target
     name = name or dashboard_name(target)
-    now = pd.Timestamp.now(tz="UTC")
+    now = settings.clock()
     incidents, note = [], None
     if settings.db_path.is_file():
         incidents = recent_incidents(IncidentStore(settings.db_path), target,

@@ -10,7 +10,7 @@ import click
 import pandas as pd
 from tabulate import tabulate
 
-from service.cli.common import emit, handle_errors, settings_from
+from service.cli.common import emit, handle_errors, settings_from, start_option
 
 
 @click.command()
@@ -30,21 +30,23 @@ from service.cli.common import emit, handle_errors, settings_from
               help="Afterwards, serve the API and the incident dashboard until Ctrl-C.")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(1, 65535),
               help="Port of the dashboard with --keep-running (127.0.0.1 only).")
+@start_option()
 @click.option("--json", "as_json", is_flag=True, help="Print the scorecard as JSON.")
 @click.pass_context
 @handle_errors
 def demo(ctx: click.Context, faults: str | None, seed: int, days: int, detector: str, speed: float,
-         mlflow_uri: str | None, keep_running: bool, port: int, as_json: bool) -> None:
+         mlflow_uri: str | None, keep_running: bool, port: int, start: pd.Timestamp,
+         as_json: bool) -> None:
     """Run the whole loop on the embedded local environment and print a scorecard."""
     from service.demo import rows_as_dicts, run_demo
 
-    stamp = pd.Timestamp.now(tz="UTC").strftime("%Y%m%dT%H%M%S")
     settings = settings_from(ctx)
+    stamp = settings.clock().strftime("%Y%m%dT%H%M%S")   # a folder per run, named when it ran
     settings = settings.model_copy(update={"data_dir": settings.data_dir / f"demo-{stamp}"})
     started = time.monotonic()
     say = (lambda m: click.echo(m, err=True)) if as_json else click.echo
     result = run_demo(settings, faults.split(",") if faults else None, seed=seed, history_days=days,
-                      progress=say, detector=detector, mlflow_uri=mlflow_uri, speed=speed)
+                      progress=say, detector=detector, mlflow_uri=mlflow_uri, speed=speed, start=start)
     if as_json:
         emit({"scorecard": rows_as_dicts(result.rows), "incident_log": str(result.db_path),
               "false_alarms": result.false_alarms,

@@ -58,18 +58,17 @@ def label_incident(ctx, incident_id: int, cause: str, by: str | None, note: str 
     """Record the true root cause of an incident; `aiops train-rca` learns from it."""
     import getpass
 
-    import pandas as pd
-
     from rca.playbook import ROOT_CAUSES
 
     if cause not in ROOT_CAUSES:
         raise click.BadParameter(f"unknown root cause {cause!r}; known: {', '.join(ROOT_CAUSES)}",
                                  param_hint="CAUSE")
-    store = existing_store(settings_from(ctx))
+    settings = settings_from(ctx)
+    store = existing_store(settings)
     incident = store.get(incident_id)
     label = {"cause": cause, "by": by or getpass.getuser(), "note": note,
              "previous": incident.root_cause}
-    store.record(incident_id, pd.Timestamp.now(tz="UTC"), "label", label)
+    store.record(incident_id, settings.clock(), "label", label)
     emit({"incident": incident_id, **label}, as_json,
          [["incident", incident_id], ["label", cause], ["diagnosed as", incident.root_cause or "-"],
           ["by", label["by"]]])
@@ -89,10 +88,8 @@ def _who(by: str | None) -> str:
 @handle_errors
 def ack_incident(ctx, incident_id: int, by: str | None, as_json: bool) -> None:
     """Acknowledge an incident: you own it, escalation stops paging."""
-    import pandas as pd
-
-    incident = existing_store(settings_from(ctx)).acknowledge(incident_id, pd.Timestamp.now(tz="UTC"),
-                                                              _who(by))
+    settings = settings_from(ctx)
+    incident = existing_store(settings).acknowledge(incident_id, settings.clock(), _who(by))
     emit(incident.to_dict(), as_json, [["incident", incident.id], ["status", incident.status],
                                         ["acknowledged by", incident.acked_by]])
 
@@ -105,10 +102,8 @@ def ack_incident(ctx, incident_id: int, by: str | None, as_json: bool) -> None:
 @handle_errors
 def approve_incident(ctx, incident_id: int, by: str | None, as_json: bool) -> None:
     """Approve the CRITICAL action an incident waits for; the watcher runs it on its next tick."""
-    import pandas as pd
-
-    incident = existing_store(settings_from(ctx)).approve(incident_id, pd.Timestamp.now(tz="UTC"),
-                                                          _who(by))
+    settings = settings_from(ctx)
+    incident = existing_store(settings).approve(incident_id, settings.clock(), _who(by))
     action = (incident.diagnosis or {}).get("auto_action", "the action")
     emit(incident.to_dict(), as_json, [["incident", incident.id], ["approved", action],
                                         ["by", incident.approved_by],
@@ -126,8 +121,6 @@ def approve_incident(ctx, incident_id: int, by: str | None, as_json: bool) -> No
 @handle_errors
 def resolve_incident(ctx, incident_id: int, by: str | None, note: str, config_path, as_json: bool) -> None:
     """Resolve an incident by hand and send its RCA report to the on-call engineer."""
-    import pandas as pd
-
     from rca.playbook import load_playbook
     from service.aws import ClientFactory
     from service.fleet import build_notifier
@@ -139,7 +132,7 @@ def resolve_incident(ctx, incident_id: int, by: str | None, note: str, config_pa
     notifier = build_notifier(load_watch_config(config_path).notify, ClientFactory())
     role = load_playbook(settings.playbook).escalation[0].role
     incident, sent = resolve_and_report(store, notifier, incident_id, _who(by), note, role,
-                                        settings.reports_dir, pd.Timestamp.now(tz="UTC"))
+                                        settings.reports_dir, settings.clock())
     emit(incident.to_dict() | {"report_message_id": sent}, as_json,
          [["incident", incident.id], ["status", incident.status], ["by", _who(by)],
           ["report sent to", role if sent else "not sent (see the incident log)"]])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import sys
 
 import click
-import pandas as pd
 
 from service.cli.common import emit, fail, handle_errors, settings_from, with_target
 from service.cli.watch import config_option
@@ -49,7 +48,7 @@ def _manual_action(ctx: click.Context, cluster, service, reason: str, dry_run: b
                             incident_id=incident, reason=reason,
                             params={k: v for k, v in params.items() if v is not None},
                             dry_run=settings.mode is Mode.DRY_RUN)
-    outcome = remediator.run(request, pd.Timestamp.now(tz="UTC"))
+    outcome = remediator.run(request, settings.clock())
     if outcome.status == "refused":
         fail(f"refused ({outcome.reason}): {outcome.error}")
     if outcome.status == "failed":

@@ -13,7 +13,7 @@ import threading
 import click
 import pandas as pd
 
-from service.cli.common import handle_errors, settings_from
+from service.cli.common import UtcTime, handle_errors, settings_from
 from simulation.faults import FAULTS
 
 
@@ -28,9 +28,12 @@ def simulate() -> None:
 @click.option("--days", default=3, show_default=True, type=click.IntRange(1, 28),
               help="Days of history written before now.")
 @click.option("--seed", default=7, show_default=True)
+@click.option("--start", type=UtcTime(), default=None,
+              help="Simulated time to start at (ISO 8601) [now]; the simulation then runs at the "
+                   "wall clock's pace, and prints the AIOPS_CLOCK_OFFSET_SECONDS other commands need.")
 @click.pass_context
 @handle_errors
-def run(ctx: click.Context, port: int, days: int, seed: int) -> None:
+def run(ctx: click.Context, port: int, days: int, seed: int, start) -> None:
     """Start the endpoint and the simulated service; one minute of metrics every minute until stopped."""
     import logging
     import os
@@ -53,7 +56,9 @@ def run(ctx: click.Context, port: int, days: int, seed: int) -> None:
     stop = threading.Event()
     try:
         os.environ.update(env)
-        live = LiveSimulation(settings, endpoint, seed)
+        live = LiveSimulation(settings, endpoint, seed, start)
+        if live.offset != pd.Timedelta(0):
+            env["AIOPS_CLOCK_OFFSET_SECONDS"] = f"{live.offset.total_seconds():.0f}"
         click.echo(f"writing {days} days of history for {settings.target.service} ...", err=True)
         live.start(days)
         click.echo("ready. In another terminal:\n  export " + " ".join(f"{k}={v}" for k, v in env.items())
@@ -65,7 +70,7 @@ def run(ctx: click.Context, port: int, days: int, seed: int) -> None:
                 while live.due() and not stop.is_set():
                     for line in live.step():
                         click.echo(line)
-                seconds = (live.clock.now - pd.Timestamp.now(tz="UTC")).total_seconds()
+                seconds = (live.clock.now - live.simulated_now()).total_seconds()
                 stop.wait(max(0.5, seconds + 1))
     finally:
         server.stop()

@@ -9,7 +9,6 @@ flight.
 from __future__ import annotations
 
 import click
-import pandas as pd
 from tabulate import tabulate
 
 from service.cli.common import emit, handle_errors, settings_from, with_target
@@ -37,7 +36,7 @@ def status(ctx, cluster, service, n_events: int, as_json: bool) -> None:
     if settings.db_path.is_file():
         store = IncidentStore(settings.db_path)
         incident = store.open_for(target.cluster, target.service)
-        history = store.history(target.cluster, target.service, pd.Timestamp.now(tz="UTC"))
+        history = store.history(target.cluster, target.service, settings.clock())
         flying = history.in_flight[0] if history.in_flight else None
     data = found.to_dict() | {"open_incident": incident.to_dict() if incident else None,
                               "action_in_flight": flying.to_dict() if flying else None}

@@ -19,6 +19,7 @@ import click
 import pandas as pd
 
 from service.cli.common import emit, fail, handle_errors, settings_from
+from service.clock import utc
 from service.settings import ServiceTarget, Settings
 
 MLFLOW_ENV = "MLFLOW_TRACKING_URI"
@@ -99,7 +100,7 @@ def history_sources(settings: Settings, targets: list[ServiceTarget], from_csv: 
     sources = [PerMetricSource({
         metric: CloudWatchMetrics(client, {metric: mapping}, target, settings.period_seconds)
         for metric, mapping in settings.metrics.items()}) for target in targets]
-    end = pd.Timestamp.now(tz="UTC").floor("h")
+    end = settings.clock().floor("h")
     return sources, end, list(settings.metrics)
 
 
@@ -107,10 +108,9 @@ def parse_end(value: str | None) -> pd.Timestamp | None:
     if value is None:
         return None
     try:
-        stamp = pd.Timestamp(value)
+        return utc(value)
     except ValueError:
         raise click.BadParameter(f"not a timestamp: {value!r}", param_hint="--end") from None
-    return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
 
 
 def parse_excludes(values: tuple[str, ...]) -> tuple[tuple[pd.Timestamp, pd.Timestamp], ...]:
@@ -207,7 +207,7 @@ def train(ctx: click.Context, cluster, services, config_path, days, holdout_hour
     results = train_services(targets, options, end=parse_end(end) or default_end,
                              store=LocalModelStore(root), deploy_root=deploy_root,
                              tracker=tracker_from(mlflow_uri, experiment, no_tracking),
-                             progress=ClickProgress(quiet=as_json))
+                             progress=ClickProgress(quiet=as_json), published_at=settings.clock())
     if as_json:
         emit([r.to_dict() for r in results], True)
     else:

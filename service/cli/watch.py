@@ -57,7 +57,8 @@ def watch(ctx, cluster, service, config_path, bundle, once, mode, as_json, verbo
     def load_detector(svc, svc_settings):
         return load_bundle(default_bundle(svc_settings, svc)).model
 
-    clock = lambda: pd.Timestamp.now(tz="UTC").floor("min") - pd.Timedelta(minutes=1)  # noqa: E731
+    wall = settings.clock
+    clock = lambda: wall().floor("min") - pd.Timedelta(minutes=1)  # noqa: E731
     stop = threading.Event()
     with exclusive(settings.data_dir):
         fleet = build_fleet(settings, config, ClientFactory(), load_detector, clock)

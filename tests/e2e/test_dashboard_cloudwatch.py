@@ -15,10 +15,11 @@ from detection.anomaly import Anomaly
 from service.aws import local_aws, reset_local_aws
 from service.cli import cli
 from service.store import IncidentStore
+from tests.fakes import clock_env
 
 pytestmark = pytest.mark.e2e
 C, S = "aiops-platform-cluster", "aiops-platform-service"
-NOW = pd.Timestamp.now(tz="UTC").floor("min")
+NOW = pd.Timestamp("2026-12-02T01:00:00Z")   # the command's clock is pinned here (clock_env)
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def endpoint() -> Iterator[str]:
 def aws(endpoint: str) -> Iterator[dict]:
     reset_local_aws(endpoint)
     yield {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "2", "AWS_PROFILE": None}
+           "AWS_REGION": "us-east-1", "AWS_MAX_ATTEMPTS": "2", "AWS_PROFILE": None, **clock_env(NOW)}
 
 
 def cloudwatch(env: dict):

@@ -19,11 +19,13 @@ from service.cloudwatch import CloudWatchMetrics
 from service.settings import ServiceTarget, Settings
 from simulation.ecs_world import EcsWorld
 from simulation.physics import ServiceShape, history
+from tests.fakes import clock_env
 from training.baselines import train_detector
 
 pytestmark = pytest.mark.e2e
 AIOPS = [sys.executable, "-m", "service.cli"]
 SERVICES = ("web", "api")
+NOW = pd.Timestamp("2026-12-02T01:00:00Z")   # the watcher's clock is pinned just after (clock_env)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +36,7 @@ def world(tmp_path_factory) -> Iterator[tuple[dict, Path, Path]]:
         env = {k: os.environ[k] for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                                           "AWS_REGION", "AWS_SESSION_TOKEN")}
         factory, settings = ClientFactory(), Settings(data_dir=data)
-        now = pd.Timestamp.now(tz="UTC").floor("min")
+        now = NOW
         lines = ['mode = "dry-run"', "[guardrails]", "max_desired_count = 4"]
         for i, name in enumerate(SERVICES):
             target = ServiceTarget(cluster="prod", service=name, target_group=f"targetgroup/{name}/{i}")
@@ -50,10 +52,15 @@ def world(tmp_path_factory) -> Iterator[tuple[dict, Path, Path]]:
         yield env, data, config
 
 
+def watch_env(env: dict) -> dict:
+    """The test's AWS environment, with the command's clock a minute after the history's end."""
+    return {**os.environ, **env, **clock_env(NOW + pd.Timedelta(minutes=1))}
+
+
 def test_once_scores_every_configured_service(world) -> None:
     env, data, config = world
     done = subprocess.run([*AIOPS, "--data-dir", str(data), "watch", "--config", str(config), "--once",
-                           "--json"], capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+                           "--json"], capture_output=True, text=True, timeout=300, env=watch_env(env))
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert [r["service"] for r in rows] == ["prod/web", "prod/api"]
@@ -65,11 +72,11 @@ def test_sigterm_stops_the_loop_cleanly(world) -> None:
     env, data, config = world
     proc = subprocess.Popen([*AIOPS, "--data-dir", str(data), "watch", "--config", str(config), "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **env})
+                            env=watch_env(env))
     try:
         first = [json.loads(proc.stdout.readline()) for _ in SERVICES]  # the first tick is done
         second = subprocess.run([*AIOPS, "--data-dir", str(data), "watch", "--config", str(config), "--once"],
-                                capture_output=True, text=True, timeout=300, env={**os.environ, **env})
+                                capture_output=True, text=True, timeout=300, env=watch_env(env))
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=120)
     finally:
