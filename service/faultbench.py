@@ -23,7 +23,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from service.aws import ClientFactory, local_aws
+from models.store import LocalModelStore
+from service.aws import ClientFactory, local_aws, reset_local_aws
 from service.bootstrap import build_watcher
 from service.cloudwatch import CloudWatchMetrics
 from service.fleet import guarded_remediator
@@ -38,7 +39,8 @@ from simulation.clock import DEFAULT_START, SimClock
 from simulation.ecs_world import EcsWorld
 from simulation.faults import FAULTS
 from simulation.simulator import Simulator
-from training.baselines import train_detector
+from training.detectors import BASELINES_ONLY, detector_config
+from training.pipeline import TrainOptions, train_service
 
 FAMILY = "aiops-platform"
 QUIET_MINUTES = 5
@@ -115,15 +117,28 @@ class FaultReport:
 
 
 class FaultEnvironment:
-    """The simulated service with healthy clients, and a watcher whose AWS calls can fail."""
+    """The simulated service with healthy clients, and a watcher whose AWS calls can fail.
+
+    Parameters
+    ----------
+    data_dir : where the incident log, models and reports go.
+    start : the simulated instant the history ends and the scenarios begin.
+    seed : the simulation's noise.
+    history_days : days of history the detector is fitted on.
+    max_attempts : botocore's retries of the platform's calls.
+    detector : ``robust_z`` (the per-metric baselines) or ``ensemble`` (what ``aiops train``
+        fits), trained from the CloudWatch history through the nightly pipeline.
+    """
 
     def __init__(self, data_dir: Path, start: pd.Timestamp, seed: int = 11, history_days: int = 3,
-                 max_attempts: int = 5):
+                 max_attempts: int = 5, detector: str = BASELINES_ONLY):
         self.data_dir = data_dir
         self.start = start
         self.seed = seed
         self.days = history_days
         self.max_attempts = max_attempts
+        self.detector = detector
+        self.false_alarms = 0
         self._stack = ExitStack()
 
     def __enter__(self) -> "FaultEnvironment":
@@ -139,6 +154,9 @@ class FaultEnvironment:
 
     def _start(self) -> None:
         endpoint = self._stack.enter_context(local_aws())
+        # moto keeps state per process, not per server: a second environment in one process (the
+        # calendar sweep plays many) must not add its metrics to the first one's
+        reset_local_aws(endpoint)
         self.settings = Settings(data_dir=self.data_dir)
         target = self.settings.target
         world = ClientFactory(endpoint_url=endpoint)
@@ -148,8 +166,7 @@ class FaultEnvironment:
                                   endpoint_url=endpoint, ec2_client=world.client("ec2"))
         self.sim = Simulator(self.ecs_world, metrics.write, self.clock, seed=self.seed)
         self.sim.bootstrap(self.days)
-        detector = train_detector(metrics, self.clock.now, self.days,
-                                  self.settings.model_dir / "faults").detector
+        detector = self._train(metrics)
         topic = world.client("sns").create_topic(Name="aiops-escalations")["TopicArn"]
         platform = ClientFactory(endpoint_url=endpoint, max_attempts=self.max_attempts)
         self.faults, self.retry_log = ApiFaults(seed=self.seed), RetryLog()
@@ -166,6 +183,17 @@ class FaultEnvironment:
                                         self.watcher.escalator.on_call)
         self.watcher.rewire(remediator, ecs=remediator.actions)
 
+    def _train(self, metrics: CloudWatchMetrics):
+        """The service's detector, fitted on its CloudWatch history by the nightly pipeline."""
+        options = TrainOptions(detector=detector_config(self.detector), days=self.days,
+                               holdout=pd.Timedelta(0), promote="always", n_jobs=1,
+                               backend="sequential")
+        target = self.settings.target
+        result = train_service(target.cluster, target.service, metrics, end=self.clock.now,
+                               store=LocalModelStore(self.settings.model_dir / "registry"),
+                               options=options, deploy_root=self.settings.model_dir)
+        return result.model
+
     def minute(self):
         self.sim.step()
         result = self.watcher.tick()
@@ -174,10 +202,7 @@ class FaultEnvironment:
 
     def play(self, plan: ApiFaultPlan, fault: str, rate: float) -> ScenarioResult:
         """A quiet spell, then ``fault`` while the platform's calls fail as ``plan`` says."""
-        self.faults.enabled = False
-        self.sim.clear()
-        for _ in range(QUIET_MINUTES):
-            self.minute()
+        self.quiet(QUIET_MINUTES)
         self.faults.rates = {plan.kind: plan.rate if plan.rate is not None else rate}
         self.faults.operations = set(plan.services) if plan.services else None
         self.faults.enabled = True
@@ -195,35 +220,56 @@ class FaultEnvironment:
         self.faults.enabled = False
         return self._settle(plan.name, fault, start, incident_id, blind)
 
+    def quiet(self, minutes: int) -> int:
+        """``minutes`` with no fault and healthy AWS calls; returns the incidents opened: false
+        alarms. They stay open (a person is slow to look), so a fault that follows must not be
+        swallowed by them."""
+        self.faults.enabled = False
+        self.sim.clear()
+        opened = sum(self.minute().opened is not None for _ in range(minutes))
+        self.false_alarms += opened
+        return opened
+
+    def close_open(self) -> None:
+        """A person closes every incident still open on the service."""
+        target = self.settings.target
+        while (still := self.store.open_for(target.cluster, target.service)) is not None:
+            self._close(still.id)
+
     def _settle(self, api_fault: str, fault: str, start: pd.Timestamp, incident_id: int | None,
                 blind: int) -> ScenarioResult:
+        """The scenario's outcome read from the log; then a person takes over what is left open."""
         if incident_id is None:
-            still = self.store.open_for(self.settings.target.cluster, self.settings.target.service)
-            if still is not None:
-                self._take_over(still.id)
-            return ScenarioResult(api_fault, fault, None, None, None, None, None, "lost", blind)
-        incident = self.store.get(incident_id)
-        actions = self.store.actions(incident_id=incident_id)
-        events = [e["kind"] for e in self.store.events(incident_id)]
-        outcome = {"resolved": "remediated", "escalated": "escalated"}.get(incident.status, "lost")
-        action = (incident.diagnosis or {}).get("auto_action")
-        status = actions[-1].status if actions else ("alerted" if "alert_sent" in events else
-                                                     "failed" if "action_failed" in events else None)
-        if incident.status != "resolved":
-            self._take_over(incident_id)
-        return ScenarioResult(api_fault, fault, incident_id,
-                              (incident.opened_at - start).total_seconds() / 60, incident.root_cause,
-                              action, status, outcome, blind)
+            row = ScenarioResult(api_fault, fault, None, None, None, None, None, "lost", blind)
+        else:
+            incident = self.store.get(incident_id)
+            actions = self.store.actions(incident_id=incident_id)
+            events = [e["kind"] for e in self.store.events(incident_id)]
+            outcome = {"resolved": "remediated", "escalated": "escalated"}.get(incident.status, "lost")
+            action = (incident.diagnosis or {}).get("auto_action")
+            status = actions[-1].status if actions else ("alerted" if "alert_sent" in events else
+                                                         "failed" if "action_failed" in events else None)
+            row = ScenarioResult(api_fault, fault, incident_id,
+                                 (incident.opened_at - start).total_seconds() / 60, incident.root_cause,
+                                 action, status, outcome, blind)
+        target = self.settings.target
+        if self.store.open_for(target.cluster, target.service) is not None:
+            self._take_over()
+        return row
 
-    def _take_over(self, incident_id: int) -> None:
-        """A person fixes what automation could not, then closes the incident.
+    def _take_over(self) -> None:
+        """A person fixes what automation could not, then closes what is still open.
 
-        The fault ends first and the metrics settle (their last anomalies join this incident),
-        so the next scenario starts on a quiet service with no incident open.
+        The fault ends first and the metrics settle (their last anomalies join the open
+        incidents), so the next scenario starts on a quiet service with no incident open.
         """
         self.sim.clear()
         for _ in range(QUIET_MINUTES):
             self.minute()
+        self.close_open()
+
+    def _close(self, incident_id: int) -> None:
+        """A person acknowledges and resolves the incident."""
         now = self.clock.now
         if self.store.get(incident_id).acked_at is None:
             self.store.acknowledge(incident_id, now, "fault-bench")
@@ -259,13 +305,14 @@ def run_fault_benchmark(data_dir: Path, rate: float = 0.2, api_faults: tuple[str
         blind_alerts = len(env.store.events_of_kind("blind_alert"))
         return FaultReport(rate, results, env.faults.summary(), env.retry_log.summary(),
                            env.max_attempts + 1, round(time.monotonic() - started, 1),
-                           {"log": str(env.settings.db_path), "blind_alerts": blind_alerts})
+                           {"log": str(env.settings.db_path), "blind_alerts": blind_alerts,
+                            "false_alarms": env.false_alarms, "start": start.isoformat()})
 
 
 def render(report: FaultReport) -> str:
     out = io.StringIO()
-    out.write(f"{len(report.scenarios)} scenarios; transient faults on {report.rate:.0%} of the platform's "
-              f"AWS calls ({report.seconds:.0f} s)\n")
+    out.write(f"{len(report.scenarios)} scenarios from {report.details.get('start', '?')}; transient faults "
+              f"on {report.rate:.0%} of the platform's AWS calls ({report.seconds:.0f} s)\n")
     for kind, outcomes in report.outcomes().items():
         out.write(f"  {kind:>30}: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())) + "\n")
     r = report.retries
@@ -274,5 +321,6 @@ def render(report: FaultReport) -> str:
               f"retries {r['failed_calls']}; most attempts for one call {r['max_attempts_per_call']} "
               f"(bound {report.max_attempts_allowed})\n")
     out.write(f"'cannot read metrics' alerts sent: {report.details.get('blind_alerts', 0)}\n")
+    out.write(f"false alarms (incidents opened in quiet minutes): {report.details.get('false_alarms', 0)}\n")
     out.write(f"incidents lost: {report.lost}\n")
     return out.getvalue()

@@ -237,6 +237,78 @@ def faults(ctx: click.Context, rate: float, api_faults: str | None, faults: str 
         fail(f"{report.lost} incident(s) lost")
 
 
+@benchmark.command("calendar")
+@click.option("--detector", type=click.Choice(["ensemble", "robust_z"]), default="ensemble",
+              show_default=True, help="The model trained in each cell (ensemble: what aiops train fits).")
+@click.option("--days", default="3,7,14", show_default=True,
+              help="Comma-separated history lengths in days.")
+@click.option("--weekdays", default="Mon,Tue,Wed,Thu,Fri,Sat,Sun", show_default=True,
+              help="Comma-separated start weekdays (of the week of 2026-11-30).")
+@click.option("--hours", default="1,7,13,19", show_default=True,
+              help="Comma-separated start hours (UTC).")
+@click.option("--faults", default=None, help="Comma-separated matrix faults [all seven].")
+@click.option("--api-faults", type=click.Choice(["rotate", "none"]), default="rotate", show_default=True,
+              help="rotate: each fault under one of the fault benchmark's API fault plans in turn.")
+@click.option("--rate", default=0.2, show_default=True, type=click.FloatRange(0, 0.9),
+              help="Share of the platform's AWS calls that fail, for the transient kinds.")
+@click.option("--quiet-minutes", default=120, show_default=True, type=click.IntRange(0, 10_080),
+              help="Quiet minutes before the faults of each cell (false alarms are counted there).")
+@click.option("--seed", default=11, show_default=True, help="Seed of the first cell (then one more each).")
+@click.option("--jobs", default=2, show_default=True, type=click.IntRange(1, 64),
+              help="Cells played at once, each in a process of its own.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+@handle_errors
+def calendar(ctx: click.Context, detector: str, days: str, weekdays: str, hours: str, faults: str | None,
+             api_faults: str, rate: float, quiet_minutes: int, seed: int, jobs: int, as_json: bool) -> None:
+    """The matrix faults at start times over the whole week, with thin and full histories.
+
+    Each cell (weekday x hour x history length) trains the detector on its own history, runs
+    quiet (false alarms), then plays every fault while the platform's AWS calls fail. Prints
+    handled / lost / false alarms per cell and totals per history length; exits 1 when a cell
+    with 3 or more days of history lost a fault or did not handle one.
+    """
+    import logging
+
+    from service.calendarbench import WEEKDAYS, render, run_calendar, sweep
+    from simulation.faults import FAULTS
+
+    logging.getLogger("aiops").setLevel(logging.CRITICAL)  # the figures, not a log line per fault
+    cells = sweep(_choices(weekdays, WEEKDAYS, "--weekdays"), _integers(hours, "--hours", 0, 23),
+                  _integers(days, "--days", 1, 60))
+    report = run_calendar(run_folder(ctx, "calendar"), cells, detector,
+                          tuple(faults.split(",")) if faults else tuple(FAULTS), api_faults, rate,
+                          quiet_minutes, seed, jobs, progress=_to_stderr)
+    if as_json:
+        emit(report.to_dict(), True)
+    else:
+        click.echo(render(report))
+        click.echo(f"Incident logs under {report.details['log']}")
+    if report.failures:
+        fail(f"{len(report.failures)} cell(s) with a fault lost or not handled: {', '.join(report.failures)}")
+
+
+def _integers(text: str, option: str, low: int, high: int) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"not a comma-separated list of integers: {text!r}",
+                                 param_hint=option) from None
+    bad = [v for v in values if not low <= v <= high]
+    if not values or bad:
+        raise click.BadParameter(f"need values in {low}..{high}, got {text!r}", param_hint=option)
+    return values
+
+
+def _choices(text: str, known: tuple[str, ...], option: str) -> list[int]:
+    names = [v.strip().capitalize()[:3] for v in text.split(",") if v.strip()]
+    bad = [n for n in names if n not in known]
+    if not names or bad:
+        raise click.BadParameter(f"unknown weekday(s) {', '.join(bad) or text!r}; known: {', '.join(known)}",
+                                 param_hint=option)
+    return [known.index(n) for n in names]
+
+
 @benchmark.command("load")
 @click.option("--rate", default=200.0, show_default=True, type=click.FloatRange(min=1, max=2000),
               help="Requests per second (open loop).")
