@@ -26,6 +26,7 @@ def render_markdown(incident: dict, anomalies: list[dict], events: list[dict]) -
         f"- Cluster / service: {incident['cluster']} / {incident['service']}",
         f"- Opened: {incident['opened_at']}; status: **{incident['status']}**"
         + (f"; closed: {incident['closed_at']}" if incident.get("closed_at") else ""),
+        *_related_lines(incident, events),
         f"- Root cause: **{diagnosis.get('root_cause', '-')}** (severity {diagnosis.get('severity', '-')}, "
         f"confidence {diagnosis.get('confidence', 0):.2f})",
         f"- Why: {diagnosis.get('explanation', '-')}",
@@ -39,6 +40,23 @@ def render_markdown(incident: dict, anomalies: list[dict], events: list[dict]) -
     lines += ["", "## Timeline", "", "| time | event | detail |", "|---|---|---|"]
     lines += [f"| {e['at']} | {e['kind']} | {_detail(e)} |" for e in events]
     return "\n".join(lines) + "\n"
+
+
+def _related(incident: dict, events: list[dict]) -> list[str]:
+    """How the incident is linked to others of its service: split off from one, or the one
+    others were split off from (each another fault, told apart by its root cause)."""
+    out = []
+    if incident.get("related_to"):
+        out.append(f"split off from incident {incident['related_to']} (another root cause while "
+                   "it was open)")
+    split = [str((e.get("data") or {}).get("incident")) for e in events if e.get("kind") == "split"]
+    if split:
+        out.append(f"incidents split off from this one (other faults): {', '.join(split)}")
+    return out
+
+
+def _related_lines(incident: dict, events: list[dict]) -> list[str]:
+    return [f"- Related: {text}" for text in _related(incident, events)]
 
 
 def _anomaly_lines(anomalies: list[dict], most: int = 12) -> list[str]:
@@ -169,6 +187,7 @@ def render_incident_html(incident: dict, anomalies: list[dict], events: list[dic
     facts = [("Cluster / service", html.escape(f"{incident['cluster']} / {incident['service']}")),
              ("Opened", html.escape(str(incident["opened_at"]))),
              ("Status", f"<b>{html.escape(str(incident['status']))}</b>")]
+    facts += [("Related", html.escape(text)) for text in _related(incident, events)]
     texts = [line[2:] for line in _anomaly_lines(anomalies) if line.startswith("- ")]
     cause = diagnosis.get("root_cause", "undiagnosed")
     title = f"Incident {incident['id']}: {cause} on {incident['service']}"

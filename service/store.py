@@ -9,8 +9,20 @@ An incident moves through these statuses::
     open -> awaiting_approval -> verifying -> resolved
          \\-> verifying ------------/      \\-> escalated -> acknowledged -> resolved
 
-``open`` means detected and not yet decided; every status but ``resolved`` keeps the service's
-one open incident, so new anomalies join it and cause no second action.
+``open`` means detected and not yet decided; every status but ``resolved`` counts as open.
+
+A service may have several open incidents at once, never two in the automated phase (``open``,
+``verifying``). The watcher (:mod:`service.watcher`, :mod:`service.triage`) files new anomalies:
+they join the incident in its automated phase if there is one; otherwise they join an open
+incident that has their root cause or already shows their symptoms (the same fault is one
+incident), and a different root cause opens a new incident with its own diagnosis and action.
+Such an incident is *split off*: its ``related_to`` column names the open incident it was told
+apart from, its ``opened`` event says why (and which symptom metrics it left to that incident),
+and the other incident gets a ``split`` event; anomalies that join an incident needing or
+owned by a person leave a ``joined`` event when what joins changes. Everything the policy needs
+is read back from this log, so a restarted watcher files anomalies exactly as before.
+:meth:`IncidentStore.open_incidents` lists a service's open incidents; :meth:`open_for` gives
+the newest one.
 
 Actions (automatic, manual or from the Lambda handler) have their own table, written before the
 ECS call (``started``) and after it (``done``, ``dry_run``, ``failed``); an action still
@@ -95,7 +107,7 @@ CREATE INDEX IF NOT EXISTS actions_by_service ON actions (cluster, service, requ
 # Columns added after the first release; an older log gets them on open.
 LATER_COLUMNS = {"incidents": (("escalated_at", "TEXT"), ("acked_at", "TEXT"), ("acked_by", "TEXT"),
                                ("approved_at", "TEXT"), ("approved_by", "TEXT"),
-                               ("verified_at", "TEXT"))}
+                               ("verified_at", "TEXT"), ("related_to", "INTEGER"))}
 
 OPEN_STATUSES = ("open", "awaiting_approval", "verifying", "escalated", "acknowledged")
 STATUSES = (*OPEN_STATUSES, "resolved")
@@ -138,6 +150,7 @@ class Incident:
     approved_at: pd.Timestamp | None = None
     approved_by: str | None = None
     verified_at: pd.Timestamp | None = None
+    related_to: int | None = None   # the open incident this one was split off from (another cause)
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> "Incident":
@@ -146,7 +159,7 @@ class Incident:
                    json.loads(row["diagnosis"]) if row["diagnosis"] else None,
                    _ts(row["verify_due_at"]), _ts(row["closed_at"]), _ts(row["escalated_at"]),
                    _ts(row["acked_at"]), row["acked_by"], _ts(row["approved_at"]),
-                   row["approved_by"], _ts(row["verified_at"]))
+                   row["approved_by"], _ts(row["verified_at"]), row["related_to"])
 
     def to_dict(self) -> dict:
         out = dict(self.__dict__)
@@ -275,6 +288,26 @@ class IncidentStore:
                              "VALUES (?, ?, 'open', ?, ?)", (cluster, service, _iso(at), _iso(at)))
             incident_id = int(cur.lastrowid)
             self._event(db, incident_id, at, "opened", {"cluster": cluster, "service": service})
+            return incident_id
+
+    def split_incident(self, cluster: str, service: str, at: Any, related_to: int,
+                       payload: dict) -> int:
+        """Open an incident told apart from the open incident ``related_to``, in one transaction.
+
+        The new incident's ``opened`` event carries ``payload`` (why it is another fault, which
+        symptom metrics it leaves to the other incident) and the other incident gets a ``split``
+        event naming it, so the log links the two both ways even across a crash.
+        """
+        with self._connect() as db:
+            cur = db.execute("INSERT INTO incidents (cluster, service, status, opened_at, updated_at, "
+                             "related_to) VALUES (?, ?, 'open', ?, ?, ?)",
+                             (cluster, service, _iso(at), _iso(at), related_to))
+            incident_id = int(cur.lastrowid)
+            self._event(db, incident_id, at, "opened", {"cluster": cluster, "service": service,
+                                                        "related_to": related_to, **payload})
+            self._event(db, related_to, at, "split", {
+                "incident": incident_id, "root_cause": payload.get("root_cause"),
+                "summary": f"another fault, {payload.get('root_cause', '?')}: incident {incident_id}"})
             return incident_id
 
     def add_anomalies(self, incident_id: int, anomalies: list[Anomaly]) -> int:
@@ -412,13 +445,21 @@ class IncidentStore:
                 raise KeyError(f"no incident {incident_id} in {self.path}") from None
 
     def open_for(self, cluster: str, service: str) -> Incident | None:
-        """The service's incident still in progress, if any (one per service at a time)."""
+        """The service's newest incident still in progress, if any.
+
+        A service may have several open incidents (one split off from another); the newest is
+        the one automation works on, if any does. :meth:`open_incidents` lists them all.
+        """
+        found = self.open_incidents(cluster, service)
+        return found[-1] if found else None
+
+    def open_incidents(self, cluster: str, service: str) -> list[Incident]:
+        """Every incident of the service still in progress, oldest first."""
         marks = ",".join("?" * len(OPEN_STATUSES))
         with self._connect() as db:
-            row = db.execute(f"SELECT * FROM incidents WHERE cluster=? AND service=? AND status IN "
-                             f"({marks}) ORDER BY id DESC LIMIT 1",
-                             (cluster, service, *OPEN_STATUSES)).fetchone()
-        return Incident.from_row(row) if row else None
+            rows = db.execute(f"SELECT * FROM incidents WHERE cluster=? AND service=? AND status IN "
+                              f"({marks}) ORDER BY id", (cluster, service, *OPEN_STATUSES)).fetchall()
+        return [Incident.from_row(r) for r in rows]
 
     def list(self, status: str | None = None, limit: int = 50) -> list[Incident]:
         query, args = "SELECT * FROM incidents", []
@@ -445,6 +486,13 @@ class IncidentStore:
             rows = db.execute("SELECT at, kind, payload FROM events WHERE incident_id=? ORDER BY id",
                               (incident_id,)).fetchall()
         return [{"at": r["at"], "kind": r["kind"], "data": json.loads(r["payload"])} for r in rows]
+
+    def last_event(self, incident_id: int, kind: str) -> dict | None:
+        """The incident's newest event of one kind (at, kind, data), or None."""
+        with self._connect() as db:
+            row = db.execute("SELECT at, kind, payload FROM events WHERE incident_id=? AND kind=? "
+                             "ORDER BY id DESC LIMIT 1", (incident_id, kind)).fetchone()
+        return {"at": row["at"], "kind": row["kind"], "data": json.loads(row["payload"])} if row else None
 
     def events_of_kind(self, kind: str) -> list[dict]:
         """Every event of one kind, oldest first, with its incident id (None for the platform's)."""

@@ -1,8 +1,20 @@
 """The live watcher: one tick a scoring period — read, score, group, diagnose, act, verify.
 
-One open incident per service at a time: anomalies that arrive while it is open join it and
-cause no new action. Each tick moves the service's incident on by the steps that are due, read
-back from the incident log, so a watcher killed at any point picks up where it stopped:
+Anomalies that arrive while the service has an open incident are filed by the policy of
+:mod:`service.triage`: they join the incident automation is working on (``open``,
+``verifying``: a fault's symptoms change after an action and its verification judges), or an
+open incident that already shows their symptoms or has their root cause (the same fault is one
+incident). When every open incident awaits approval, is escalated or acknowledged and the
+anomalies' root cause (the classifier's answer for the current window) is another one, they
+open a new incident, linked to the other (``related_to``), with its own diagnosis and, within
+the guardrails, its own action, verification, escalation and report. So a false alarm that
+escalated never swallows the next real fault. Its verification leaves aside the metrics an
+older open incident still shows; that older incident is not re-verified, it stays with its
+person.
+
+Each tick moves every open incident of the service on by the steps that are due (oldest
+first), read back from the incident log, so a watcher killed at any point picks up where it
+stopped:
 
 ``open``               diagnose (if not yet), decide, act through the guarded executor
 ``awaiting_approval``  page until approved or acknowledged; once approved, act
@@ -40,6 +52,7 @@ from service.remediation import Outcome, Remediator
 from service.reporting import send_report, unsent_reports, write_report
 from service.settings import ServiceTarget, Settings
 from service.store import Incident, IncidentStore
+from service.triage import Filing, decide, left_to_others
 
 try:  # ECS facts for the classifier, in rca versions whose feature builder takes them
     from rca.features import EcsContext
@@ -69,8 +82,27 @@ class Detector(Protocol):
 
 
 @dataclass(frozen=True)
+class IncidentStep:
+    """What one tick did to one open incident: its status after the tick, an action's outcome,
+    a verification."""
+
+    incident: int
+    status: str
+    outcome: Outcome | None = None
+    verified: bool = False
+    passed: bool | None = None
+
+
+@dataclass(frozen=True)
 class TickResult:
-    """What one tick did, for the CLI, the demo and the tests."""
+    """What one tick did, for the CLI, the demo and the tests.
+
+    ``steps`` holds what the tick did to each open incident of the service, oldest first, and
+    ``joined`` the open incident the tick's anomalies joined. The single-incident fields
+    (``incident``, ``status``, ``outcome``, ``verified``, ``passed``) describe the incident the
+    tick opened, else the one it verified, else the one it acted on, else the one the anomalies
+    joined, else the newest open one: callers that follow one incident read them as before.
+    """
 
     at: pd.Timestamp
     anomalies: list[Anomaly]
@@ -81,6 +113,30 @@ class TickResult:
     status: str | None = None
     outcome: Outcome | None = None
     read_error: str | None = None
+    joined: int | None = None
+    steps: tuple[IncidentStep, ...] = ()
+
+    @classmethod
+    def of(cls, at: pd.Timestamp, anomalies: list[Anomaly], error: str | None,
+           steps: tuple[IncidentStep, ...], opened: int | None, joined: int | None) -> "TickResult":
+        """The result of a tick that moved ``steps`` on, opened ``opened``, filed into ``joined``."""
+        main = _main_step(steps, opened, joined)
+        if main is None:
+            return cls(at, anomalies, opened=opened, read_error=error, joined=joined, steps=steps)
+        return cls(at, anomalies, opened=opened, verified=main.incident if main.verified else None,
+                   passed=main.passed, incident=main.incident, status=main.status,
+                   outcome=main.outcome, read_error=error, joined=joined, steps=steps)
+
+
+def _main_step(steps: tuple[IncidentStep, ...], opened: int | None,
+               joined: int | None) -> IncidentStep | None:
+    """The step the single-incident fields of a tick's result describe (see TickResult)."""
+    for chosen in (lambda s: s.incident == opened, lambda s: s.verified,
+                   lambda s: s.outcome is not None, lambda s: s.incident == joined):
+        found = next((s for s in steps if chosen(s)), None)
+        if found is not None:
+            return found
+    return steps[-1] if steps else None
 
 
 class Watcher:
@@ -129,7 +185,7 @@ class Watcher:
     # ------------------------------------------------------------------ the tick
 
     def tick(self) -> TickResult:
-        """Score the newest points and move the service's incident on by the steps that are due."""
+        """Score the newest points, file them, and move every open incident on by its due steps."""
         now = self.clock()
         if not self._resumed:
             self.resume(now)
@@ -138,18 +194,12 @@ class Watcher:
         if window is not None:
             recent = self._recent(window, now)
             anomalies = self.detector.detect(recent) if not recent.dropna(how="all").empty else []
-        incident = self.store.open_for(self.target.cluster, self.target.service)
-        opened = None
-        if incident is None:
-            if window is None or not self._should_open(anomalies):
-                return TickResult(now, anomalies, read_error=error)
-            opened = self.store.open_incident(self.target.cluster, self.target.service, now)
-            self.store.add_anomalies(opened, anomalies)
-            self._record_window(opened, window, now, "opened")
-            incident = self.store.get(opened)
-        elif anomalies:
-            self.store.add_anomalies(incident.id, anomalies)
-        return self._advance(incident, window, now, opened, anomalies, error)
+        opened, joined = self._file(anomalies, window, now)
+        steps = tuple(self._advance(incident, window, now) for incident in self._open_incidents())
+        return TickResult.of(now, anomalies, error, steps, opened, joined)
+
+    def _open_incidents(self) -> list[Incident]:
+        return self.store.open_incidents(self.target.cluster, self.target.service)
 
     def resume(self, now: pd.Timestamp) -> None:
         """After a (re)start: settle actions a crash interrupted, send reports a crash held back."""
@@ -200,21 +250,91 @@ class Watcher:
     def _recent(self, window: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
         return window[window.index > now - self.settings.group_window * self.period]
 
+    def _is_health(self, metric: str) -> bool:
+        return spec_for(metric, self.detector.specs).health
+
     def _should_open(self, anomalies: list[Anomaly]) -> bool:
-        periods = {a.timestamp for a in anomalies if spec_for(a.metric, self.detector.specs).health}
+        periods = {a.timestamp for a in anomalies if self._is_health(a.metric)}
         return len(periods) >= self.settings.open_after
+
+    # ------------------------------------------------------------------ filing anomalies
+
+    def _file(self, anomalies: list[Anomaly], window: pd.DataFrame | None,
+              now: pd.Timestamp) -> tuple[int | None, int | None]:
+        """Join the anomalies to an open incident or open one (service.triage's policy).
+
+        Returns ``(opened, joined)``: the incident opened or the one joined, if any.
+        """
+        if not anomalies or window is None:
+            return None, None
+        incidents = self._open_incidents()
+        if not incidents:
+            return (self._open(anomalies, window, now) if self._should_open(anomalies) else None), None
+        filing = decide(self.store, incidents, {a.metric for a in anomalies if self._is_health(a.metric)},
+                        self._should_open(anomalies), self._is_health,
+                        lambda: self._classify(anomalies, window))
+        if filing.splits:
+            return self._split(filing, anomalies, window, now), None
+        self.store.add_anomalies(filing.incident.id, anomalies)
+        if filing.reason in ("lingering", "same_root_cause"):
+            self._note_join(filing, anomalies, now)
+        return None, filing.incident.id
+
+    def _open(self, anomalies: list[Anomaly], window: pd.DataFrame, now: pd.Timestamp) -> int:
+        """Open the service's incident (none is open); its diagnosis follows in this tick."""
+        opened = self.store.open_incident(self.target.cluster, self.target.service, now)
+        self.store.add_anomalies(opened, anomalies)
+        self._record_window(opened, window, now, "opened")
+        return opened
+
+    def _split(self, filing: Filing, anomalies: list[Anomaly], window: pd.DataFrame,
+               now: pd.Timestamp) -> int:
+        """Open an incident for another fault, diagnosed with the signature that told it apart."""
+        other, cause = filing.related, filing.signature.root_cause
+        aside = "".join(f"; {m} left to incident {i}" for m, i in filing.set_aside.items())
+        payload = {"reason": filing.reason, "root_cause": cause, "other_root_cause": other.root_cause,
+                   "other_status": other.status, "set_aside": filing.set_aside,
+                   "summary": f"another fault ({cause}) while incident {other.id} "
+                              f"({other.root_cause or 'undiagnosed'}) is {other.status}{aside}"}
+        opened = self.store.split_incident(self.target.cluster, self.target.service, now, other.id,
+                                           payload)
+        self.store.add_anomalies(opened, anomalies)
+        self._record_window(opened, window, now, "opened")
+        self.store.record(opened, now, "features", filing.features)
+        self.store.set_diagnosis(opened, now, filing.signature.to_dict())
+        log.warning("%s: incident %s split off from incident %s: %s", self.name, opened, other.id,
+                    payload["summary"])
+        return opened
+
+    def _note_join(self, filing: Filing, anomalies: list[Anomaly], now: pd.Timestamp) -> None:
+        """Log that anomalies joined an incident automation is done with, when that changes.
+
+        One ``joined`` event per change of reason or root cause, never one per tick.
+        """
+        incident = filing.incident
+        cause = filing.signature.root_cause if filing.signature is not None else None
+        last = self.store.last_event(incident.id, "joined")
+        if last is not None and (last["data"].get("reason"), last["data"].get("root_cause")) == \
+                (filing.reason, cause):
+            return
+        metrics = sorted({a.metric for a in anomalies if self._is_health(a.metric)})
+        why = (f"same root cause ({cause})" if filing.reason == "same_root_cause"
+               else "symptoms it already shows")
+        self.store.record(incident.id, now, "joined", {
+            "reason": filing.reason, "root_cause": cause, "metrics": metrics,
+            "status": incident.status,
+            "summary": f"new anomalies ({', '.join(metrics)}) joined while {incident.status}: {why}"})
 
     # ------------------------------------------------------------------ the lifecycle
 
-    def _advance(self, incident: Incident, window: pd.DataFrame | None, now: pd.Timestamp,
-                 opened: int | None, anomalies: list[Anomaly], error: str | None) -> TickResult:
-        result = dict(at=now, anomalies=anomalies, opened=opened, incident=incident.id,
-                      read_error=error)
+    def _advance(self, incident: Incident, window: pd.DataFrame | None,
+                 now: pd.Timestamp) -> IncidentStep:
+        """Move one open incident on by the steps that are due now."""
         outcome = None
         if incident.status == "open":
             if incident.diagnosis is None:
                 if window is None:
-                    return TickResult(**result, status=incident.status)
+                    return IncidentStep(incident.id, incident.status)
                 self._diagnose(incident, window, now)
             outcome = self.remediator.remediate(incident.id, self.target, self._diagnosis(incident.id),
                                                 now)
@@ -230,19 +350,26 @@ class Watcher:
             due = incident.verify_due_at is not None and now >= incident.verify_due_at
             if due and window is not None:
                 passed = self._verify(incident, window, now)
-                status = self.store.get(incident.id).status
-                return TickResult(**result, verified=incident.id, passed=passed, status=status)
+                return IncidentStep(incident.id, self.store.get(incident.id).status, verified=True,
+                                    passed=passed)
         elif incident.status == "escalated":
             self.escalator.page_due(incident, now)
-        return TickResult(**result, status=self.store.get(incident.id).status, outcome=outcome)
+        return IncidentStep(incident.id, self.store.get(incident.id).status, outcome=outcome)
 
     def _diagnose(self, incident: Incident, window: pd.DataFrame, now: pd.Timestamp) -> None:
-        anomalies = self._stored_anomalies(incident.id)
+        features, diagnosis = self._classify(self._stored_anomalies(incident.id), window)
+        self.store.record(incident.id, now, "features", features)
+        self.store.set_diagnosis(incident.id, now, diagnosis.to_dict())
+
+    def _classify(self, anomalies: list[Anomaly], window: pd.DataFrame) -> tuple[dict, Diagnosis]:
+        """The features of ``anomalies`` over the window and the classifier's diagnosis of them.
+
+        The one path from anomalies to a root cause: an incident's diagnosis and the signature
+        that tells a new fault from an open incident's both come from here.
+        """
         expected = self.detector.expected_frame(window.index, list(window.columns))
         features = self._features(anomalies, window, expected)
-        self.store.record(incident.id, now, "features", features)
-        diagnosis = self.classifier.diagnose(features)
-        self.store.set_diagnosis(incident.id, now, diagnosis.to_dict())
+        return features, self.classifier.diagnose(features)
 
     def _features(self, anomalies: list[Anomaly], window: pd.DataFrame,
                   expected: pd.DataFrame) -> dict:
@@ -321,15 +448,25 @@ class Watcher:
                                   expect=("open", "awaiting_approval"))
 
     def _verify(self, incident: Incident, window: pd.DataFrame, now: pd.Timestamp) -> bool:
+        """Judge the health metrics over the recent window, once; resolve or escalate.
+
+        Metrics another open incident still shows and that are not this incident's symptoms are
+        left to that incident (named under ``left_to`` in the verification).
+        """
         recent = self._recent(window, now)
-        health = [m for m in recent.columns if spec_for(m, self.detector.specs).health]
+        left = left_to_others(self.store, incident, self._open_incidents(), self._is_health)
+        health = [m for m in recent.columns if self._is_health(m) and m not in left]
         verdict = self.detector.within_baseline(recent, health)
         passed = bool(verdict) and all(verdict.values())
         summary = ("all health metrics back inside their baselines" if passed else
                    "still outside baseline: " + ", ".join(m for m, ok in verdict.items() if not ok)
                    if verdict else "no data to verify against")
-        if not self.store.complete_verification(incident.id, now, passed,
-                                                {"metrics": verdict, "summary": summary}):
+        payload: dict = {"metrics": verdict, "summary": summary}
+        if left:
+            payload["left_to"] = left
+            payload["summary"] += "; not judged: " + ", ".join(f"{m} (incident {i})"
+                                                               for m, i in left.items())
+        if not self.store.complete_verification(incident.id, now, passed, payload):
             return passed  # an earlier run verified it already
         self._record_window(incident.id, window, now, "verification")
         if passed:

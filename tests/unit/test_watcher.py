@@ -12,7 +12,7 @@ from rca.rules import RuleClassifier
 from service.guardrails import GuardrailConfig, Guardrails
 from service.remediation import Remediator
 from service.settings import Mode, ServiceTarget, Settings
-from service.store import IncidentStore
+from service.store import ActionRequest, IncidentStore
 from service.watcher import Watcher
 from tests.fakes import Clock, FakeEcs, FakeNotifier, FakeSource, normal
 
@@ -236,3 +236,178 @@ def test_an_approved_action_refused_later_pages_a_new_round(tmp_path, detector) 
     assert [(role, subject.split(":")[0]) for role, subject in notifier.sent] == [
         ("on-call engineer", "Approval needed"), ("team lead", "Approval needed"),
         ("on-call engineer", "Escalation")], "the refusal starts a new round at the on-call engineer"
+
+
+# ---------------------------------------------------------------------- several open incidents
+
+
+def at(minutes: float) -> pd.Timestamp:
+    return T0 + pd.Timedelta(minutes=minutes)
+
+
+def end_span(source: FakeSource, kind: str, when: pd.Timestamp) -> None:
+    """One fault of the fake source ends at ``when`` (a fix that worked); the others go on."""
+    source.spans = [(s, when if k == kind and (e is None or e > when) else e, k)
+                    for s, e, k in source.spans]
+
+
+def kinds(store: IncidentStore, incident_id: int) -> list[str]:
+    return [e["kind"] for e in store.events(incident_id)]
+
+
+def pages(notifier: FakeNotifier, incident_id: int) -> list[str]:
+    """The roles paged about one incident's escalation."""
+    return [role for role, subject in notifier.sent
+            if subject.startswith(f"Escalation: incident {incident_id} ")]
+
+
+def escalated_then_memory_leak(tmp_path, detector, **kwargs):
+    """A CPU surge the scale-up does not fix (escalated at 10:16), then a memory leak at 10:25."""
+    clock = Clock(T0)
+    source = FakeSource([(T0, None, "high_cpu"), (at(25), None, "memory_leak")])
+    watcher, store, ecs, notifier = make_watcher(tmp_path, detector, source, clock, **kwargs)
+    return watcher, store, ecs, notifier, source, clock
+
+
+def test_a_different_fault_while_escalated_gets_its_own_incident_and_action(tmp_path, detector) -> None:
+    watcher, store, ecs, notifier, source, clock = escalated_then_memory_leak(tmp_path, detector)
+    results = run(watcher, clock, 28)
+    first, second = sorted(store.list(), key=lambda i: i.id)
+    assert (first.root_cause, first.status) == ("high_cpu", "escalated")
+    assert [r.opened for r in results if r.opened] == [first.id, second.id]
+    assert (second.root_cause, second.status, second.related_to) == ("memory_leak", "verifying", first.id)
+    assert ecs.calls == [("scale_up", *CS), ("restart_tasks", *CS)], "the leak got its own action"
+    [opened] = [e for e in store.events(second.id) if e["kind"] == "opened"]
+    assert opened["data"]["reason"] == "another_root_cause"
+    assert opened["data"]["set_aside"] == {"cpu_utilization": first.id}, "the CPU is the first fault's"
+    [split] = [e for e in store.events(first.id) if e["kind"] == "split"]
+    assert split["data"]["incident"] == second.id
+    assert [(s.incident, s.status) for s in results[-1].steps] == [(first.id, "escalated"),
+                                                                   (second.id, "verifying")]
+
+    end_span(source, "memory_leak", clock())  # the restart fixed the leak; the CPU stays high
+    run(watcher, clock, 20)
+    assert store.get(second.id).status == "resolved", "verified on its own symptoms"
+    [verification] = [e for e in store.events(second.id) if e["kind"] == "verification"]
+    assert verification["data"]["left_to"] == {"cpu_utilization": first.id}
+    assert store.get(first.id).status == "escalated" and kinds(store, first.id).count("verification") == 1, \
+        "the older incident stays with its person and is not verified again"
+    assert pages(notifier, first.id) == ["on-call engineer", "team lead", "engineering manager"], \
+        "its escalation went on meanwhile"
+    assert ecs.calls == [("scale_up", *CS), ("restart_tasks", *CS)]
+    report = (tmp_path / "reports" / f"incident-{second.id}.md").read_text()
+    assert f"- Related: split off from incident {first.id}" in report
+
+
+def test_the_guardrails_still_judge_the_action_of_a_split_off_incident(tmp_path, detector) -> None:
+    watcher, store, ecs, _, _, clock = escalated_then_memory_leak(tmp_path, detector)
+    run(watcher, clock, 24)
+    manual = ActionRequest(*CS, "scale_to", origin="manual", params={"count": 4})
+    store.begin_action(manual, clock(), lambda history: (True, {}))  # a person's action, still running
+    run(watcher, clock, 4)
+    first, second = sorted(store.list(), key=lambda i: i.id)
+    assert (second.root_cause, second.status, second.related_to) == ("memory_leak", "escalated", first.id)
+    assert ecs.calls == [("scale_up", *CS)] and store.refusals() == {"in_flight": 1}
+
+
+def test_the_same_root_cause_while_escalated_joins_the_incident(tmp_path, detector) -> None:
+    clock = Clock(T0)
+    source = FakeSource([(T0, None, "memory_leak"), (at(25), None, "high_cpu")])
+    watcher, store, ecs, _ = make_watcher(tmp_path, detector, source, clock)
+    results = run(watcher, clock, 45)
+    [incident] = store.list()
+    assert incident.status == "escalated" and ecs.calls == [("restart_tasks", *CS)]
+    assert all(r.joined == incident.id for r in results[30:])
+    joined = [e for e in store.events(incident.id) if e["kind"] == "joined"]
+    assert [(e["data"]["reason"], e["data"]["root_cause"]) for e in joined] == [
+        ("lingering", None), ("same_root_cause", "memory_leak")], \
+        "one event when what joins changes, not one per tick"
+
+
+def test_symptoms_that_linger_after_an_action_stay_one_incident(tmp_path, detector) -> None:
+    clock = Clock(T0)  # the scale-up ends the errors, the CPU stays high: it looks like high_cpu now
+    source = FakeSource([(T0, at(5), "high_cpu_with_errors"), (at(5), None, "high_cpu")])
+    watcher, store, ecs, _ = make_watcher(tmp_path, detector, source, clock)
+    run(watcher, clock, 50)
+    [incident] = store.list()
+    assert (incident.root_cause, incident.status) == ("high_cpu_with_errors", "escalated")
+    assert ecs.calls == [("scale_up", *CS)], "no second scale-up for the same fault"
+
+
+def test_another_fault_while_verifying_joins_until_the_verification_fails(tmp_path, detector) -> None:
+    clock = Clock(T0)
+    source = FakeSource([(T0, None, "high_cpu"), (at(6), None, "memory_leak")])
+    watcher, store, ecs, _ = make_watcher(tmp_path, detector, source, clock)
+    run(watcher, clock, 16)
+    [incident] = store.list()
+    assert incident.status == "verifying" and ecs.calls == [("scale_up", *CS)], \
+        "no second action while the first one's verification is due"
+    assert {a["metric"] for a in store.anomalies(incident.id)} >= {"memory_utilization"}
+    run(watcher, clock, 3)
+    first, second = sorted(store.list(), key=lambda i: i.id)
+    assert first.status == "escalated" and second.related_to == first.id
+    assert second.root_cause == "memory_leak" and ecs.calls[-1] == ("restart_tasks", *CS)
+
+
+def test_a_restarted_watcher_continues_both_incidents(tmp_path, detector) -> None:
+    watcher, store, ecs, notifier, source, clock = escalated_then_memory_leak(tmp_path, detector)
+    run(watcher, clock, 28)
+    end_span(source, "memory_leak", clock())
+    restarted, _, _, _ = make_watcher(tmp_path, detector, source, clock, ecs=ecs, notifier=notifier,
+                                      store=IncidentStore(store.path))
+    results = run(restarted, clock, 20)
+    first, second = sorted(store.list(), key=lambda i: i.id)
+    assert second.status == "resolved" and first.status == "escalated"
+    assert [r.verified for r in results if r.verified] == [second.id]
+    assert pages(notifier, first.id) == ["on-call engineer", "team lead", "engineering manager"]
+    assert ecs.calls == [("scale_up", *CS), ("restart_tasks", *CS)], "nothing repeated"
+    assert len(store.list()) == 2, "the CPU the first incident shows opened nothing new"
+
+
+def test_an_older_log_opens_with_the_related_to_column(tmp_path) -> None:
+    import sqlite3
+
+    from service.store import SCHEMA
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(SCHEMA)
+        db.execute("INSERT INTO incidents (cluster, service, status, opened_at, updated_at) "
+                   "VALUES ('c', 's', 'escalated', '2026-11-16T10:00:00+00:00', "
+                   "'2026-11-16T10:00:00+00:00')")
+    store = IncidentStore(path)
+    [incident] = store.open_incidents("c", "s")
+    assert incident.related_to is None and store.open_for("c", "s") == incident
+
+
+class Crash(BaseException):
+    """The process dies here (no ``except Exception`` may swallow it)."""
+
+
+class DiesAfterSplit(IncidentStore):
+    """The incident log of a watcher killed right after it split an incident off."""
+
+    armed = True
+
+    def split_incident(self, *args, **kwargs) -> int:
+        opened = super().split_incident(*args, **kwargs)
+        if self.armed:
+            self.armed = False
+            raise Crash(f"killed after splitting off incident {opened}")
+        return opened
+
+
+def test_a_watcher_killed_right_after_a_split_diagnoses_and_acts_on_restart(tmp_path, detector) -> None:
+    clock = Clock(T0)
+    source = FakeSource([(T0, None, "high_cpu"), (at(25), None, "memory_leak")])
+    store = DiesAfterSplit(Settings(data_dir=tmp_path).db_path)
+    watcher, _, ecs, notifier = make_watcher(tmp_path, detector, source, clock, store=store)
+    with pytest.raises(Crash):
+        run(watcher, clock, 40)
+    restarted, log, _, _ = make_watcher(tmp_path, detector, source, clock, ecs=ecs, notifier=notifier,
+                                        store=IncidentStore(store.path))
+    run(restarted, clock, 3)
+    first, second = sorted(log.list(), key=lambda i: i.id)
+    assert (second.related_to, second.root_cause, second.status) == (first.id, "memory_leak", "verifying")
+    assert ecs.calls == [("scale_up", *CS), ("restart_tasks", *CS)]
+    assert len(log.list()) == 2
