@@ -1,8 +1,9 @@
 """The incident dashboard: server-rendered HTML pages at ``/`` and ``/incidents/{id}``.
 
 The same app that serves the API serves the pages, from the same incident log and nothing
-else: the list of open and recent incidents, and one page per incident with its metrics plotted
-against the baseline band (from the ``metrics_window`` events the watcher keeps, so a plot
+else: the list of open and recent incidents, and one page per incident (with its links to incidents
+of the same service split off from it or it from them) with its metrics plotted against the
+baseline band (from the ``metrics_window`` events the watcher keeps, so a plot
 outlives CloudWatch's retention), the anomalies marked, the diagnosis with its evidence and
 confidence, the actions, the verification and the escalation timeline.
 
@@ -96,7 +97,7 @@ def incident_summary(store: IncidentStore, incident) -> dict:
             "action": diagnosis.get("auto_action", "-"), "opened_at": incident.opened_at,
             "closed_at": incident.closed_at,
             "duration": _duration(incident.opened_at, incident.closed_at),
-            "anomalies": [a["text"] for a in top[:2]]}
+            "anomalies": [a["text"] for a in top[:2]], "related_to": incident.related_to}
 
 
 def list_view(store: IncidentStore, recent: int = RECENT) -> dict:
@@ -113,7 +114,11 @@ def describe(event: dict) -> str:
     """One timeline line for a person: what happened, in words."""
     kind, data = event.get("kind", ""), event.get("data") or {}
     if kind == "opened":
-        return f"opened on {data.get('cluster', '?')}/{data.get('service', '?')}"
+        where = f"opened on {data.get('cluster', '?')}/{data.get('service', '?')}"
+        return f"{where}: {data['summary']}" if data.get("summary") else where
+    if kind == "split":
+        return f"another fault split off as incident {data.get('incident', '?')} " \
+               f"({data.get('root_cause', '?')})"
     if kind == "features":
         raised = {k[:-2]: v for k, v in data.items()
                   if k.endswith("_z") and isinstance(v, int | float) and v > 0}
@@ -186,6 +191,7 @@ def incident_view(store: IncidentStore, incident_id: int) -> dict:
         "actions": store.actions(incident_id=incident_id),
         "verification": verifications[-1] if verifications else None,
         "escalations": [dict(e, text=describe(e)) for e in events if e["kind"] in ESCALATION_KINDS],
+        "split_off": [e["data"]["incident"] for e in events if e["kind"] == "split"],
         "timeline": [dict(e, text=describe(e)) for e in events if e["kind"] not in HIDDEN_KINDS],
     }
 

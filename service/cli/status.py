@@ -2,16 +2,21 @@
 
 The service's desired and running counts, its task definition, every deployment (a rollout in
 progress shows as more than one, and blocks rollbacks), the newest service events, an attached
-Application Auto Scaling target, and from the incident log the open incident and any action in
-flight.
+Application Auto Scaling target, and from the incident log the open incidents (a service may
+have several: another fault is split off from one a person owns) and any action in flight.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
 
 import click
 from tabulate import tabulate
 
 from service.cli.common import emit, handle_errors, settings_from, with_target
+
+if TYPE_CHECKING:
+    from service.store import Incident
 
 
 @click.command()
@@ -32,13 +37,15 @@ def status(ctx, cluster, service, n_events: int, as_json: bool) -> None:
     factory = ClientFactory()
     actions = EcsActions(factory.client("ecs"), autoscaling_client=factory.client("application-autoscaling"))
     found = actions.status(target.cluster, target.service, events=n_events)
-    incident = flying = None
+    incidents, flying = [], None
     if settings.db_path.is_file():
         store = IncidentStore(settings.db_path)
-        incident = store.open_for(target.cluster, target.service)
+        incidents = store.open_incidents(target.cluster, target.service)
         history = store.history(target.cluster, target.service, settings.clock())
         flying = history.in_flight[0] if history.in_flight else None
-    data = found.to_dict() | {"open_incident": incident.to_dict() if incident else None,
+    newest = incidents[-1] if incidents else None
+    data = found.to_dict() | {"open_incident": newest.to_dict() if newest else None,
+                              "open_incidents": [i.to_dict() for i in incidents],
                               "action_in_flight": flying.to_dict() if flying else None}
     if as_json:
         emit(data, True)
@@ -59,7 +66,12 @@ def status(ctx, cluster, service, n_events: int, as_json: bool) -> None:
     click.echo(f"\nLast {n_events} events")
     click.echo(tabulate([[e["createdAt"], e["message"]] for e in found.events],
                         headers=["at", "message"]) if found.events else "(none)")
-    click.echo("\nOpen incident: " + (f"{incident.id} ({incident.status}, {incident.root_cause})"
-                                      if incident else "none"))
+    click.echo("\nOpen incident: " + ("; ".join(_incident_line(i) for i in incidents) or "none"))
     click.echo("Action in flight: " + (f"{flying.action} (action {flying.id}, {flying.status}, "
                                        f"{flying.origin})" if flying else "none"))
+
+
+def _incident_line(incident: Incident) -> str:
+    """``7 (escalated, high_cpu)``, and the incident it was split off from, if any."""
+    split = f", split off from {incident.related_to}" if incident.related_to else ""
+    return f"{incident.id} ({incident.status}, {incident.root_cause}{split})"

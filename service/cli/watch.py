@@ -11,12 +11,16 @@ import json
 import logging
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import pandas as pd
 
 from service.cli.common import handle_errors, settings_from, with_target
 from service.settings import Mode
+
+if TYPE_CHECKING:
+    from service.watcher import IncidentStep
 
 
 def config_option(func):
@@ -81,7 +85,8 @@ def _show(rows, as_json: bool) -> None:
                             opened=result.opened, incident=result.incident, status=result.status,
                             verified=result.verified, passed=result.passed,
                             outcome=result.outcome.to_dict() if result.outcome else None,
-                            read_error=result.read_error)
+                            read_error=result.read_error, joined=result.joined,
+                            incidents=[_step_dict(s) for s in result.steps])
             click.echo(json.dumps(data, default=str))
             continue
         if result is None:
@@ -99,4 +104,19 @@ def _show(rows, as_json: bool) -> None:
                          f"{'passed' if result.passed else 'failed, escalated'}")
         elif result.incident and not result.opened:
             parts.append(f"incident {result.incident} {result.status}")
+        parts += [_step_text(s) for s in result.steps
+                  if s.incident != result.incident and (s.outcome is not None or s.verified)]
         click.echo("; ".join(parts))
+
+
+def _step_dict(step: IncidentStep) -> dict:
+    """One open incident's part of a tick, as JSON."""
+    return {"incident": step.incident, "status": step.status, "verified": step.verified,
+            "passed": step.passed, "outcome": step.outcome.to_dict() if step.outcome else None}
+
+
+def _step_text(step: IncidentStep) -> str:
+    """What a tick did to another open incident of the service (it may have several)."""
+    if step.verified:
+        return f"verified incident {step.incident}: {'passed' if step.passed else 'failed, escalated'}"
+    return f"incident {step.incident}: {step.outcome.action} {step.outcome.status} ({step.outcome.change})"

@@ -139,6 +139,26 @@ def test_what_the_log_holds_is_escaped_not_run(tmp_path) -> None:
     assert "Not diagnosed yet." in client.get(f"/incidents/{incident}").text
 
 
+def test_an_incident_split_off_from_another_links_both_ways(tmp_path) -> None:
+    settings = Settings(data_dir=tmp_path)
+    store = IncidentStore(settings.db_path)
+    first = store.open_incident("prod", "web", T0)
+    store.set_status(first, T0, "escalated")
+    second = store.split_incident("prod", "web", T0 + 30 * MINUTE, first, {
+        "reason": "another_root_cause", "root_cause": "memory_leak", "set_aside": {},
+        "summary": f"another fault (memory_leak) while incident {first} (high_cpu) is escalated"})
+    client = TestClient(make_app(settings))
+    page = client.get(f"/incidents/{second}").text
+    related = page.split('id="related-to"')[1].split("</div>")[0]
+    assert f'href="/incidents/{first}"' in related
+    assert "another fault (memory_leak) while incident" in page, "the timeline says why"
+    older = client.get(f"/incidents/{first}").text
+    assert f'href="/incidents/{second}"' in older.split('id="split-off"')[1].split("</div>")[0]
+    assert f"another fault split off as incident {second} (memory_leak)" in older
+    in_progress = client.get("/").text.split('id="open"')[1].split('id="recent"')[0]
+    assert "split off from" in in_progress
+
+
 def test_an_empty_log_says_so(tmp_path) -> None:
     text = TestClient(make_app(Settings(data_dir=tmp_path))).get("/").text
     assert "No incident in progress." in text and "The incident log is empty." in text
