@@ -32,7 +32,15 @@ configured alarm grouping to a longer frame (replays, benchmarks, evaluation).
 
 An anomaly's ``expected`` is the hour-of-week baseline centre; its band is the range the
 baseline member, calibrated, keeps under the ensemble's threshold (``band_z_`` spreads either
-side); its ``members`` list what each member scored.
+side, beyond the baseline's tolerance); its ``members`` list what each member scored.
+
+Cold start (less than two weeks of history): the z-score member and the forest's ``z``
+features measure a deviation from the edge of the baseline's tolerance
+(``SeasonalBaseline.tolerance_``: two day-type uncertainties where a slot's level was carried
+over from the other day type, 0 elsewhere). Their calibrators learn from training z's, and a
+carried-over slot has no training point by definition, so a z of 1.3 that the fixed-threshold
+z-score shrugs off would read as a one-in-ten-thousand surprise here: without the tolerance a
+Monday judged by a Sunday-only history had a third of its quiet minutes over the threshold.
 
 With too little history for a member (the seasonal model needs two days, the forest an hour)
 that member is left out and the reason is kept in ``skipped_``; the z-score always runs.
@@ -258,7 +266,7 @@ class ServiceDetector:
         """
         culprit = None
         full = frame.reindex(columns=self.metrics_)
-        raw = {"zscore": self.zscore_.score(full)}
+        raw = {"zscore": self.zscore_.score(full, tolerant=True)}
         if "seasonal" in self.members_:
             seasonal = self.members_["seasonal"]
             raw["seasonal"] = (seasonal.training_scores_.reindex(columns=self.metrics_) if fitting
@@ -348,12 +356,13 @@ class ServiceDetector:
                 continue
             exp = self.baseline_.expected(metric, hits)
             width = float(self.band_z_[metric])
+            tolerance = np.broadcast_to(exp.tolerance, exp.centre.shape)
             for i, ts in enumerate(hits):
-                centre, spread = exp.centre[i], exp.spread[i]
+                centre, half = exp.centre[i], tolerance[i] + width * exp.spread[i]
                 said = {name: float(part.at[ts, metric]) for name, part in members.items()
                         if not np.isnan(part.at[ts, metric])}
                 found.append(Anomaly.build(metric, ts, frame.at[ts, metric], centre,
-                                           centre - width * spread, centre + width * spread,
+                                           centre - half, centre + half,
                                            scores.at[ts, metric], self.specs, members=said))
         return sorted(found, key=lambda a: (a.timestamp, a.metric))
 

@@ -47,7 +47,7 @@ from detection.baseline import MAD_TO_SIGMA, SeasonalBaseline
 from detection.frames import MetricFrameError, check_metric_frame
 from detection.metrics import MetricSpec, spec_for
 from detection.seasonal import mask_ranges
-from detection.zscore import by_direction
+from detection.zscore import by_direction, deviation_z
 
 MIN_ROWS = 60
 ATTRIBUTING = ("z", "change")
@@ -67,7 +67,7 @@ def window_features(frame: pd.DataFrame, baseline: SeasonalBaseline, metrics: li
         raw = values.to_numpy()
         missing = np.isnan(raw)
         columns[f"{metric}:value"] = np.where(missing, exp.centre, raw)
-        columns[f"{metric}:z"] = np.where(missing, 0.0, (raw - exp.centre) / exp.spread)
+        columns[f"{metric}:z"] = np.where(missing, 0.0, deviation_z(raw, exp, tolerant=True))
         columns[f"{metric}:change"] = np.nan_to_num(raw - past.to_numpy(), nan=0.0)
     return pd.DataFrame(columns, index=frame.index)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 
 from detection.anomaly import Anomaly
-from detection.baseline import SeasonalBaseline
+from detection.baseline import Expected, SeasonalBaseline
 from detection.frames import check_known_metrics, check_metric_frame
 from detection.metrics import MetricSpec, spec_for
 
@@ -23,6 +23,19 @@ def by_direction(z: np.ndarray, direction: str) -> np.ndarray:
     if direction == "down":
         return np.where(np.isnan(z), np.nan, np.maximum(-z, 0.0))
     return np.abs(z)
+
+
+def deviation_z(values: np.ndarray, exp: Expected, tolerant: bool = False) -> np.ndarray:
+    """How many spreads ``values`` lie from the expected centre, signed.
+
+    ``tolerant``: measured from the edge of ``exp.tolerance`` instead (0 within it), for a
+    score calibrated on training z's, which never include a slot whose level the history could
+    only carry over from the other day type (``SeasonalBaseline.tolerance_``).
+    """
+    resid = np.asarray(values, dtype=float) - exp.centre
+    if tolerant:
+        resid = np.sign(resid) * np.maximum(np.abs(resid) - exp.tolerance, 0.0)
+    return resid / exp.spread
 
 
 class RobustZDetector:
@@ -57,16 +70,23 @@ class RobustZDetector:
         if not hasattr(self, "baseline_"):
             raise RuntimeError("RobustZDetector is not fitted; call fit(history) first")
 
-    def score(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Scores for every known metric in ``frame`` (NaN where the point is missing)."""
+    def score(self, frame: pd.DataFrame, tolerant: bool = False) -> pd.DataFrame:
+        """Scores for every known metric in ``frame`` (NaN where the point is missing).
+
+        ``tolerant`` measures deviations from the edge of the baseline's tolerance
+        (``deviation_z``). Off by default: the fixed threshold of 4 widened spreads already
+        covers a carried-over day type, and ``detect`` must match the 168-slot table scorer,
+        which reads centre and spread only. The ensemble, which calibrates its z's on training
+        z's, turns it on.
+        """
         self._check_fitted()
         frame = check_known_metrics(frame, self.metrics_, "baseline")
-        return pd.DataFrame({m: self._score_metric(m, frame[m]) for m in frame.columns},
+        return pd.DataFrame({m: self._score_metric(m, frame[m], tolerant) for m in frame.columns},
                             index=frame.index)
 
-    def _score_metric(self, metric: str, values: pd.Series) -> np.ndarray:
+    def _score_metric(self, metric: str, values: pd.Series, tolerant: bool = False) -> np.ndarray:
         exp = self.baseline_.expected(metric, values.index)
-        z = (values.to_numpy() - exp.centre) / exp.spread
+        z = deviation_z(values.to_numpy(), exp, tolerant)
         return by_direction(z, spec_for(metric, self.specs).direction)
 
     def detect(self, frame: pd.DataFrame) -> list[Anomaly]:

@@ -42,11 +42,12 @@ def test_baseline_learns_each_hour_of_the_week() -> None:
     assert centre[0] == pytest.approx(60, abs=1) and centre[1] == pytest.approx(10, abs=1)
 
 
-def test_short_history_falls_back_to_hour_of_day() -> None:
-    baseline = SeasonalBaseline().fit(weekly_history(days=3))
-    assert baseline.resolution_ == "hour_of_day"
+def test_short_history_falls_back_to_day_type_and_hour() -> None:
+    baseline = SeasonalBaseline().fit(weekly_history(days=3))  # Monday to Wednesday
+    assert baseline.resolution_ == "day_type_hour"
     noon_sunday = pd.DatetimeIndex(["2026-11-08 12:00"], tz="UTC")
     assert baseline.expected("cpu_utilization", noon_sunday).centre[0] == pytest.approx(60, abs=1)
+    assert baseline.describe("cpu_utilization").loc[6 * 24 + 12, "level"] == "other_day_type_unscaled"
 
 
 def test_excluded_ranges_do_not_shape_the_baseline() -> None:

@@ -30,7 +30,7 @@ def week_detector() -> RobustZDetector:
 
 @pytest.fixture(scope="module")
 def cold_detector() -> RobustZDetector:
-    """Three days of history: the baselines fall back to hour-of-day buckets."""
+    """Three days of history: the baselines fall back to day-type x hour-of-day buckets."""
     return RobustZDetector(threshold=3.0).fit(history(END, 3, ServiceShape(), np.random.default_rng(4)))
 
 

@@ -91,7 +91,7 @@ def test_a_cold_start_says_so_and_still_gives_a_champion(tmp_path, normal) -> No
     assert result.status == CHAMPION and result.evaluation == {}
     text = " ".join(result.notes)
     assert "cold start: 1.2 days of history" in text and "evaluation skipped" in text
-    assert "fall back to hour-of-day" in text
+    assert "fall back to day-type-hour" in text
 
 
 def test_one_failing_service_does_not_stop_the_others(tmp_path, normal) -> None:
