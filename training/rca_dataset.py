@@ -4,7 +4,7 @@ Each simulated *service* draws its own shape from wide ranges (peak load from 30
 requests a minute, 1 to 32 tasks, CPU and memory levels, service time, utilisation, error
 background, noise from a third to three times the default, traffic with its own daily peak
 hour, amplitude, second harmonic, weekend share and slow drift, 3 to 14 days of history so
-both hour-of-week and cold-start hour-of-day baselines occur). Its baseline detector is
+both hour-of-week and cold-start day-type x hour baselines occur). Its baseline detector is
 fitted on that history exactly as ``aiops baseline`` does. Then several faults are played on
 it, each with its own intensity, onset (sudden or ramped over up to 20 minutes), side
 effects, missing metrics, gaps and ECS context, and the incident is opened the way the

@@ -150,7 +150,7 @@ def test_baseline_rebuilds_only_the_baselines_and_puts_them_in_service(endpoint,
     done = aiops(endpoint, tmp_path, "baseline", "--days", "3", "--end", END.isoformat(), "--json")
     assert done.returncode == 0, done.stderr
     out = json.loads(done.stdout)
-    assert out["resolution"] == "hour_of_day" and out["version"] == 1
+    assert out["resolution"] == "day_type_hour" and out["version"] == 1
     assert load_bundle(out["bundle"]).config["detector"] == "robust_z"
 
 
