@@ -4,6 +4,12 @@ This is the skeleton's classifier; a trained one implements the same ``diagnose`
 are checked in order of how specific the signature is: a leak first (memory climbs whatever
 else happens), then CPU with errors, then errors alone (split at the playbook's boundary), then
 CPU alone, then latency alone.
+
+A memory rise that comes with a surge of requests the CPU shows too is load, not a leak: a
+task's memory follows the requests it holds, and a sensitive detector flags that step (the
+ensemble's forest blames the steadiest metric for a minute where everything moved). A leak
+brings no extra requests. Such an incident goes on to the CPU rows; an OOM kill is not
+weighed here (the trained classifier's guards do that).
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from rca.features import Features
 from rca.playbook import Playbook
 
 CPU, MEMORY, ERRORS, LATENCY = "cpu_utilization", "memory_utilization", "error_count", "response_time"
+REQUESTS = "request_count"
 
 
 class RuleClassifier:
@@ -56,8 +63,14 @@ class RuleClassifier:
         return Diagnosis.from_cause(self.playbook, cause, self._confidence(features, drivers),
                                     self._explain(cause, features), evidence)
 
+    def _load_driven(self, features: Features) -> bool:
+        """More requests than expected, anomalously so, with the CPU anomalous too."""
+        rose = features.get(f"{REQUESTS}_log_ratio", 0.0)
+        return (self._anomalous(features, REQUESTS) and math.isfinite(rose) and rose > 0
+                and self._anomalous(features, CPU))
+
     def _match(self, features: Features) -> tuple[str, list[str]]:
-        if self._anomalous(features, MEMORY):
+        if self._anomalous(features, MEMORY) and not self._load_driven(features):
             return "memory_leak", [MEMORY]
         if self._anomalous(features, CPU) and self._anomalous(features, ERRORS):
             return "high_cpu_with_errors", [CPU, ERRORS]

@@ -44,6 +44,17 @@ def test_each_matrix_row(classifier, given, cause, severity, action) -> None:
     assert diagnosis.explanation
 
 
+def test_memory_that_rises_with_a_surge_of_requests_is_load_not_a_leak(classifier) -> None:
+    """An overload moves memory too (tasks hold more requests): scale up, do not restart."""
+    surge = {**features(cpu_utilization=9, memory_utilization=6, error_count=20, errors=25,
+                        request_count=8), "request_count_log_ratio": 0.41}
+    assert classifier.diagnose(surge).root_cause == "high_cpu_with_errors"
+    quiet_requests = {**surge, "request_count_z": 0.0, "request_count_log_ratio": 0.0}
+    assert classifier.diagnose(quiet_requests).root_cause == "memory_leak"
+    fewer_requests = {**surge, "request_count_log_ratio": -0.41}
+    assert classifier.diagnose(fewer_requests).root_cause == "memory_leak"
+
+
 def test_the_error_boundary_is_strictly_more_than_ten(classifier) -> None:
     assert classifier.diagnose(features(error_count=9, errors=10)).root_cause == "error_rate_low"
     assert classifier.diagnose(features(error_count=10, errors=11)).root_cause == "error_rate_high"
