@@ -24,7 +24,8 @@ stopped:
 ``acknowledged``       a person owns it; it stays open until ``aiops incidents resolve``
 
 A failed read of CloudWatch is logged and skips the tick's detection and verification (they
-happen on the next tick that has data); nothing is lost.
+happen on the next tick that has data, which also scores the periods the outage hid, within the
+15-minute read window); nothing is lost.
 """
 
 from __future__ import annotations
@@ -189,10 +190,11 @@ class Watcher:
         now = self.clock()
         if not self._resumed:
             self.resume(now)
+        missed = self._blind_ticks   # periods no tick could score: scored now, once readable
         window, error = self._read(now)
         anomalies: list[Anomaly] = []
         if window is not None:
-            recent = self._recent(window, now)
+            recent = self._recent(window, now, extra=missed)
             anomalies = self.detector.detect(recent) if not recent.dropna(how="all").empty else []
         opened, joined = self._file(anomalies, window, now)
         steps = tuple(self._advance(incident, window, now) for incident in self._open_incidents())
@@ -247,15 +249,23 @@ class Watcher:
         self.store.record(None, now, "blind_alert", {"service": self.name, "role": role,
                                                      "message_id": message_id, "error": error})
 
-    def _recent(self, window: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
-        return window[window.index > now - self.settings.group_window * self.period]
+    def _recent(self, window: pd.DataFrame, now: pd.Timestamp, extra: int = 0) -> pd.DataFrame:
+        """The last ``group_window`` periods of ``window``, and ``extra`` periods before them.
+
+        After a spell without metrics the periods it hid are still in CloudWatch: the first tick
+        that can read them scores them too (within the read window), so a fault that began
+        while the watcher was blind is not missed because it was half over when it could see.
+        """
+        return window[window.index > now - (self.settings.group_window + extra) * self.period]
 
     def _is_health(self, metric: str) -> bool:
         return spec_for(metric, self.detector.specs).health
 
     def _should_open(self, anomalies: list[Anomaly]) -> bool:
-        periods = {a.timestamp for a in anomalies if self._is_health(a.metric)}
-        return len(periods) >= self.settings.open_after
+        """``open_after`` periods with a health anomaly within some ``group_window`` periods."""
+        periods = sorted({a.timestamp for a in anomalies if self._is_health(a.metric)})
+        need, span = self.settings.open_after, (self.settings.group_window - 1) * self.period
+        return any(periods[i + need - 1] - periods[i] <= span for i in range(len(periods) - need + 1))
 
     # ------------------------------------------------------------------ filing anomalies
 

@@ -207,6 +207,24 @@ def test_a_cloudwatch_outage_postpones_verification_and_loses_nothing(tmp_path, 
     assert blind["data"]["role"] == "on-call engineer", "ten blind minutes: the on-call engineer is told once"
 
 
+def test_a_fault_that_began_while_the_watcher_was_blind_is_caught_once_it_can_read(tmp_path,
+                                                                                    detector) -> None:
+    """Errors from minute 2 to 11, CloudWatch unreadable from minute 1 to 10: the minutes it hid
+    are scored on the first readable tick, though only one minute of the fault is still to come."""
+    clock = Clock(T0)
+    source = FakeSource([(T0 + pd.Timedelta(minutes=2), T0 + pd.Timedelta(minutes=12), "error_rate_low")])
+    watcher, store, _, _ = make_watcher(tmp_path, detector, source, clock)
+    run(watcher, clock, 1)
+    source.fail = "cannot read error_count from CloudWatch: AccessDenied"
+    run(watcher, clock, 10)
+    source.fail = None
+    first = watcher.tick()
+    assert first.opened is not None and first.at == T0 + pd.Timedelta(minutes=11)
+    seen = {a["timestamp"] for a in store.anomalies(first.opened)}
+    assert min(seen) <= (T0 + pd.Timedelta(minutes=8)).isoformat(), "the hidden minutes were scored"
+    assert store.get(first.opened).root_cause == "error_rate_low"
+
+
 def test_a_notifier_outage_is_retried_until_the_page_goes_out(tmp_path, detector) -> None:
     clock = Clock(T0)
     ecs, notifier = FakeEcs(), FakeNotifier(fail=True)
