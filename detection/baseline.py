@@ -23,10 +23,12 @@ score was measured against.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.frozen import FrozenEstimator
 
 from detection.daytype import (
     MIN_LEVEL_SPREADS,
@@ -378,3 +380,25 @@ class SeasonalBaseline:
         centre = self.centre_[metric].reindex(buckets).fillna(g_centre).to_numpy()
         spread = self.spread_[metric].reindex(buckets).fillna(g_spread).to_numpy()
         return Expected(centre, spread)
+
+
+def fitted_baseline(baseline: "SeasonalBaseline | FrozenEstimator | None", frame: pd.DataFrame,
+                    exclude: list[tuple] | None,
+                    specs: dict[str, MetricSpec] | None) -> SeasonalBaseline:
+    """The baseline a member measures deviations against: ``baseline`` fitted on ``frame``.
+
+    None fits a default one; an unfitted one is copied and fitted; a fitted one wrapped in
+    scikit-learn's ``FrozenEstimator`` is used as it is (the ensemble fits its baseline once and
+    shares it), after checking it knows every metric of ``frame``.
+    """
+    if isinstance(baseline, FrozenEstimator):
+        base = baseline.estimator
+        if not hasattr(base, "metrics_"):
+            raise ValueError("the frozen baseline is not fitted; fit it first or pass it unfitted")
+        missing = [m for m in frame.columns if m not in base.metrics_]
+        if missing:
+            raise ValueError(f"the frozen baseline has no metric(s) {', '.join(missing)}; "
+                             f"fitted: {', '.join(base.metrics_)}")
+        return base
+    base = SeasonalBaseline(specs=specs) if baseline is None else copy.deepcopy(baseline)
+    return base.fit(frame, exclude=exclude)

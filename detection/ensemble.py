@@ -1,12 +1,16 @@
-"""ServiceDetector: the hour-of-week z-score, the seasonal residual model and the isolation
-forest, calibrated onto one [0, 1] scale and combined, as a drop-in for RobustZDetector.
+"""ServiceDetector: the hour-of-week z-score, the seasonal residual model, the isolation forest
+and the level shift, calibrated onto one [0, 1] scale and combined, as a drop-in for
+RobustZDetector.
 
 How a point is scored:
 
 1. Each member scores it raw, higher = more anomalous: ``zscore`` (robust z against the
    hour-of-week baseline, ``RobustZDetector``), ``seasonal`` (residual against the robust STL
    fit, ``SeasonalResidualDetector``), ``iforest`` (one multivariate score per minute,
-   ``IsolationForestDetector``).
+   ``IsolationForestDetector``), ``shift`` (the last minutes' level against the minutes before
+   them, ``LevelShiftDetector``: a step needs no calendar, so it is seen where the seasonal
+   members must tolerate a level the history cannot tell, e.g. a weekend judged by weekdays;
+   it needs the minutes before a point, so score a window, not a single row).
 2. Each member's raw score is calibrated per metric by a ``TailCalibrator`` fitted on that
    member's training scores, so 0.999 means the same for every member and metric: about one
    normal training point in a thousand scores higher.
@@ -70,9 +74,10 @@ from detection.iforest import IsolationForestDetector
 from detection.metrics import MetricSpec, spec_for
 from detection.postprocess import Alarm, AlarmGrouper, GroupingConfig, TailCalibrator
 from detection.seasonal import SeasonalResidualDetector, mask_ranges
+from detection.shift import LevelShiftDetector
 from detection.zscore import RobustZDetector
 
-MEMBERS = ("zscore", "seasonal", "iforest")
+MEMBERS = ("zscore", "seasonal", "iforest", "shift")
 COMBINERS = ("max", "mean")
 
 
@@ -82,18 +87,18 @@ class EnsembleConfig:
 
     Parameters
     ----------
-    members : member name -> weight (``zscore``, ``seasonal``, ``iforest``); weight 0 or absent
+    members : member name -> weight (``zscore``, ``seasonal``, ``iforest``, ``shift``); weight 0 or absent
         turns a member off (the z-score's baseline is still fitted: it gives expected values).
     combiner : ``max`` or ``mean`` of the weighted calibrated member scores.
     threshold : the final [0, 1] score above which a point is anomalous.
     calibration : TailCalibrator settings (``n_quantiles``, ``tail_quantile``, ``fallback_scale``).
     recalibrate : calibrate the combined score again on the training combinations.
     grouping : alarm grouping for ``alarms``; None makes each anomalous point an alarm.
-    baseline, seasonal, iforest : keyword settings of SeasonalBaseline,
-        SeasonalResidualDetector and IsolationForestDetector.
+    baseline, seasonal, iforest, shift : keyword settings of SeasonalBaseline,
+        SeasonalResidualDetector, IsolationForestDetector and LevelShiftDetector.
     """
 
-    members: dict[str, float] = field(default_factory=lambda: {m: 1.0 for m in MEMBERS})
+    members: dict[str, float] = field(default_factory=lambda: {**{m: 1.0 for m in MEMBERS}, "shift": 0.5})
     combiner: str = "max"
     threshold: float = 0.9999
     calibration: dict = field(default_factory=dict)
@@ -102,6 +107,7 @@ class EnsembleConfig:
     baseline: dict = field(default_factory=dict)
     seasonal: dict = field(default_factory=dict)
     iforest: dict = field(default_factory=dict)
+    shift: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict) -> "EnsembleConfig":
@@ -211,7 +217,9 @@ class ServiceDetector:
         # the forest's z features use this same baseline, fitted once (not refitted inside it)
         makers = {"seasonal": lambda: SeasonalResidualDetector(specs=self.specs, **config.seasonal),
                   "iforest": lambda: IsolationForestDetector(
-                      specs=self.specs, baseline=FrozenEstimator(self.baseline_), **config.iforest)}
+                      specs=self.specs, baseline=FrozenEstimator(self.baseline_), **config.iforest),
+                  "shift": lambda: LevelShiftDetector(
+                      specs=self.specs, baseline=FrozenEstimator(self.baseline_), **config.shift)}
         for name, make in makers.items():
             if config.weight(name) <= 0:
                 continue
@@ -271,6 +279,10 @@ class ServiceDetector:
             seasonal = self.members_["seasonal"]
             raw["seasonal"] = (seasonal.training_scores_.reindex(columns=self.metrics_) if fitting
                                else seasonal.score(full))
+        if "shift" in self.members_:
+            shift = self.members_["shift"]
+            raw["shift"] = (shift.training_scores_.reindex(columns=self.metrics_) if fitting
+                            else shift.score(full))
         if "iforest" in self.members_:
             forest = self.members_["iforest"]
             features, present = forest.features(frame)

@@ -36,14 +36,11 @@ one service per core, and threads inside a worker would only contend with it.
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 import pandas as pd
 from sklearn.ensemble import IsolationForest
-from sklearn.frozen import FrozenEstimator
 
-from detection.baseline import MAD_TO_SIGMA, SeasonalBaseline
+from detection.baseline import MAD_TO_SIGMA, SeasonalBaseline, fitted_baseline
 from detection.frames import MetricFrameError, check_metric_frame
 from detection.metrics import MetricSpec, spec_for
 from detection.seasonal import mask_ranges
@@ -123,7 +120,7 @@ class IsolationForestDetector:
         if int(usable.sum()) < MIN_ROWS:
             raise MetricFrameError(f"the isolation forest needs at least {MIN_ROWS} minutes of "
                                    f"history; got {int(usable.sum())}")
-        self.baseline_ = self._fitted_baseline(frame, exclude)
+        self.baseline_ = fitted_baseline(self.baseline, frame, exclude, self.specs)
         self.metrics_ = list(frame.columns)
         features = window_features(masked, self.baseline_, self.metrics_, self.change_window)[usable]
         self.feature_names_ = list(features.columns)
@@ -136,19 +133,6 @@ class IsolationForestDetector:
         self.feature_scale_ = scale.fillna(1.0)
         self._process_training_scores(pd.Series(self._raw(features), index=features.index))
         return self
-
-    def _fitted_baseline(self, frame: pd.DataFrame, exclude: list[tuple] | None) -> SeasonalBaseline:
-        if isinstance(self.baseline, FrozenEstimator):
-            base = self.baseline.estimator
-            if not hasattr(base, "metrics_"):
-                raise ValueError("the frozen baseline is not fitted; fit it first or pass it unfitted")
-            missing = [m for m in frame.columns if m not in base.metrics_]
-            if missing:
-                raise ValueError(f"the frozen baseline has no metric(s) {', '.join(missing)}; "
-                                 f"fitted: {', '.join(base.metrics_)}")
-            return base
-        base = SeasonalBaseline(specs=self.specs) if self.baseline is None else copy.deepcopy(self.baseline)
-        return base.fit(frame, exclude=exclude)
 
     def _process_training_scores(self, scores: pd.Series) -> None:
         """The training scores, the threshold and how it was derived, as fitted attributes."""

@@ -195,7 +195,10 @@ class Watcher:
         anomalies: list[Anomaly] = []
         if window is not None:
             recent = self._recent(window, now, extra=missed)
-            anomalies = self.detector.detect(recent) if not recent.dropna(how="all").empty else []
+            if not recent.dropna(how="all").empty:
+                # the whole window is scored (a level shift is judged against the minutes before
+                # it); the anomalies of the recent periods are this tick's
+                anomalies = [a for a in self.detector.detect(window) if a.timestamp >= recent.index[0]]
         opened, joined = self._file(anomalies, window, now)
         steps = tuple(self._advance(incident, window, now) for incident in self._open_incidents())
         return TickResult.of(now, anomalies, error, steps, opened, joined)

@@ -123,7 +123,7 @@ def test_too_little_history_leaves_members_out_and_says_why() -> None:
     assert "seasonal" in one_day.skipped_ and "two periods" in one_day.skipped_["seasonal"]
     assert "iforest" in one_day.members_
     hour = ServiceDetector().fit(weekly_history(days=1).iloc[:30])
-    assert set(hour.skipped_) == {"seasonal", "iforest"}
+    assert set(hour.skipped_) == {"seasonal", "iforest", "shift"}
     assert [a.metric for a in hour.detect(live({CPU: [95.0]}, "2026-11-03 10:00"))] == [CPU]
 
 
