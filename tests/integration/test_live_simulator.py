@@ -15,6 +15,7 @@ import pytest
 from service.aws import local_aws
 from service.livesim import LiveSimulation, SimulatorNotRunning, control_dir, queue_command
 from service.settings import Settings
+from tests.fakes import Clock
 
 pytestmark = pytest.mark.integration
 AIOPS = [sys.executable, "-m", "service.cli"]
@@ -40,6 +41,25 @@ def test_an_injected_fault_is_picked_up_at_the_next_minute(tmp_path) -> None:
         assert "cleared" in live.step()[0] and live.sim.faults == []
 
 
+def test_a_simulator_started_elsewhere_in_time_runs_at_the_wall_clock_pace(tmp_path) -> None:
+    """Started at a Saturday night while the wall clock says Wednesday morning: its minutes come
+    as the wall clock's do, and a command with the offset it prints agrees on the time."""
+    wall = Clock(pd.Timestamp("2026-12-02T09:30:20Z"))
+    start = pd.Timestamp("2026-12-05T23:00:00Z")
+    settings = Settings(data_dir=tmp_path)
+    with local_aws() as endpoint:
+        live = LiveSimulation(settings, endpoint, start=start, wall=wall)
+        live.start(history_days=1)
+        assert live.clock.now == start and live.due()
+        live.step()
+        assert live.clock.now == start + pd.Timedelta(minutes=1) and not live.due()
+        wall.advance(1)
+        assert live.due()
+        assert live.offset == start - pd.Timestamp("2026-12-02T09:30:00Z"), "what commands must add"
+        history = live.metrics.read(start - pd.Timedelta(days=1), start)
+        assert len(history.dropna()) == 1440, "a day of history ends at the simulated start"
+
+
 def test_inject_without_a_running_simulator_is_one_line(tmp_path) -> None:
     done = subprocess.run([*AIOPS, "--data-dir", str(tmp_path), "simulate", "inject", "memory_leak"],
                           capture_output=True, text=True, timeout=120)
@@ -54,7 +74,8 @@ def test_run_then_inject_then_sigterm(tmp_path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     proc = subprocess.Popen([*AIOPS, "--data-dir", str(tmp_path), "simulate", "run", "--port", str(port),
-                             "--days", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             "--days", "1", "--start", "2026-12-05T23:00:00Z"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={k: v for k, v in os.environ.items() if not k.startswith("AWS_")})
     try:
         lines = []
@@ -73,3 +94,4 @@ def test_run_then_inject_then_sigterm(tmp_path) -> None:
         proc.kill()
     assert proc.returncode == 0 and "simulator stopped" in err
     assert f"export AWS_ENDPOINT_URL=http://127.0.0.1:{port}" in "".join(lines)
+    assert "AIOPS_CLOCK_OFFSET_SECONDS=" in "".join(lines), "other commands are told the simulator's time"
