@@ -9,10 +9,10 @@ history, is large for a step (a load surge, a bad deploy, a slow dependency) and
 noise. It is taken on the deviation from the seasonal baseline's centre, so a step the calendar
 explains (the simulated traffic's jump at midnight from a Sunday to a Monday, a nightly job the
 history knows) is no shift; the hour-to-hour steps of the baseline's own buckets are in the
-training history and calibrated away. A metric that climbs back into its band from below (a
-service scaled back down after a scale-up: its CPU per task returns to normal) shows no symptom:
-the rise counts from the band's floor (the baseline's centre, less its tolerance where the
-history could not tell the level), not from the abnormal low. It is the "shift" evidence of the
+training history and calibrated away. Only the part of a move beyond the centre counts: a
+metric that climbs back to its centre from below (a service scaled back down after a scale-up:
+its CPU per task returns to normal) shows no symptom, and one that jumps from below the centre
+to above it counts from the centre. It is the "shift" evidence of the
 streaming detector (``detection.streaming``), per metric and in durations, not rows, so one-minute
 and five-minute data are treated alike.
 
@@ -44,23 +44,43 @@ def _duration(value: str, name: str) -> pd.Timedelta:
     return out
 
 
-def level_shift(values: pd.Series, recent: pd.Timedelta, reference: pd.Timedelta,
-                floor: np.ndarray | float = -np.inf) -> np.ndarray:
-    """Median of ``(t - recent, t]`` minus median of ``(t - recent - reference, t - recent]``,
-    the latter raised to ``floor`` (per row) when it lies below it.
+def level_shift(values: pd.Series, recent: pd.Timedelta, reference: pd.Timedelta) -> np.ndarray:
+    """Median of ``(t - recent, t]`` minus median of ``(t - recent - reference, t - recent]``.
 
     NaN where the series does not reach ``recent + reference / 2`` before ``t``, or where either
     window holds no value. Works on any sorted DatetimeIndex (uneven sampling included).
     """
+    now, before = _medians(values, recent, reference)
+    return now - before
+
+
+def outward_shift(deviation: pd.Series, recent: pd.Timedelta, reference: pd.Timedelta) -> np.ndarray:
+    """The part of :func:`level_shift` of a deviation from a centre (0) that moved away from it.
+
+    Up: ``now - max(before, 0)`` when ``now`` is above 0 and beyond ``before``; down, the mirror
+    image; 0 otherwise. A return towards the centre is 0, a jump across it counts from the
+    centre.
+    """
+    now, before = _medians(deviation, recent, reference)
+    with np.errstate(invalid="ignore"):
+        up = np.where(now > 0, np.maximum(now - np.maximum(before, 0.0), 0.0), 0.0)
+        down = np.where(now < 0, np.minimum(now - np.minimum(before, 0.0), 0.0), 0.0)
+        return np.where(np.isnan(now) | np.isnan(before), np.nan, up + down)
+
+
+def _medians(values: pd.Series, recent: pd.Timedelta,
+             reference: pd.Timedelta) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the median of the last ``recent`` and of the ``reference`` before it (NaN where
+    the series does not reach ``recent + reference / 2`` back)."""
     if values.empty:
-        return np.empty(0)
+        return np.empty(0), np.empty(0)
     now = values.rolling(recent, min_periods=1).median()
     before = values.rolling(reference, min_periods=1).median()
     before.index = before.index + recent            # the reference window ending t - recent ...
     before = before[~before.index.duplicated(keep="last")]
     at = before.reindex(values.index, method="ffill")  # ... read at t (the last one not after t)
     covered = (values.index - values.index[0]) >= recent + reference / 2
-    return np.where(covered, now.to_numpy() - np.maximum(at.to_numpy(), floor), np.nan)
+    return np.where(covered, now.to_numpy(), np.nan), np.where(covered, at.to_numpy(), np.nan)
 
 
 class LevelShiftDetector:
@@ -102,16 +122,21 @@ class LevelShiftDetector:
                                    f"{4 * (self.recent_ + self.reference_)} of history")
         self.baseline_ = fitted_baseline(self.baseline, frame, exclude, self.specs)
         self.metrics_ = list(frame.columns)
-        shifts = {m: self._shift(m, frame[m]) for m in self.metrics_}
         self.scale_ = {}
-        for metric, shift in shifts.items():
-            level = float(np.nanmedian(frame[metric].to_numpy()))
+        for metric in self.metrics_:
+            # the spread of the plain (two-sided) shift: the outward part is 0 half the time,
+            # and the MAD of that would call ordinary noise a shift
+            values = frame[metric]
+            centre = self.baseline_.expected(metric, values.index).centre
+            shift = level_shift(values - centre, self.recent_, self.reference_)
+            level = float(np.nanmedian(values.to_numpy()))
             known = shift[np.isfinite(shift)]
             mad = float(np.median(np.abs(known - np.median(known)))) if known.size else 0.0
             floor = spread_floor(np.array([level]), np.array([MAD_TO_SIGMA * mad]),
                                  spec_for(metric, self.specs))
             self.scale_[metric] = float(floor[0])
-        scores = pd.DataFrame({m: self._scores(m, shifts[m]) for m in self.metrics_}, index=frame.index)
+        scores = pd.DataFrame({m: self._scores(m, self._shift(m, frame[m])) for m in self.metrics_},
+                              index=frame.index)
         scores[frame.isna()] = np.nan
         self.training_scores_ = scores
         self.threshold_, self.threshold_method_ = fitted_threshold(scores, self.threshold,
@@ -119,11 +144,9 @@ class LevelShiftDetector:
         return self
 
     def _shift(self, metric: str, values: pd.Series) -> np.ndarray:
-        """The level shift of ``values``' deviation from the baseline's centre, counted from no
-        lower than the floor of the band the baseline tolerates."""
-        exp = self.baseline_.expected(metric, values.index)
-        floor = -np.broadcast_to(exp.tolerance, exp.centre.shape)
-        return level_shift(values - exp.centre, self.recent_, self.reference_, floor)
+        """The outward level shift of ``values``' deviation from the baseline's centre."""
+        centre = self.baseline_.expected(metric, values.index).centre
+        return outward_shift(values - centre, self.recent_, self.reference_)
 
     def _scores(self, metric: str, shift: np.ndarray) -> np.ndarray:
         return by_direction(shift / self.scale_[metric], spec_for(metric, self.specs).direction)

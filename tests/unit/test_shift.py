@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detection.shift import LevelShiftDetector, level_shift
+from detection.shift import LevelShiftDetector, level_shift, outward_shift
 from simulation.physics import Conditions, ServiceShape, history, normal_load, service_metrics
 
 END = pd.Timestamp("2026-12-05T01:00:00Z")   # Saturday 01:00: three weekdays and one weekend hour
@@ -86,3 +86,12 @@ def test_climbing_back_into_the_band_from_below_is_no_symptom() -> None:
     frame = service_metrics(index, Conditions(load=normal_load(index, shape), tasks=tasks), shape,
                             np.random.default_rng(5))
     assert detector.score(frame)[CPU].max() < 3
+
+
+def test_only_the_part_of_a_move_beyond_the_centre_counts() -> None:
+    index = pd.date_range("2026-12-01", periods=40, freq="1min", tz="UTC")
+    def moved(before: float, after: float) -> float:
+        deviation = pd.Series(np.where(np.arange(40) < 20, before, after), index=index)
+        return float(outward_shift(deviation, pd.Timedelta("3min"), pd.Timedelta("15min"))[25])
+    assert moved(0.0, 9.0) == 9.0 and moved(-6.0, 3.0) == 3.0 and moved(-9.0, 0.0) == 0.0
+    assert moved(8.0, 2.0) == 0.0 and moved(0.0, -5.0) == -5.0 and moved(-8.0, -2.0) == 0.0
