@@ -18,7 +18,7 @@ import math
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, FastAPI, HTTPException, Path, Query, Request
@@ -95,7 +95,6 @@ class ApiContext:
     remediators: RemediatorFactory
     require_token: Callable[..., None]
     clock: Clock
-    started_at: float = field(default_factory=time.time)
 
     def critical_actions(self) -> set[str]:
         """The auto actions of the playbook's CRITICAL rows: what approve mode holds for a person."""
