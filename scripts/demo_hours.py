@@ -16,6 +16,7 @@ import logging
 import sys
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +31,8 @@ from service.settings import Settings  # noqa: E402
 def one_start(start: pd.Timestamp, data_dir: Path, seed: int) -> dict:
     """Run the demo from ``start``; its figures as a dict."""
     logging.getLogger("aiops").setLevel(logging.CRITICAL)
+    logging.getLogger("mlflow").setLevel(logging.ERROR)   # one line per start, not MLflow's notes
+    warnings.filterwarnings("ignore", category=UserWarning, module="mlflow")
     started = time.monotonic()
     result = run_demo(Settings(data_dir=data_dir / f"{start:%Y%m%dT%H%M}"), seed=seed,
                       progress=lambda _: None, start=start)
