@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-dates install browser faketime constraints clean
+.PHONY: demo test test-dates install browser constraints clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,15 +21,11 @@ demo: $(STAMP)
 test: $(STAMP) browser
 	$(BIN)/python -m pytest
 
-# The suite three times, under frozen wall-clock dates (libfaketime): no result may depend on
-# the date or hour a run happens on. Not part of `make test` (it takes three suite runs).
-test-dates: $(STAMP) browser faketime
+# The suite three times, with the wall clock of every Python process moved to another date
+# (time-machine, see scripts/test_dates.sh): no result may depend on the date or hour a run
+# happens on. Not part of `make test` (it takes three suite runs).
+test-dates: $(STAMP) browser
 	scripts/test_dates.sh
-
-faketime:
-	@command -v faketime >/dev/null || { echo "installing Debian's faketime ..."; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
-	  apt-get install -y -qq --no-install-recommends faketime >/dev/null; }
 
 # Debian's Chromium for the dashboard's headless-browser test: Playwright drives it and never
 # downloads a browser of its own. Installed once (as root), silent when already there.
