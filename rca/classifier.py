@@ -14,6 +14,11 @@ Candidates (compared by ``aiops benchmark rca --model``; README, "Root-cause cla
 - ``logistic``: multinomial logistic regression on median-imputed, standardised inputs with
   missing-value indicators, the linear reference: 96.43%, 0.971, 0 harmful, 28 unknowns.
 
+The shipped model is none of these but ``linear`` (:mod:`rca.linear`): a logistic regression
+stored as JSON and evaluated with numpy, which :class:`TrainedClassifier` runs the same way
+(it reads ``classes_`` and ``predict_proba``). The scikit-learn candidates remain for
+comparison and are saved as bundles.
+
 Every candidate is wrapped in ``CalibratedClassifierCV`` (isotonic, 3 folds) so that its
 probabilities can be compared with the playbook's confidence floors.
 """
@@ -74,7 +79,8 @@ def _neutral(features: Features, group: str) -> Features:
         out["running_tasks"] = out.get("desired_tasks", math.nan)
     else:
         for part, value in (("anomalous", 0.0), ("z", 0.0), ("log_ratio", 0.0), ("dev_z", 0.0),
-                            ("slope_z", 0.0), ("slope_rel", 0.0), ("climb", 0.0)):
+                            ("slope_z", 0.0), ("slope_rel", 0.0), ("climb", 0.0), ("persist", 0.0),
+                            ("first", 0.0)):
             if f"{group}_{part}" in out:
                 out[f"{group}_{part}"] = value
         if group == ERRORS and f"{group}_expected" in out:

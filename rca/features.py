@@ -14,7 +14,15 @@ figures that mean the same on any service, which is what a trained classifier re
 - ``_slope_z``: the least-squares slope over the window in baseline spreads a minute (needs
   ``spread``), and ``_slope_rel``: the same slope as a fraction of the centre a minute;
 - ``_climb``: how much of the window's rise happened in its second half (a leak keeps
-  climbing, a surge jumped once and stays flat), in [0, 1] when the metric rose.
+  climbing, a surge jumped once and stays flat), in [0, 1] when the metric rose;
+- ``_persist``: in how many periods of the window the metric was anomalous (an incident needs
+  a symptom that lasts; one odd period is noise), and ``_first``: 1 when the metric departed
+  from its baseline first, 0.5 together with another, 0 after another or never. Both count periods
+  and order, not seconds, so 1-second and 5-minute sampling mean the same; NaN when only the
+  latest anomalies are known (a payload, the watcher's newest periods).
+
+``errors_in_period`` is the most errors in one anomalous period of the window (the matrix's
+"more than 10 errors in a period"), else the latest period's count.
 
 ECS context (:class:`EcsContext`) adds the minutes since the last deployment and the tasks
 stopped with OutOfMemory; what is not known is NaN, never a guess.
@@ -33,6 +41,7 @@ from detection.metrics import spec_for
 
 Features = dict[str, float]
 RECENT_POINTS = 3
+HEALTH = ("cpu_utilization", "memory_utilization", "error_count", "response_time")
 NAN = math.nan
 
 
@@ -83,7 +92,7 @@ def log_ratio(metric: str, value: float, expected: float) -> float:
 def incident_features(anomalies: list[Anomaly], window: pd.DataFrame, expected: pd.DataFrame,
                       metrics: list[str], error_metric: str = "error_count", *,
                       spread: pd.DataFrame | None = None,
-                      context: EcsContext | None = None) -> Features:
+                      context: EcsContext | None = None, timeline: bool = False) -> Features:
     """Build the features of one incident.
 
     Parameters
@@ -95,8 +104,14 @@ def incident_features(anomalies: list[Anomaly], window: pd.DataFrame, expected: 
     error_metric : the metric whose latest value is the errors in the scoring period.
     spread : the baseline spread at the same timestamps; without it the z-like features are NaN.
     context : what ECS says about the service (deployments, OOM kills); unknown when None.
+    timeline : whether ``anomalies`` cover the whole window (``aiops rca --window``), so that
+        persistence, order and the peak error count can be read from them; False when they are
+        only the newest periods' (the watcher), which leaves ``_persist`` and ``_first`` NaN.
     """
     features: Features = {}
+    in_window = [a for a in anomalies if len(window.index) and window.index[0] <= a.timestamp
+                 <= window.index[-1]]
+    first = min((a.timestamp for a in in_window if a.metric in HEALTH), default=None)
     for metric in metrics:
         values = window[metric].dropna() if metric in window.columns else pd.Series(dtype=float)
         scores = [a.score for a in anomalies if a.metric == metric]
@@ -116,6 +131,10 @@ def incident_features(anomalies: list[Anomaly], window: pd.DataFrame, expected: 
         level_floor = 1.0 if spec_for(metric).count else 1e-3
         features[f"{metric}_slope_rel"] = slope / max(abs(float(np.nanmean(centre))), level_floor)
         features[f"{metric}_climb"] = _climb(values)
+        if timeline:
+            own = sorted({a.timestamp for a in in_window if a.metric == metric})
+            features[f"{metric}_persist"] = float(len(own))
+            features[f"{metric}_first"] = _order(own, first, in_window, metric)
         if spread is not None and metric in spread.columns:
             sigma = spread[metric].reindex(values.index).to_numpy(dtype=float)
             recent = slice(-RECENT_POINTS, None)
@@ -123,9 +142,18 @@ def incident_features(anomalies: list[Anomaly], window: pd.DataFrame, expected: 
                                                         / sigma[recent]))
             features[f"{metric}_slope_z"] = slope / float(np.mean(sigma))
     if features.get(f"{error_metric}_value") is not None:
-        features["errors_in_period"] = features[f"{error_metric}_value"]
+        peaks = [a.value for a in in_window if a.metric == error_metric]
+        features["errors_in_period"] = max(peaks) if timeline and peaks else features[f"{error_metric}_value"]
     features.update(context_features(context))
     return features
+
+
+def _order(own: list, first, in_window: list[Anomaly], metric: str) -> float:
+    """1 when ``metric`` departed first alone, 0.5 together with another, 0 after or never."""
+    if not own or first is None or own[0] > first:
+        return 0.0
+    together = any(a.metric != metric and a.metric in HEALTH and a.timestamp == first for a in in_window)
+    return 0.5 if together else 1.0
 
 
 def _slope(values: pd.Series) -> float:

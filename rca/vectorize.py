@@ -21,7 +21,8 @@ CPU, MEMORY, ERRORS, LATENCY, REQUESTS = ("cpu_utilization", "memory_utilization
                                           "response_time", "request_count")
 MODEL_METRICS = (CPU, MEMORY, ERRORS, LATENCY, REQUESTS)
 HEALTH_METRICS = (CPU, MEMORY, ERRORS, LATENCY)
-PER_METRIC = ("missing", "anomalous", "z", "log_ratio", "dev_z", "slope_z", "slope_rel", "climb")
+PER_METRIC = ("missing", "anomalous", "z", "log_ratio", "dev_z", "slope_z", "slope_rel", "climb",
+              "persist", "first")
 DERIVED = ("cpu_vs_requests", "anomalous_health_metrics", "log_minutes_since_deployment",
            "oom_stopped_tasks", "running_share")
 FEATURE_NAMES: tuple[str, ...] = tuple(f"{m}_{p}" for m in MODEL_METRICS for p in PER_METRIC) + DERIVED
@@ -64,6 +65,9 @@ def model_inputs(features: Mapping[str, float]) -> dict[str, float]:
             out[f"{metric}_anomalous"] = float(metric_anomalous(features, metric))
             out[f"{metric}_climb"] = min(max(out[f"{metric}_climb"], 0.0), 1.0) \
                 if math.isfinite(out[f"{metric}_climb"]) else NAN
+            # periods, capped: past a few, a longer window says nothing more about the cause
+            out[f"{metric}_persist"] = min(out[f"{metric}_persist"], 5.0) \
+                if math.isfinite(out[f"{metric}_persist"]) else NAN
     out["cpu_vs_requests"] = out[f"{CPU}_log_ratio"] - out[f"{REQUESTS}_log_ratio"]
     out["anomalous_health_metrics"] = float(sum(out[f"{m}_anomalous"] == 1.0 for m in HEALTH_METRICS))
     minutes = _num(features.get("minutes_since_deployment"))

@@ -19,66 +19,92 @@ import pandas as pd
 from detection.anomaly import Anomaly
 from detection.frames import MetricFrameError, check_metric_frame
 from detection.metrics import DEFAULT_SPECS
-from detection.zscore import RobustZDetector
 from models.bundle import BundleError
 from rca.diagnosis import Diagnosis, RootCauseClassifier
-from rca.features import EcsContext, incident_features
+from rca.features import EcsContext
 from rca.payload import PayloadError, parse_payload
 from rca.playbook import Playbook
 from rca.rules import RuleClassifier
+from rca.window import window_features
 from service.settings import Settings
 from service.store import IncidentStore
 
 log = logging.getLogger("aiops.rca")
-FEATURE_MINUTES = 15     # the window the watcher hands to the features (plus the current minute)
-MIN_HISTORY_ROWS = 60
+
+
+LINEAR_FILE = "model-linear.json"    # what `aiops train-rca` writes under <data dir>/models/rca
 
 
 def rca_bundle_dir(settings: Settings) -> Path:
-    """Where the trained root-cause classifier lives: ``<data dir>/models/rca``."""
+    """Where a retrained root-cause classifier lives: ``<data dir>/models/rca``."""
     return settings.model_dir / "rca"
 
 
 def load_rca_classifier(settings: Settings, playbook: Playbook,
                         threshold: float | None = None) -> tuple[RootCauseClassifier, str]:
-    """The trained classifier when its bundle exists and loads, else the rules; and which, in words.
+    """The classifier every door uses, and which one it is, in words. Never trains.
 
-    A bundle that fails its checks (hashes, features) is refused with a warning, never used.
+    In order: a model retrained with ``aiops train-rca`` under the data dir (the linear model's
+    JSON, or a scikit-learn bundle of ``--model forest|hgb|logistic``), else the model shipped
+    with the package (:data:`rca.linear.SHIPPED`), else the rules. A file that fails its
+    checks (format, shapes, hashes, features) is refused with a warning, never used.
     """
+    from rca.classifier import TrainedClassifier
+    from rca.linear import SHIPPED, LinearModel, ModelFileError
     from training.rca_train import load_classifier
 
     threshold = settings.threshold if threshold is None else threshold
     directory = rca_bundle_dir(settings)
+    candidates = [(directory / LINEAR_FILE, f"trained model from {directory / LINEAR_FILE}")]
     if (directory / "manifest.json").is_file():
         try:
             classifier = load_classifier(directory, playbook)
         except (BundleError, OSError, ValueError) as exc:
-            log.warning("root-cause classifier: cannot use the trained model (%s); using the rules", exc)
+            log.warning("root-cause classifier: cannot use the trained bundle (%s)", exc)
         else:
-            source = f"trained model from {directory}"
-            log.info("root-cause classifier: %s", source)
-            return classifier, source
-    source = f"rules (no trained model at {directory}; train one with `aiops train-rca`)"
+            log.info("root-cause classifier: trained model from %s", directory)
+            return classifier, f"trained model from {directory}"
+    candidates.append((SHIPPED, f"shipped model {SHIPPED.name}"))
+    for path, source in candidates:
+        if not path.is_file():
+            continue
+        try:
+            classifier = TrainedClassifier(LinearModel.load(path), playbook)
+        except ModelFileError as exc:
+            log.warning("root-cause classifier: cannot use %s (%s)", path, exc)
+            continue
+        log.info("root-cause classifier: %s", source)
+        return classifier, source
+    source = "rules (no usable root-cause model; retrain one with `aiops train-rca`)"
     log.warning("root-cause classifier: %s", source)
     return RuleClassifier(playbook, threshold=threshold), source
 
 
-def train_rca(settings: Settings, playbook: Playbook, n_services: int | None = None, kind: str = "forest",
+def train_rca(settings: Settings, playbook: Playbook, n_services: int | None = None, kind: str = "linear",
               use_labels: bool = True, n_jobs: int = 1,
-              progress: Callable[[str], None] = lambda _: None):
+              progress: Callable[[str], None] = lambda _: None, seed: int = 0, out: Path | None = None):
     """Train the classifier (simulated incidents + the incident log's operator labels) and save it.
 
-    Returns the classifier, the training info and the bundle path.
+    ``linear`` (the default, the shipped kind) is written as JSON to ``out`` or
+    ``<data dir>/models/rca/model-linear.json``; the others as a bundle under the data dir.
+    Returns the classifier, the training info and the path written.
     """
-    from training.rca_train import DEFAULT_SERVICES, operator_labels, save_classifier, train
+    from rca.classifier import TrainedClassifier
+    from training.rca_train import DEFAULT_SERVICES, operator_labels, save_classifier, train, train_linear
 
     labels = []
     if use_labels and settings.db_path.is_file():
         labels = operator_labels(IncidentStore(settings.db_path))
         progress(f"{len(labels)} operator label(s) in {settings.db_path}")
-    classifier, info = train(playbook, n_services or DEFAULT_SERVICES, kind, labels,
-                             threshold=settings.threshold, n_jobs=n_jobs, progress=progress)
-    path = save_classifier(classifier, info, rca_bundle_dir(settings))
+    if kind == "linear":
+        model, info = train_linear(playbook, n_services or DEFAULT_SERVICES, seed, labels,
+                                   threshold=settings.threshold, n_jobs=n_jobs, progress=progress)
+        path = model.save(out or rca_bundle_dir(settings) / LINEAR_FILE)
+        classifier = TrainedClassifier(model, playbook)
+    else:
+        classifier, info = train(playbook, n_services or DEFAULT_SERVICES, kind, labels,
+                                 threshold=settings.threshold, n_jobs=n_jobs, progress=progress)
+        path = save_classifier(classifier, info, rca_bundle_dir(settings))
     log.info("root-cause classifier trained in %.0f s and saved to %s", info.seconds, path)
     return classifier, info, path
 
@@ -143,25 +169,6 @@ def diagnose_window(history: pd.DataFrame, window: pd.DataFrame, classifier: Roo
 
     The features read the window's last 15 minutes, as the watcher's do.
     """
-    if len(history.dropna(how="all")) < MIN_HISTORY_ROWS:
-        raise PayloadError("history", f"{len(history)} rows; at least {MIN_HISTORY_ROWS} needed to learn "
-                                      "a baseline")
-    if len(window.dropna(how="all")) < settings.group_window:
-        raise PayloadError("window", f"{len(window)} row(s), shorter than the grouping window of "
-                                     f"{settings.group_window} periods")
-    missing = [c for c in window.columns if c not in history.columns]
-    if missing:
-        raise PayloadError(f"window.{missing[0]}", "metric not in the history, so it has no baseline")
-    detector = RobustZDetector(threshold=settings.threshold).fit(history)
-    anomalies = detector.detect(window)
-    end = window.index[-1]
-    recent = window[window.index >= end - pd.Timedelta(minutes=FEATURE_MINUTES)]
-    columns = list(window.columns)
-    centre = detector.expected_frame(window.index, columns)
-    spread = pd.DataFrame({m: detector.baseline_.expected(m, window.index).spread for m in columns},
-                          index=window.index)
-    features = incident_features(anomalies, recent, centre.loc[recent.index], list(DEFAULT_SPECS),
-                                 spread=spread.loc[recent.index], context=context)
-    band = detector.threshold * spread
-    return WindowDiagnosis(classifier.diagnose(features), anomalies, window, centre, centre - band,
-                           centre + band)
+    found = window_features(history, window, settings.threshold, settings.group_window, context)
+    return WindowDiagnosis(classifier.diagnose(found.features), found.anomalies, window, found.centre,
+                           found.lower, found.upper)

@@ -21,10 +21,12 @@ from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_s
 from tabulate import tabulate
 
 from rca.classifier import TrainedClassifier
+from rca.diagnosis import Diagnosis
+from rca.features import Features
 from rca.playbook import Playbook
 from rca.rules import RuleClassifier
 from training.rca_dataset import HOLDOUT_SEEDS, START, Generated, generate_incidents
-from training.rca_train import DEFAULT_SERVICES, TRUTH_CLASSES, TrainInfo, rules_for, train
+from training.rca_train import DEFAULT_SERVICES, TRUTH_CLASSES, TrainInfo, rules_for, train, train_linear
 
 DESTRUCTIVE = ("restart_tasks", "rollback")
 DEFAULT_TEST_SERVICES = 200
@@ -85,17 +87,151 @@ class BenchmarkResult:
     test_seeds: tuple[int, int]
     skipped: dict[str, int]
     seconds: float
+    sets: list[tuple[str, SetScore, SetScore]] = field(default_factory=list)   # name, model, rules
+    coverage: dict[str, list[dict]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class LabelledSet:
+    """Incidents with what counts as right (``accepts``) and as harmful, and a CV group each."""
+
+    name: str
+    features: list[Features]
+    truths: list[str]
+    accepts: list[tuple[str, ...]]
+    harmful_if: list[tuple[str, ...]]
+    groups: list[str]
+
+
+@dataclass(frozen=True)
+class SetScore:
+    """One classifier on one labelled set.
+
+    ``exact``: right over all cases; ``answered_accuracy``: right among the cases it named a
+    cause for (an ``unknown`` on a fault-free case is an answer, and a right one);
+    ``abstained``: share of faulty cases answered ``unknown``; ``harmful``: automatic actions in
+    the case's ``harmful_if``.
+    """
+
+    n: int
+    exact: float
+    answered_accuracy: float
+    macro_f1: float
+    abstained: float
+    harmful: int
+    misses: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"n": self.n, "exact": round(self.exact, 4),
+                "answered_accuracy": round(self.answered_accuracy, 4),
+                "macro_f1": round(self.macro_f1, 4), "abstained": round(self.abstained, 4),
+                "harmful_actions": self.harmful, "misses": self.misses}
+
+
+def harmful_actions(cause: str, playbook: Playbook) -> set[str]:
+    """Automatic actions that would do harm on an incident of ``cause``: every action other than
+    an alert that the cause's row does not call for (as rca-dev's ``harmful_if``)."""
+    wanted = playbook.cause(cause).auto_action.value
+    return {c.auto_action.value for c in playbook.causes} - {wanted, "alert_only"}
+
+
+def _answers(classifier, labelled: LabelledSet) -> list[Diagnosis]:
+    return [classifier.diagnose(f) for f in labelled.features]
+
+
+def score_set(classifier, labelled: LabelledSet, playbook: Playbook,
+              answers: Sequence[Diagnosis] | None = None) -> SetScore:
+    """Exact accuracy, accuracy among answered, macro-F1, abstention and harmful actions."""
+    answers = list(answers) if answers is not None else _answers(classifier, labelled)
+    causes = [d.root_cause for d in answers]
+    right = [c in a for c, a in zip(causes, labelled.accepts, strict=True)]
+    abstained = [c == "unknown" and "unknown" not in a for c, a in zip(causes, labelled.accepts, strict=True)]
+    answered = [r for r, x in zip(right, abstained, strict=True) if not x]
+    faulty = sum("unknown" not in a for a in labelled.accepts)
+    scored = [t if r else c for t, c, r in zip(labelled.truths, causes, right, strict=True)]
+    present = sorted(set(labelled.truths))
+    harmful = sum(d.auto_action in h for d, h in zip(answers, labelled.harmful_if, strict=True))
+    misses = [{"case": g, "truth": t, "predicted": c} for g, t, c, r in
+              zip(labelled.groups, labelled.truths, causes, right, strict=True) if not r][:50]
+    return SetScore(len(causes), sum(right) / max(len(right), 1),
+                    sum(answered) / max(len(answered), 1),
+                    float(f1_score(labelled.truths, scored, labels=present, average="macro",
+                                   zero_division=0)),
+                    sum(abstained) / max(faulty, 1), harmful, misses)
+
+
+COVERAGE_FLOORS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99)
+
+
+def coverage_table(classifier, labelled: LabelledSet, playbook: Playbook) -> list[dict]:
+    """For confidence floors from 0 to 0.99: how many cases are answered and how many of those are
+    right (the floor applies to every cause; destructive ones keep their own higher floor)."""
+    rows = []
+    for floor in COVERAGE_FLOORS:
+        strict = playbook.model_copy(update={"min_confidence": floor, "min_confidence_destructive":
+                                             max(floor, playbook.min_confidence_destructive)})
+        model = TrainedClassifier(classifier.model, strict) if isinstance(classifier, TrainedClassifier) \
+            else classifier
+        got = score_set(model, labelled, strict)
+        rows.append({"floor": floor, "coverage": round(1 - got.abstained, 4),
+                     "answered_accuracy": round(got.answered_accuracy, 4), "harmful": got.harmful})
+    return rows
+
+
+def seed_payload_set(playbook: Playbook) -> LabelledSet:
+    """The hand-written seed-format payloads (:mod:`training.rca_seed_cases`) as a labelled set,
+    parsed by the parser every entry point uses."""
+    from rca.payload import parse_payload
+    from training.rca_seed_cases import SEED_CASES
+
+    return LabelledSet("seed payloads", [parse_payload(c.payload).features() for c in SEED_CASES],
+                       [c.cause for c in SEED_CASES], [(c.cause,) for c in SEED_CASES],
+                       [tuple(harmful_actions(c.cause, playbook)) for c in SEED_CASES],
+                       [c.name for c in SEED_CASES])
+
+
+def render_sets(result: BenchmarkResult, tablefmt: str = "simple") -> str:
+    """Every labelled set side by side, model and rules: exact, among answered, F1, abstained, harmful."""
+    headers = [""] + [f"{name}: {who}" for name, _, _ in result.sets for who in ("model", "rules")]
+    def row(label, fmt):
+        return [label] + [fmt(s) for _, m, r in result.sets for s in (m, r)]
+    rows = [row("cases", lambda s: s.n), row("exact accuracy", lambda s: f"{s.exact:.1%}"),
+            row("accuracy among answered", lambda s: f"{s.answered_accuracy:.1%}"),
+            row("macro-F1", lambda s: f"{s.macro_f1:.3f}"), row("abstained", lambda s: f"{s.abstained:.1%}"),
+            row("harmful actions", lambda s: s.harmful)]
+    out = ["Side by side (model: the trained classifier; rules: the rule-only baseline)",
+           tabulate(rows, headers=headers, tablefmt=tablefmt), "",
+           "Coverage vs accuracy of the model by confidence floor (min_confidence; restart and "
+           "rollback keep min_confidence_destructive)"]
+    names = list(result.coverage)
+    table = [[f"{r['floor']:.2f}"] + [f"{result.coverage[n][i]['coverage']:.1%} / "
+                                      f"{result.coverage[n][i]['answered_accuracy']:.1%} / "
+                                      f"{result.coverage[n][i]['harmful']}" for n in names]
+             for i, r in enumerate(result.coverage[names[0]])] if names else []
+    out.append(tabulate(table, headers=["floor"] + [f"{n}: answered / right / harmful" for n in names],
+                        tablefmt=tablefmt))
+    for name, model, _ in result.sets:
+        if name != "simulator hold-out" and model.misses:
+            out.append(f"Misses of the model, {name}: " + "; ".join(
+                f"{m['case']} ({m['truth']} -> {m['predicted']})" for m in model.misses))
+    return "\n".join(out)
 
 
 def benchmark(playbook: Playbook, n_train_services: int = DEFAULT_SERVICES,
-              n_test_services: int = DEFAULT_TEST_SERVICES, kind: str = "forest",
+              n_test_services: int = DEFAULT_TEST_SERVICES, kind: str = "linear",
               classifier: TrainedClassifier | None = None, threshold: float = 4.0,
               n_jobs: int = 1, progress: Callable[[str], None] = lambda _: None,
-              start: pd.Timestamp = START) -> BenchmarkResult:
+              start: pd.Timestamp = START, sets: Sequence[LabelledSet] = (),
+              seed: int = 0) -> BenchmarkResult:
     """Train on training seeds (unless a classifier is given), test on held-out seeds, with the
-    rule-only baseline on the very same incidents."""
+    rule-only baseline on the very same incidents; then both on each of ``sets`` (real-system
+    windows, seed payloads), side by side."""
     started = time.monotonic()
-    if classifier is None:
+    if classifier is None and kind == "linear":
+        model, info = train_linear(playbook, n_train_services, seed, threshold=threshold, n_jobs=n_jobs,
+                                   progress=progress, start=start)
+        classifier = TrainedClassifier(model, playbook)
+    elif classifier is None:
         classifier, info = train(playbook, n_train_services, kind, threshold=threshold, n_jobs=n_jobs,
                                  progress=progress, start=start)
     else:
@@ -111,14 +247,27 @@ def benchmark(playbook: Playbook, n_train_services: int = DEFAULT_SERVICES,
     predicted = [d.cause for d in classifier.diagnose_many(features)]
     rules = RuleClassifier(playbook, threshold=threshold)
     baseline = [rules.diagnose(f).root_cause for f in features]
+    simulated = LabelledSet("simulator hold-out", features, truths,
+                            [(t,) for t in truths], [tuple(harmful_actions(t, playbook)) for t in truths],
+                            [str(i.seed) for i in test.incidents])
+    scores = [(labelled, score_set(classifier, labelled, playbook), score_set(rules, labelled, playbook))
+              for labelled in (simulated, *sets)]
+    coverage = {labelled.name: coverage_table(classifier, labelled, playbook)
+                for labelled in (simulated, *sets)}
     return BenchmarkResult(evaluate(f"trained ({info.kind})", truths, predicted, playbook, forms),
                            evaluate("rules", truths, baseline, playbook, forms), info,
                            len(test.incidents), (HOLDOUT_SEEDS[0], HOLDOUT_SEEDS[n_test_services - 1]),
-                           dict(test.skipped), round(time.monotonic() - started, 1))
+                           dict(test.skipped), round(time.monotonic() - started, 1),
+                           [(lab.name, m, r) for lab, m, r in scores], coverage)
 
 
 def render(result: BenchmarkResult, tablefmt: str = "simple") -> str:
-    """The side-by-side table, both confusion matrices and the harmful cases, as text."""
+    """Every set side by side, the coverage table, then the simulator's details, as text."""
+    return render_sets(result, tablefmt) + "\n\n" + render_simulated(result, tablefmt)
+
+
+def render_simulated(result: BenchmarkResult, tablefmt: str = "simple") -> str:
+    """The simulator's side-by-side table, both confusion matrices and the harmful cases."""
     model, rules = result.model, result.rules
     rows = [["accuracy", f"{model.accuracy:.2%}", f"{rules.accuracy:.2%}"],
             ["macro-F1", f"{model.macro_f1:.3f}", f"{rules.macro_f1:.3f}"],
@@ -158,7 +307,9 @@ def to_dict(result: BenchmarkResult) -> dict:
     return {"n_test": result.n_test, "test_seeds": list(result.test_seeds), "skipped": result.skipped,
             "seconds": result.seconds, "training": vars(result.info),
             "model": {**result.model.summary(), "confusion": result.model.confusion.to_dict()},
-            "rules": {**result.rules.summary(), "confusion": result.rules.confusion.to_dict()}}
+            "rules": {**result.rules.summary(), "confusion": result.rules.confusion.to_dict()},
+            "sets": {name: {"model": m.to_dict(), "rules": r.to_dict()} for name, m, r in result.sets},
+            "coverage": result.coverage}
 
 
 def log_to_mlflow(result: BenchmarkResult, tracking_uri: str, experiment: str = "rca-benchmark") -> str:
@@ -181,6 +332,12 @@ def log_to_mlflow(result: BenchmarkResult, tracking_uri: str, experiment: str = 
                             f"{prefix}.harmful_actions": evaluation.harmful,
                             f"{prefix}.unknown": evaluation.unknown})
             metrics.update({f"{prefix}.recall.{k}": v for k, v in evaluation.recall.items()})
+        for name, model, rules in result.sets:
+            key = name.replace(" ", "_").replace("-", "_")
+            for prefix, got in (("model", model), ("rules", rules)):
+                metrics.update({f"{key}.{prefix}.exact": got.exact, f"{key}.{prefix}.macro_f1": got.macro_f1,
+                                f"{key}.{prefix}.abstained": got.abstained,
+                                f"{key}.{prefix}.harmful_actions": got.harmful})
         mlflow.log_metrics(metrics)
         with tempfile.TemporaryDirectory() as tmp:
             text = render(result, "github") + "\n\n" + summary(result) + "\n"

@@ -94,8 +94,14 @@ def run_folder(ctx: click.Context, kind: str) -> Path:
               help="Simulated services (training seeds) to train on [600, about 3,000 incidents].")
 @click.option("--test-services", type=click.IntRange(10, 100_000), default=None,
               help="Simulated services (held-out seeds) to test on [200, about 1,000 incidents].")
-@click.option("--model", "kind", type=click.Choice(["hgb", "forest", "logistic"]), default="forest",
-              show_default=True, help="The classifier to train and test.")
+@click.option("--model", "kind", type=click.Choice(["linear", "hgb", "forest", "logistic"]), default="linear",
+              show_default=True, help="The classifier to train and test (linear: the shipped kind).")
+@click.option("--seed", type=click.IntRange(0, 10_000), default=0, show_default=True,
+              help="Which training services (as `aiops train-rca --seed`).")
+@click.option("--dev-set", type=click.Path(path_type=Path, file_okay=False), default=None,
+              envvar="AIOPS_RCA_DEV_SET",
+              help="A folder of labelled real-system windows (history.csv, window.csv, truth.json "
+                   "each; e.g. rca-dev) scored beside the simulator [env AIOPS_RCA_DEV_SET].")
 @click.option("--jobs", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Processes simulating incidents.")
 @click.option("--start", type=UtcTime(), default=None,
@@ -105,25 +111,49 @@ def run_folder(ctx: click.Context, kind: str) -> Path:
 @mlflow_options
 @click.pass_context
 @handle_errors
-def rca(ctx: click.Context, train_services: int | None, test_services: int | None, kind: str, jobs: int,
-        start, as_json: bool, mlflow_uri: str | None, experiment: str | None) -> None:
-    """The root-cause classifier beside the rule-only baseline, on held-out simulated incidents.
+def rca(ctx: click.Context, train_services: int | None, test_services: int | None, kind: str, seed: int,
+        dev_set: Path | None, jobs: int, start, as_json: bool, mlflow_uri: str | None,
+        experiment: str | None) -> None:
+    """The root-cause classifier beside the rule-only baseline: simulator, real windows, seed payloads.
 
     Trains on training seeds, tests both classifiers on the same incidents from seeds never used
-    in training, and prints accuracy, macro-F1, per-cause recall, confusion matrices and the
-    harmful actions (a restart or rollback the truth did not call for).
+    in training, on the seed-format payloads and on --dev-set, and prints side by side exact
+    accuracy, accuracy among answered, macro-F1, abstention and harmful actions, the model's
+    coverage vs accuracy by confidence floor, then the simulator's per-cause recall and
+    confusion matrices.
     """
+    from rca.payload import PayloadError
     from rca.playbook import load_playbook
-    from training.rca_benchmark import DEFAULT_TEST_SERVICES, log_to_mlflow, render, summary, to_dict
+    from service.diagnose import read_metric_csv
+    from training.rca_benchmark import (
+        DEFAULT_TEST_SERVICES,
+        log_to_mlflow,
+        render,
+        seed_payload_set,
+        summary,
+        to_dict,
+    )
     from training.rca_benchmark import benchmark as run_benchmark
     from training.rca_dataset import START
+    from training.rca_dev import DevSetError
+    from training.rca_dev import dev_set as load_dev_set
     from training.rca_train import DEFAULT_SERVICES
 
     settings = settings_from(ctx)
     say = _to_stderr
-    result = run_benchmark(load_playbook(settings.playbook), train_services or DEFAULT_SERVICES,
+    playbook = load_playbook(settings.playbook)
+    sets = []
+    if dev_set is not None:
+        try:
+            sets.append(load_dev_set(dev_set, read_metric_csv, settings.threshold, settings.group_window)[0])
+        except (DevSetError, PayloadError) as exc:
+            fail(f"--dev-set: {exc}")
+    else:
+        say("rca-dev: not scored (give --dev-set DIR or AIOPS_RCA_DEV_SET)")
+    sets.append(seed_payload_set(playbook))
+    result = run_benchmark(playbook, train_services or DEFAULT_SERVICES,
                            test_services or DEFAULT_TEST_SERVICES, kind, threshold=settings.threshold,
-                           n_jobs=jobs, progress=say, start=start or START)
+                           n_jobs=jobs, progress=say, start=start or START, sets=sets, seed=seed)
     if not as_json:
         click.echo(render(result))
         click.echo(summary(result))

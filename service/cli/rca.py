@@ -2,9 +2,10 @@
 
 ``aiops rca`` takes the operator's payload (``--payload JSON`` or ``--payload @file``) or a
 metric window against a history (``--history H.csv --window W.csv``) and prints the diagnosis
-contract. It uses the trained classifier under the data dir, training it on first use (once,
-from simulated incidents and the incident log's operator labels); ``--rules`` uses the rule-only
-baseline instead. Bad input is a usage error: one line naming the field, exit code 2.
+contract. It uses the same classifier as the HTTP API, the Lambda handler and the watcher: a
+model retrained under the data dir, else the model shipped with the package; it never trains
+(``aiops train-rca`` does). ``--rules`` uses the rule-only baseline instead. Bad input is a
+usage error: one line naming the field, exit code 2.
 """
 
 from __future__ import annotations
@@ -43,19 +44,13 @@ def _read_payload(text: str):
         _bad_input(f"--payload: not valid JSON: {exc}")
 
 
-def _classifier(settings, playbook, use_rules: bool, train_if_missing: bool, say, services=None):
+def _classifier(settings, playbook, use_rules: bool):
     from rca.rules import RuleClassifier
-    from service.diagnose import load_rca_classifier, rca_bundle_dir, train_rca
+    from service.diagnose import load_rca_classifier
 
     if use_rules:
         return RuleClassifier(playbook, threshold=settings.threshold), "rules (--rules)"
-    classifier, source = load_rca_classifier(settings, playbook)
-    if isinstance(classifier, RuleClassifier) and train_if_missing:
-        say(f"no trained root-cause classifier at {rca_bundle_dir(settings)}: training one now on "
-            "simulated incidents (once, about two minutes; `aiops train-rca` retrains it) ...")
-        classifier, info, path = train_rca(settings, playbook, services, n_jobs=2, progress=say)
-        source = f"trained model from {path} (trained now in {info.seconds:.0f} s)"
-    return classifier, source
+    return load_rca_classifier(settings, playbook)
 
 
 @click.command()
@@ -71,10 +66,10 @@ def _classifier(settings, playbook, use_rules: bool, train_if_missing: bool, say
 @click.option("--oom-stopped", type=click.IntRange(min=0), default=None,
               help="With --window: tasks stopped with OutOfMemory in the last hour.")
 @click.option("--rules", "use_rules", is_flag=True, help="Use the rule-only baseline classifier.")
-@click.option("--no-train", is_flag=True,
-              help="Do not train a classifier on first use; fall back to the rules.")
-@click.option("--train-services", type=click.IntRange(10, 100_000), default=None,
-              help="On first use, simulated services to train on [600].")
+@click.option("--no-train", is_flag=True, hidden=True,
+              help="Accepted for old scripts; nothing is trained on first use any more.")
+@click.option("--train-services", type=click.IntRange(10, 100_000), default=None, hidden=True,
+              help="Accepted for old scripts; ignored (`aiops train-rca --services N` retrains).")
 @click.option("--report-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Write the RCA report here: Markdown, HTML, one PNG per involved metric.")
 @click.option("--email-to", multiple=True, help="Send the report by SES to this address (repeatable).")
@@ -98,12 +93,10 @@ def rca(ctx, payload, history, window, deployed_minutes_ago, oom_stopped, use_ru
         _bad_input("--email-to needs --email-from (or AIOPS_MAIL_FROM): an SES-verified sender")
     settings = settings_from(ctx)
     playbook = load_playbook(settings.playbook)
-    say = _to_stderr
     try:
         if payload is not None:
             request = parse_payload(_read_payload(payload))
-            classifier, source = _classifier(settings, playbook, use_rules, not no_train, say,
-                                             train_services)
+            classifier, source = _classifier(settings, playbook, use_rules)
             diagnosis = classifier.diagnose(request.features())
             texts = [_render(a) for a in request.anomalies]
             plots = {}
@@ -112,8 +105,7 @@ def rca(ctx, payload, history, window, deployed_minutes_ago, oom_stopped, use_ru
             context = EcsContext(minutes_since_deployment=deployed_minutes_ago,
                                  oom_stopped_tasks=oom_stopped)
             frames = read_metric_csv(history, "history"), read_metric_csv(window, "window")
-            classifier, source = _classifier(settings, playbook, use_rules, not no_train, say,
-                                             train_services)
+            classifier, source = _classifier(settings, playbook, use_rules)
             result = diagnose_window(*frames, classifier, settings, context)
             diagnosis, texts = result.diagnosis, [a.render() for a in result.anomalies]
             plots = _plots(result, diagnosis.to_dict())
@@ -189,8 +181,15 @@ def _report(diagnosis: dict, anomalies: list[str], plots: dict[str, bytes], dire
 @click.command("train-rca")
 @click.option("--services", type=click.IntRange(10, 100_000), default=None,
               help="Simulated services to draw incidents from (about 5 incidents each) [600].")
-@click.option("--model", "kind", type=click.Choice(["hgb", "forest", "logistic"]), default="forest",
-              show_default=True, help="The classifier (see `aiops benchmark rca`).")
+@click.option("--model", "kind", type=click.Choice(["linear", "hgb", "forest", "logistic"]), default="linear",
+              show_default=True,
+              help="The classifier (see `aiops benchmark rca`); linear is the shipped kind.")
+@click.option("--seed", type=click.IntRange(0, 10_000), default=0, show_default=True,
+              help="Which training services: seeds 1,000,000 + N x services onwards. The shipped model "
+                   "is --seed 0 --services 600 --no-labels.")
+@click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the linear model here [DATA_DIR/models/rca/model-linear.json]; "
+                   "rca/model-linear-v1.json refreshes the shipped one.")
 @click.option("--no-labels", is_flag=True, help="Leave out the operator labels of the incident log.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Processes simulating incidents.")
@@ -198,8 +197,9 @@ def _report(diagnosis: dict, anomalies: list[str], plots: dict[str, bytes], dire
 @mlflow_options
 @click.pass_context
 @handle_errors
-def train_rca(ctx, services, kind, no_labels, jobs, as_json, mlflow_uri, experiment) -> None:
-    """Train the root-cause classifier and save it under the data dir (models/rca).
+def train_rca(ctx, services, kind, seed, out, no_labels, jobs, as_json, mlflow_uri, experiment) -> None:
+    """Train the root-cause classifier and save it under the data dir (models/rca); from then on
+    every door uses it instead of the shipped model.
 
     Logged to MLflow (experiment rca-training: parameters, class counts, the bundle's files) when
     a tracking URI is set.
@@ -211,7 +211,7 @@ def train_rca(ctx, services, kind, no_labels, jobs, as_json, mlflow_uri, experim
     settings = settings_from(ctx)
     say = _to_stderr
     _, info, path = train(settings, load_playbook(settings.playbook), services, kind,
-                          use_labels=not no_labels, n_jobs=jobs, progress=say)
+                          use_labels=not no_labels, n_jobs=jobs, progress=say, seed=seed, out=out)
     summary = {"bundle": str(path), "model": info.kind, "simulated_incidents": info.n_simulated,
                "operator_labels": info.n_labels, "services": info.n_services,
                "seeds": f"{info.seeds[0]}-{info.seeds[1]}", "seconds": info.seconds,

@@ -78,20 +78,21 @@ def test_bad_input_is_a_usage_error_naming_the_field(data_dir, payload, named) -
     assert done.stderr.startswith(f"aiops: error: {named}") and "Traceback" not in done.stderr
 
 
-def test_without_a_trained_model_it_says_so_and_uses_the_rules(tmp_path) -> None:
-    done = aiops("rca", "--payload", json.dumps(SEED), "--no-train", "--json", data_dir=tmp_path)
-    assert done.exit_code == 0
-    assert "no trained model" in json.loads(done.stdout)["classifier"]
-
-
-def test_first_use_trains_and_saves_the_classifier(tmp_path) -> None:
-    done = aiops("rca", "--payload", json.dumps(SEED), "--train-services", "12", "--json",
-                 data_dir=tmp_path)
+def test_without_a_retrained_model_the_shipped_one_answers_at_once(tmp_path) -> None:
+    done = aiops("rca", "--payload", json.dumps(SEED), "--json", data_dir=tmp_path)
     assert done.exit_code == 0, done.stderr
-    assert "training one now" in done.stderr
-    assert (tmp_path / "models" / "rca" / "manifest.json").is_file()
-    again = aiops("rca", "--payload", json.dumps(SEED), "--json", data_dir=tmp_path)
-    assert "training" not in again.stderr and json.loads(again.stdout)["root_cause"] == "high_cpu"
+    out = json.loads(done.stdout)
+    assert out["classifier"] == "shipped model model-linear-v1.json"
+    assert out["root_cause"] == "high_cpu" and out["confidence"] >= 0.9
+    assert "training" not in done.stderr and not (tmp_path / "models").exists()
+
+
+def test_a_broken_retrained_model_is_refused_for_the_shipped_one(tmp_path) -> None:
+    (tmp_path / "models" / "rca").mkdir(parents=True)
+    (tmp_path / "models" / "rca" / "model-linear.json").write_text('{"format": "aiops-rca-linear/1"}')
+    done = aiops("rca", "--payload", json.dumps(SEED), "--json", data_dir=tmp_path)
+    assert done.exit_code == 0, done.stderr
+    assert json.loads(done.stdout)["classifier"] == "shipped model model-linear-v1.json"
 
 
 def _csv(frame: pd.DataFrame, path: Path) -> Path:
@@ -217,6 +218,11 @@ def test_the_benchmark_prints_both_sides_and_logs_to_mlflow(tmp_path) -> None:
     assert out["test_seeds"][0] >= 9_000_000 and out["training"]["seeds"][1] < 9_000_000
     for side in ("model", "rules"):
         assert {"accuracy", "macro_f1", "harmful_actions", "recall", "confusion"} <= set(out[side])
+    assert set(out["sets"]) == {"simulator hold-out", "seed payloads"}
+    for side in ("model", "rules"):
+        seeds = out["sets"]["seed payloads"][side]
+        assert {"exact", "macro_f1", "abstained", "harmful_actions"} <= set(seeds)
+    assert [row["floor"] for row in out["coverage"]["seed payloads"]][:2] == [0.0, 0.5]
     import mlflow
 
     run = mlflow.MlflowClient(tracking_uri=uri).get_run(out["mlflow_run_id"])
@@ -225,3 +231,4 @@ def test_the_benchmark_prints_both_sides_and_logs_to_mlflow(tmp_path) -> None:
     table = aiops("benchmark", "rca", "--train-services", "12", "--test-services", "10", "--jobs", "1",
                   data_dir=tmp_path, env={"MLFLOW_TRACKING_URI": ""})
     assert "harmful actions" in table.stdout and "MLflow tracking skipped" in table.stdout
+    assert "seed payloads: model" in table.stdout and "Coverage vs accuracy" in table.stdout
