@@ -104,7 +104,7 @@ class ApiContext:
 def _field_error(status: int, field_path: str, message: str) -> JSONResponse:
     loc = ["body", *field_path.replace("]", "").replace("[", ".").split(".")]
     return JSONResponse(status_code=status, content={"detail": [
-        {"loc": [int(p) if p.isdigit() else p for p in loc if p], "msg": message,
+        {"loc": [int(p) if p.isascii() and p.isdigit() else p for p in loc if p], "msg": message,
          "type": "value_error"}]})
 
 
