@@ -89,6 +89,7 @@ class BenchmarkResult:
     seconds: float
     sets: list[tuple[str, SetScore, SetScore]] = field(default_factory=list)   # name, model, rules
     coverage: dict[str, list[dict]] = field(default_factory=dict)
+    chosen_floors: dict[str, list[dict]] = field(default_factory=dict)   # set name -> per held-out group
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,13 @@ class LabelledSet:
     accepts: list[tuple[str, ...]]
     harmful_if: list[tuple[str, ...]]
     groups: list[str]
+    folds: list[str] | None = None    # cross-validation groups (rca-dev: system/date)
+
+    def subset(self, keep: Sequence[int]) -> "LabelledSet":
+        def pick(items):
+            return None if items is None else [items[i] for i in keep]
+        return LabelledSet(self.name, pick(self.features), pick(self.truths), pick(self.accepts),
+                           pick(self.harmful_if), pick(self.groups), pick(self.folds))
 
 
 @dataclass(frozen=True)
@@ -163,18 +171,54 @@ def score_set(classifier, labelled: LabelledSet, playbook: Playbook,
 COVERAGE_FLOORS = (0.0, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.99)
 
 
+def _at_floor(classifier, playbook: Playbook, floor: float):
+    """The classifier and playbook with ``min_confidence`` at ``floor`` (destructive: at least it)."""
+    strict = playbook.model_copy(update={"min_confidence": floor, "min_confidence_destructive":
+                                         max(floor, playbook.min_confidence_destructive)})
+    model = TrainedClassifier(classifier.model, strict) if isinstance(classifier, TrainedClassifier) \
+        else classifier
+    return model, strict
+
+
 def coverage_table(classifier, labelled: LabelledSet, playbook: Playbook) -> list[dict]:
     """For confidence floors from 0 to 0.99: how many cases are answered and how many of those are
     right (the floor applies to every cause; destructive ones keep their own higher floor)."""
     rows = []
     for floor in COVERAGE_FLOORS:
-        strict = playbook.model_copy(update={"min_confidence": floor, "min_confidence_destructive":
-                                             max(floor, playbook.min_confidence_destructive)})
-        model = TrainedClassifier(classifier.model, strict) if isinstance(classifier, TrainedClassifier) \
-            else classifier
+        model, strict = _at_floor(classifier, playbook, floor)
         got = score_set(model, labelled, strict)
         rows.append({"floor": floor, "coverage": round(1 - got.abstained, 4),
                      "answered_accuracy": round(got.answered_accuracy, 4), "harmful": got.harmful})
+    return rows
+
+
+MAX_ABSTAINED = 0.10
+
+
+def choose_floor(classifier, labelled: LabelledSet, playbook: Playbook) -> list[dict]:
+    """The confidence floor chosen by leave-one-group-out cross-validation, and how it does.
+
+    For each group (rca-dev: one system on one day) the floor is chosen on the other groups
+    alone, as the one with the best accuracy among answered that abstains on at most
+    :data:`MAX_ABSTAINED` of their faulty cases (the lowest such floor on a tie), then scored
+    on the held-out group.
+    """
+    folds = labelled.folds or []
+    rows = []
+    for held in sorted(set(folds)):
+        inside = labelled.subset([i for i, f in enumerate(folds) if f != held])
+        best: tuple[float, float] | None = None
+        for floor in COVERAGE_FLOORS:
+            model, strict = _at_floor(classifier, playbook, floor)
+            got = score_set(model, inside, strict)
+            if got.abstained <= MAX_ABSTAINED and (best is None or got.answered_accuracy > best[1] + 1e-9):
+                best = (floor, got.answered_accuracy)
+        floor = best[0] if best else playbook.min_confidence
+        model, strict = _at_floor(classifier, playbook, floor)
+        got = score_set(model, labelled.subset([i for i, f in enumerate(folds) if f == held]), strict)
+        rows.append({"held_out": held, "floor": floor, "n": got.n, "exact": round(got.exact, 4),
+                     "answered_accuracy": round(got.answered_accuracy, 4),
+                     "abstained": round(got.abstained, 4), "harmful": got.harmful})
     return rows
 
 
@@ -210,6 +254,14 @@ def render_sets(result: BenchmarkResult, tablefmt: str = "simple") -> str:
              for i, r in enumerate(result.coverage[names[0]])] if names else []
     out.append(tabulate(table, headers=["floor"] + [f"{n}: answered / right / harmful" for n in names],
                         tablefmt=tablefmt))
+    for name, rows in result.chosen_floors.items():
+        out += ["", f"Confidence floor chosen by leave-one-group-out CV on {name} (on the other groups: "
+                    f"best accuracy among answered with at most {MAX_ABSTAINED:.0%} abstained), scored on "
+                    "the held-out group",
+                tabulate([[r["held_out"], f"{r['floor']:.2f}", r["n"], f"{r['answered_accuracy']:.1%}",
+                           f"{r['abstained']:.1%}", r["harmful"]] for r in rows],
+                         headers=["held out", "floor", "cases", "right among answered", "abstained",
+                                  "harmful"], tablefmt=tablefmt)]
     for name, model, _ in result.sets:
         if name != "simulator hold-out" and model.misses:
             out.append(f"Misses of the model, {name}: " + "; ".join(
@@ -258,7 +310,8 @@ def benchmark(playbook: Playbook, n_train_services: int = DEFAULT_SERVICES,
                            evaluate("rules", truths, baseline, playbook, forms), info,
                            len(test.incidents), (HOLDOUT_SEEDS[0], HOLDOUT_SEEDS[n_test_services - 1]),
                            dict(test.skipped), round(time.monotonic() - started, 1),
-                           [(lab.name, m, r) for lab, m, r in scores], coverage)
+                           [(lab.name, m, r) for lab, m, r in scores], coverage,
+                           {lab.name: choose_floor(classifier, lab, playbook) for lab in sets if lab.folds})
 
 
 def render(result: BenchmarkResult, tablefmt: str = "simple") -> str:
@@ -309,7 +362,7 @@ def to_dict(result: BenchmarkResult) -> dict:
             "model": {**result.model.summary(), "confusion": result.model.confusion.to_dict()},
             "rules": {**result.rules.summary(), "confusion": result.rules.confusion.to_dict()},
             "sets": {name: {"model": m.to_dict(), "rules": r.to_dict()} for name, m, r in result.sets},
-            "coverage": result.coverage}
+            "coverage": result.coverage, "chosen_floors": result.chosen_floors}
 
 
 def log_to_mlflow(result: BenchmarkResult, tracking_uri: str, experiment: str = "rca-benchmark") -> str:

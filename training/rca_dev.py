@@ -66,8 +66,8 @@ def load_cases(directory: str | Path) -> list[DevCase]:
 def dev_set(directory: str | Path, read: Callable[[Path, str], pd.DataFrame], threshold: float = 4.0,
             group_window: int = 3, name: str = "rca-dev"):
     """The cases as a :class:`training.rca_benchmark.LabelledSet`, featurised as
-    ``aiops rca --history H --window W`` does (``read`` is its CSV reader); groups are
-    system/date, for cross-validation."""
+    ``aiops rca --history H --window W`` does (``read`` is its CSV reader); its cross-validation
+    folds are system/date."""
     from training.rca_benchmark import LabelledSet
 
     cases = load_cases(directory)
@@ -75,4 +75,4 @@ def dev_set(directory: str | Path, read: Callable[[Path, str], pd.DataFrame], th
         window_features(read(c.history_path, "history"), read(c.window_path, "window"), threshold,
                         group_window).features for c in cases]
     return LabelledSet(name, features, [c.cause for c in cases], [c.accept for c in cases],
-                       [c.harmful_if for c in cases], [c.name for c in cases]), [c.group for c in cases]
+                       [c.harmful_if for c in cases], [c.name for c in cases], [c.group for c in cases])

@@ -145,7 +145,7 @@ def rca(ctx: click.Context, train_services: int | None, test_services: int | Non
     sets = []
     if dev_set is not None:
         try:
-            sets.append(load_dev_set(dev_set, read_metric_csv, settings.threshold, settings.group_window)[0])
+            sets.append(load_dev_set(dev_set, read_metric_csv, settings.threshold, settings.group_window))
         except (DevSetError, PayloadError) as exc:
             fail(f"--dev-set: {exc}")
     else:
