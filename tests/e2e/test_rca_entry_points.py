@@ -233,3 +233,16 @@ def test_the_benchmark_prints_both_sides_and_logs_to_mlflow(tmp_path) -> None:
                   data_dir=tmp_path, env={"MLFLOW_TRACKING_URI": ""})
     assert "harmful actions" in table.stdout and "MLflow tracking skipped" in table.stdout
     assert "seed payloads: model" in table.stdout and "Coverage vs accuracy" in table.stdout
+
+
+def test_a_dev_set_that_is_not_one_is_refused_before_any_training(tmp_path) -> None:
+    empty = tmp_path / "cases"
+    empty.mkdir()
+    done = aiops("benchmark", "rca", "--dev-set", str(empty), data_dir=tmp_path)
+    assert done.exit_code == 1 and "--dev-set:" in done.stderr and "no case folders" in done.stderr
+    assert "simulating" not in done.stderr and "Traceback" not in done.stderr
+    case = empty / "one"
+    case.mkdir()
+    (case / "truth.json").write_text("{not json")
+    done = aiops("benchmark", "rca", "--dev-set", str(empty), data_dir=tmp_path)
+    assert done.exit_code == 1 and "truth.json" in done.stderr and "Traceback" not in done.stderr
