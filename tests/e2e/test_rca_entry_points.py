@@ -161,7 +161,7 @@ def test_http_rca_answers_the_seed_payload(client) -> None:
     ({"anomalies": ["CPU 60"]}, ["body", "anomalies", 0]),
     ({"metrics": {"error_count": -4}}, ["body", "metrics", "error_count"]),
     ({}, ["body", "payload"]),
-    ({"\u00b2": None}, ["body", "\u00b2"]),   # a field named by a digit that is not 0-9 (the fuzz test found it)
+    ({"\u00b2": None}, ["body", "\u00b2"]),   # named by a digit that is not 0-9 (the fuzz test found it)
 ])
 def test_http_bad_input_is_422_with_the_field(client, body, loc) -> None:
     reply = client.post("/v1/rca", json=body)

@@ -35,8 +35,8 @@ def test_unknown_on_a_fault_free_case_is_right_and_on_a_fault_is_abstention() ->
 
 
 def test_a_scale_up_on_an_error_case_is_harmful_an_alert_never_is() -> None:
-    got = score_set(Fixed(), labelled([("error_rate_high", "high_cpu"), ("error_rate_high", "error_rate_low")]),
-                    PLAYBOOK)
+    got = score_set(Fixed(), labelled([("error_rate_high", "high_cpu"),
+                                       ("error_rate_high", "error_rate_low")]), PLAYBOOK)
     assert got.harmful == 1 and got.exact == 0.0
 
 
