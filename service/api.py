@@ -15,7 +15,6 @@ shared pieces on ``app.state.context``.
 from __future__ import annotations
 
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -29,76 +28,45 @@ from fastapi.responses import JSONResponse, Response
 
 from rca.diagnosis import RootCauseClassifier
 from rca.payload import PayloadError
-from rca.playbook import Playbook, Severity, load_playbook
-from service.api_schemas import (
-    MAX_ID,
-    PersonAction,
-    RemediateRequest,
-    RemediateResponse,
-    ScoreRequest,
-    ScoreResponse,
-)
+from service import usecases
+from service.api_schemas import RemediateResponse, ScoreRequest, ScoreResponse
+from service.bootstrap import Platform, build_platform
 from service.clock import Clock
 from service.dashboard import dashboard_router
-from service.diagnose import diagnose_payload, load_rca_classifier
 from service.http_auth import bearer_auth
 from service.http_metrics import ApiMetrics
-from service.remediation import Remediator
+from service.requests import MAX_ID, ActionCommand, PersonStep
 from service.scoring import NoModelError, Series, ServiceModels, load_service_models, score_series
-from service.settings import Mode, Settings
-from service.store import STATUSES, ActionRequest, IncidentStateError, IncidentStore
+from service.settings import Settings
+from service.store import STATUSES, IncidentStateError, IncidentStore
 
 SEED_EXAMPLE = {"anomalies": ["CPU: 60% (expected 4%)"], "metrics": {"cpu_utilization": 60}}
-RemediatorFactory = Callable[[bool], Remediator]   # dry_run -> the guarded remediator
 
 
 # ---------------------------------------------------------------------- shared pieces
 
 
-def default_remediators(settings: Settings, store: IncidentStore,
-                        config_path: str | None = None) -> RemediatorFactory:
-    """The guarded remediator of the CLI and the Lambda handler, made on first use (per dry-run).
-
-    The allow-list is the watch config's (``AIOPS_CONFIG``), else the settings' target.
-    """
-    made: dict[bool, Remediator] = {}
-
-    def get(dry_run: bool) -> Remediator:
-        if dry_run not in made:
-            from service.aws import ClientFactory
-            from service.fleet import guarded_remediator
-            from service.notify import ConsoleNotifier
-            from service.watch_config import load_watch_config
-
-            config = load_watch_config(config_path)
-            chosen = settings.model_copy(update={"mode": Mode.DRY_RUN}) if dry_run else settings
-            named = f"{settings.target.cluster}/{settings.target.service}"
-            made[dry_run] = guarded_remediator(chosen, config, ClientFactory(), store,
-                                               ConsoleNotifier(sys.stderr), "on-call engineer",
-                                               watched=config.watched() or [named])
-        return made[dry_run]
-
-    return get
-
-
 @dataclass
 class ApiContext:
-    """Everything the routes share, built once per app."""
+    """Everything the routes share, built once per app: the platform (log, remediator, classifier,
+    clock) and what only HTTP has (the served models, the metrics registry, the token guard)."""
 
-    settings: Settings
-    playbook: Playbook
-    classifier: RootCauseClassifier
-    classifier_source: str
+    platform: Platform
     models: ServiceModels
-    store: IncidentStore
     metrics: ApiMetrics
-    remediators: RemediatorFactory
     require_token: Callable[..., None]
-    clock: Clock
 
-    def critical_actions(self) -> set[str]:
-        """The auto actions of the playbook's CRITICAL rows: what approve mode holds for a person."""
-        return {c.auto_action.value for c in self.playbook.causes if c.severity is Severity.CRITICAL}
+    @property
+    def settings(self) -> Settings:
+        return self.platform.settings
+
+    @property
+    def store(self) -> IncidentStore:
+        return self.platform.store
+
+    @property
+    def clock(self) -> Clock:
+        return self.platform.clock
 
 
 def _field_error(status: int, field_path: str, message: str) -> JSONResponse:
@@ -184,7 +152,8 @@ def rca_router(ctx: ApiContext) -> APIRouter:
     def rca(payload: Any = Body(..., examples=[SEED_EXAMPLE])) -> dict:  # noqa: B008 - FastAPI idiom
         """Anomaly strings (``CPU: 60% (expected 4%)``) or objects, metric values, optional ECS
         context -> root cause, severity, actions, confidence, explanation, evidence."""
-        return {**diagnose_payload(payload, ctx.classifier).to_dict(), "classifier": ctx.classifier_source}
+        diagnosis, source = usecases.diagnose(ctx.platform, payload)
+        return {**diagnosis.to_dict(), "classifier": source}
 
     return router
 
@@ -199,7 +168,7 @@ def remediate_router(ctx: ApiContext) -> APIRouter:
                             404: {"description": "Unknown incident"},
                             409: {"description": "Refused by a guardrail or by approve mode"},
                             502: {"description": "ECS refused or failed"}})
-    def remediate(body: RemediateRequest) -> JSONResponse:
+    def remediate(body: ActionCommand) -> JSONResponse:
         """Scale up, scale to N, restart tasks or roll back one service, through the same guarded
         executor as ``aiops remediate`` and the rollback Lambda: the allow-list, one action in
         flight, the cooldown and daily cap (an HTTP caller may be a script in a loop), the
@@ -207,49 +176,19 @@ def remediate_router(ctx: ApiContext) -> APIRouter:
         ``dry_run``) decides and logs without changing anything; ``approve`` mode leaves the
         actions of CRITICAL rows (restart, rollback) to a person. 200 done or dry run, 409
         refused (``reason`` names the rule), 502 ECS failed."""
-        cluster = body.cluster or ctx.settings.target.cluster
-        service = body.service or ctx.settings.target.service
-        params = _action_params(body)
-        if body.incident_id is not None:
-            try:
-                ctx.store.get(body.incident_id)
-            except KeyError as exc:
-                raise HTTPException(404, detail=str(exc.args[0])) from None
-        dry_run = body.dry_run or ctx.settings.mode is Mode.DRY_RUN
-        base = {"cluster": cluster, "service": service, "action": body.action}
-        if (ctx.settings.mode is Mode.APPROVE and not dry_run
-                and body.action in ctx.critical_actions()):
-            ctx.metrics.remediations.labels(body.action, "approval_required").inc()
-            return JSONResponse(status_code=409, content={
-                **base, "status": "refused", "change": "none", "reason": "approval_required",
-                "error": f"the server runs in approve mode: {body.action} waits for a person "
-                         "(approve the incident with POST /v1/incidents/ID/approve, or run "
-                         "`aiops remediate` by hand)"})
-        request = ActionRequest(cluster, service, body.action, origin="api", incident_id=body.incident_id,
-                                reason=body.reason.strip(), params=params,
-                                key=f"api-{body.request_id}" if body.request_id else None,
-                                dry_run=dry_run)
-        outcome = ctx.remediators(dry_run).run(request, ctx.clock())
-        ctx.metrics.remediations.labels(body.action, outcome.status).inc()
-        status = {"refused": 409, "failed": 502}.get(outcome.status, 200)
-        return JSONResponse(status_code=status, content={**base, **outcome.to_dict()})
+        try:
+            outcome = usecases.request_action(ctx.platform, body, "api")
+        except KeyError as exc:
+            raise HTTPException(404, detail=str(exc.args[0])) from None
+        held = outcome.reason == "approval_required"
+        ctx.metrics.remediations.labels(body.action, "approval_required" if held else outcome.status).inc()
+        target = ctx.settings.target
+        base = {"cluster": body.cluster or target.cluster, "service": body.service or target.service,
+                "action": body.action}
+        return JSONResponse(status_code=usecases.http_status(outcome),
+                            content={**base, **outcome.to_dict()})
 
     return router
-
-
-def _action_params(body: RemediateRequest) -> dict:
-    """The action's parameters; a parameter the action does not take is named, not ignored."""
-    if body.action == "scale_to" and body.count is None:
-        raise PayloadError("count", "scale_to needs the desired count")
-    if body.count is not None and body.action != "scale_to":
-        raise PayloadError("count", f"only scale_to takes a count, not {body.action}")
-    if body.to_revision is not None and body.action != "rollback":
-        raise PayloadError("to_revision", f"only rollback takes a revision, not {body.action}")
-    if body.action == "scale_to":
-        return {"count": body.count}
-    if body.action == "rollback" and body.to_revision is not None:
-        return {"to_revision": body.to_revision}
-    return {}
 
 
 IncidentId = Annotated[int, Path(ge=1, le=MAX_ID, description="The incident's id")]
@@ -283,13 +222,13 @@ def incidents_router(ctx: ApiContext) -> APIRouter:
                 "timeline": ctx.store.events(incident_id)}
 
     def person_step(step: str, call: Callable[..., Any]):
-        def handler(incident_id: IncidentId, body: PersonAction) -> dict:
+        def handler(incident_id: IncidentId, body: PersonStep) -> dict:
             found(incident_id)
             try:
                 if step == "resolve":
-                    incident = call(incident_id, ctx.clock(), body.by, body.note or "")
-                else:
-                    incident = call(incident_id, ctx.clock(), body.by)
+                    incident, sent = call(ctx.platform, incident_id, body.by, body.note or "")
+                    return {"incident": incident.to_dict(), "report_message_id": sent}
+                incident = call(ctx.platform, incident_id, body.by)
             except IncidentStateError as exc:
                 raise HTTPException(409, detail=str(exc)) from None
             return {"incident": incident.to_dict()}
@@ -299,9 +238,9 @@ def incidents_router(ctx: ApiContext) -> APIRouter:
                  404: {"description": "Unknown incident"},
                  409: {"description": "The incident's status does not allow it"}}
     for step, call, summary in (
-            ("approve", ctx.store.approve, "Approve the action an incident waits for (approve mode)"),
-            ("acknowledge", ctx.store.acknowledge, "Acknowledge an incident: escalation stops paging"),
-            ("resolve", ctx.store.resolve, "Resolve an incident by hand")):
+            ("approve", usecases.approve, "Approve the action an incident waits for (approve mode)"),
+            ("acknowledge", usecases.acknowledge, "Acknowledge an incident: escalation stops paging"),
+            ("resolve", usecases.resolve, "Resolve an incident by hand and send its RCA report")):
         router.add_api_route(f"/v1/incidents/{{incident_id}}/{step}", person_step(step, call),
                              methods=["POST"], summary=summary, dependencies=guarded,
                              responses=responses, name=f"{step}_incident")
@@ -314,7 +253,7 @@ def health_router(ctx: ApiContext) -> APIRouter:
 
     @router.get("/healthz", summary="Liveness and what the app runs with")
     def healthz() -> dict:
-        return {"status": "ok", "rca_classifier": ctx.classifier_source,
+        return {"status": "ok", "rca_classifier": ctx.platform.classifier()[1],
                 "models": sorted(ctx.models.models), "mode": ctx.settings.mode.value}
 
     @router.get("/readyz", summary="Ready to score: models loaded, the incident log answers",
@@ -333,7 +272,7 @@ def health_router(ctx: ApiContext) -> APIRouter:
             checks["incident_log"] = {"ok": True, "path": str(ctx.store.path), "incidents": counts}
         except Exception as exc:  # noqa: BLE001 - any failure to answer means not ready
             checks["incident_log"] = {"ok": False, "path": str(ctx.store.path), "error": str(exc)}
-        checks["rca_classifier"] = {"ok": True, "source": ctx.classifier_source}
+        checks["rca_classifier"] = {"ok": True, "source": ctx.platform.classifier()[1]}
         ready = all(c["ok"] for c in checks.values())
         return JSONResponse(status_code=200 if ready else 503,
                             content={"status": "ready" if ready else "not ready", "checks": checks})
@@ -357,23 +296,18 @@ def metrics_router(ctx: ApiContext) -> APIRouter:
 
 
 def build_context(settings: Settings, classifier: RootCauseClassifier | None = None, *,
-                  models: ServiceModels | None = None, store: IncidentStore | None = None,
-                  remediators: RemediatorFactory | None = None, insecure_no_auth: bool = False,
-                  config_path: str | None = None, clock: Clock | None = None) -> ApiContext:
-    """What the routes share, from settings; tests hand in their own pieces."""
-    playbook = load_playbook(settings.playbook)
-    if classifier is None:
-        classifier, source = load_rca_classifier(settings, playbook)
-    else:
-        source = type(classifier).__name__
-    store = store or IncidentStore(settings.db_path)
+                  models: ServiceModels | None = None, insecure_no_auth: bool = False,
+                  config_path: str | None = None, platform: Platform | None = None,
+                  **pieces: Any) -> ApiContext:
+    """What the routes share: the platform from the one bootstrap (``pieces`` go to
+    :func:`~service.bootstrap.build_platform`: fakes for tests), the served models, metrics."""
+    platform = platform or build_platform(settings, config_path, classifier=classifier, **pieces)
+    platform.classifier()   # loaded (and logged) once, at start-up, not on the first request
     return ApiContext(
-        settings=settings, playbook=playbook, classifier=classifier, classifier_source=source,
-        models=models if models is not None else load_service_models(settings.model_dir),
-        store=store, metrics=ApiMetrics(store),
-        remediators=remediators or default_remediators(settings, store, config_path),
-        require_token=bearer_auth(settings.api_tokens, insecure_no_auth),
-        clock=clock or settings.clock)
+        platform=platform,
+        models=models if models is not None else load_service_models(platform.settings.model_dir),
+        metrics=ApiMetrics(platform.store),
+        require_token=bearer_auth(platform.settings.api_tokens, insecure_no_auth))
 
 
 def create_app(settings: Settings | None = None, classifier: RootCauseClassifier | None = None, *,

@@ -8,16 +8,15 @@ by the use cases and answered in the same shape.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,254}$"   # what ECS accepts for clusters and services
+from service.requests import Name
+
 MAX_SERIES = 1_000
 MAX_POINTS_PER_SERIES = 10_080                        # one week of one-minute points
-MAX_ID = 2**63 - 1                                    # SQLite's largest integer
 
-Name = Annotated[str, Field(pattern=NAME_PATTERN, examples=["aiops-platform-service"])]
 Value = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 SCORE_EXAMPLE = {"series": [
@@ -83,29 +82,6 @@ class ScoreResponse(BaseModel):
     services: list[ServiceScore]
 
 
-ACTIONS = ("scale_up", "scale_to", "restart_tasks", "rollback")
-
-
-class RemediateRequest(BaseModel):
-    """An ECS action on one service, judged by the guardrails and logged before and after."""
-
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"service": "aiops-platform-service", "action": "scale_up", "reason": "latency climbing"}]})
-
-    cluster: Name | None = Field(None, description="[the server's AIOPS_TARGET__CLUSTER]")
-    service: Name | None = Field(None, description="[the server's AIOPS_TARGET__SERVICE]")
-    action: Literal["scale_up", "scale_to", "restart_tasks", "rollback"]
-    reason: str = Field(min_length=1, max_length=1000, pattern=r"\S", description="Why, for the log")
-    count: int | None = Field(None, ge=0, le=10_000, description="Desired count (scale_to only)")
-    to_revision: int | None = Field(None, ge=1, le=1_000_000, description="Revision (rollback only) "
-                                                                          "[the previous one]")
-    incident_id: int | None = Field(None, ge=1, le=MAX_ID, description="Log it on this incident's "
-                                                                       "timeline")
-    dry_run: bool = Field(False, description="Decide and log; change nothing")
-    request_id: str | None = Field(None, min_length=1, max_length=200,
-                                   description="Idempotency key: the same id again is one action")
-
-
 class RemediateResponse(BaseModel):
     cluster: str
     service: str
@@ -116,12 +92,3 @@ class RemediateResponse(BaseModel):
     reason: str | None = Field(None, description="The guardrail's reason code when refused")
     action_id: int | None = None
     started_at: str | None = None
-
-
-class PersonAction(BaseModel):
-    """Who approves, acknowledges or resolves an incident (written to its timeline)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    by: str = Field(min_length=1, max_length=200, pattern=r"\S", examples=["alice"])
-    note: str | None = Field(None, max_length=2000)

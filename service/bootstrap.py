@@ -1,38 +1,171 @@
-"""The one composition function: the live watcher built from settings and adapters.
+"""The composition root: every door's objects, built in one place from settings and the watch config.
 
-Real defaults come from settings and the client factory; tests hand in their own pieces.
+:func:`build_platform` reads the settings (environment, flags) and the watch config, and returns a
+:class:`Platform`: the incident log, the notifiers, the playbook, the clock, the guarded
+remediator (one per dry-run flag) and, on first use, the root-cause classifier. The CLI, the
+HTTP app, the Lambda handlers, the watcher fleet and the demo take their objects from it, so the
+mode, the guardrails, the escalation roles and the adapters are chosen here and nowhere else.
+
+Real adapters are the default (boto3 clients from :class:`~service.aws.ClientFactory`); tests and
+simulations hand in their own (``actions`` makes the ECS adapter, ``store``, ``notifier``,
+``clock``), never a hand-built Remediator or Watcher.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
-import pandas as pd
-
-from detection.zscore import RobustZDetector
-from rca.playbook import load_playbook
+from rca.diagnosis import RootCauseClassifier
+from rca.playbook import Playbook, Severity, load_playbook
 from service.aws import ClientFactory
+from service.clock import Clock
 from service.cloudwatch import CloudWatchMetrics
-from service.diagnose import load_rca_classifier
 from service.ecs import EcsActions
-from service.notify import Notifier
+from service.guardrails import Guardrails
+from service.mail import SesMailer
+from service.notify import (
+    ConsoleNotifier,
+    EmailNotifier,
+    FanOutNotifier,
+    Notifier,
+    SnsNotifier,
+    WebhookNotifier,
+)
 from service.remediation import Remediator
-from service.settings import Mode, Settings
+from service.settings import Mode, ServiceTarget, Settings
 from service.store import IncidentStore
-from service.watcher import Watcher
+from service.watch_config import NotifyConfig, WatchConfig, load_watch_config
+from service.watcher import Detector, MetricSource, Watcher
+
+ActionsFactory = Callable[[bool], Any]   # dry_run -> the ECS adapter (EcsActions or a fake)
 
 
-def build_watcher(settings: Settings, factory: ClientFactory, detector: RobustZDetector,
-                  notifier: Notifier, clock: Callable[[], pd.Timestamp],
-                  store: IncidentStore | None = None) -> Watcher:
-    """Wire a Watcher for ``settings.target`` from real adapters."""
-    playbook = load_playbook(settings.playbook)
-    store = store or IncidentStore(settings.db_path)
-    source = CloudWatchMetrics(factory.client("cloudwatch"), settings.metrics, settings.target,
-                               settings.period_seconds)
-    actions = EcsActions(factory.client("ecs"), dry_run=settings.mode is Mode.DRY_RUN)
-    remediator = Remediator(actions, store, notifier, settings.mode,
-                            on_call=playbook.escalation[0].role)
-    classifier, _ = load_rca_classifier(settings, playbook, detector.threshold)  # logs which one
-    return Watcher(settings.target, source, detector, classifier, remediator, store, notifier,
-                   playbook, settings, clock)
+@dataclass
+class Platform:
+    """What every entry point shares, made once per process (or per request for one-shot CLI calls)."""
+
+    settings: Settings
+    config: WatchConfig
+    playbook: Playbook
+    store: IncidentStore
+    notifier: Notifier
+    clock: Clock
+    factory: ClientFactory
+    actions: ActionsFactory
+    classifier_override: RootCauseClassifier | None = None
+    _remediators: dict[bool, Remediator] = field(default_factory=dict, repr=False)
+    _classifier: tuple[RootCauseClassifier, str] | None = field(default=None, repr=False)
+
+    @property
+    def on_call(self) -> str:
+        """The first escalation role of the playbook: who alerts and reports go to."""
+        return self.playbook.escalation[0].role
+
+    @property
+    def held_for_approval(self) -> frozenset[str]:
+        """The actions approve mode holds for a person: the auto actions of CRITICAL rows."""
+        if self.settings.mode is not Mode.APPROVE:
+            return frozenset()
+        return frozenset(c.auto_action.value for c in self.playbook.causes
+                         if c.severity is Severity.CRITICAL)
+
+    def watched(self) -> list[str]:
+        """``cluster/service`` names the guardrails allow by default: the config's, else the target."""
+        target = self.settings.target
+        return self.config.watched() or [f"{target.cluster}/{target.service}"]
+
+    def remediator(self, dry_run: bool = False) -> Remediator:
+        """The guarded remediator every door shares (one for real actions, one for dry runs)."""
+        dry_run = dry_run or self.settings.mode is Mode.DRY_RUN
+        if dry_run not in self._remediators:
+            mode = Mode.DRY_RUN if dry_run else self.settings.mode
+            guardrails = Guardrails(self.config.guardrails, watched=self.watched(),
+                                    held_for_approval=self.held_for_approval)
+            self._remediators[dry_run] = Remediator(self.actions(dry_run), self.store, self.notifier,
+                                                    mode, on_call=self.on_call, guardrails=guardrails)
+        return self._remediators[dry_run]
+
+    def classifier(self) -> tuple[RootCauseClassifier, str]:
+        """The root-cause classifier and, in words, which one (loaded once)."""
+        if self._classifier is None:
+            if self.classifier_override is not None:
+                self._classifier = (self.classifier_override, type(self.classifier_override).__name__)
+            else:
+                from service.diagnose import load_rca_classifier
+
+                self._classifier = load_rca_classifier(self.settings, self.playbook)
+        return self._classifier
+
+    def watcher(self, target: ServiceTarget, detector: Detector, source: MetricSource | None = None,
+                settings: Settings | None = None) -> Watcher:
+        """The watcher of one service, on the shared remediator, log and notifier.
+
+        ``source`` defaults to CloudWatch for ``target``; ``settings`` to the platform's with
+        ``target`` as the target.
+        """
+        settings = settings or self.settings.model_copy(update={"target": target})
+        if source is None:
+            source = CloudWatchMetrics(self.factory.client("cloudwatch"), settings.metrics, target,
+                                       settings.period_seconds)
+        remediator = self.remediator()
+        classifier = self.classifier_override
+        if classifier is None:
+            from service.diagnose import load_rca_classifier
+
+            classifier, _ = load_rca_classifier(settings, self.playbook, detector.threshold)
+        return Watcher(target, source, detector, classifier, remediator, self.store, self.notifier,
+                       self.playbook, settings, self.clock, ecs=remediator.actions)
+
+
+def build_notifier(config: NotifyConfig, factory: ClientFactory, stream=sys.stderr) -> Notifier:
+    """Every channel the config names (SNS, SES e-mail, webhook), with a copy on the console.
+
+    With no channel configured the console is the channel.
+    """
+    console = ("console", ConsoleNotifier(stream))
+    channels: list[tuple[str, Any]] = []
+    if config.sns_topic_arn:
+        channels.append(("sns", SnsNotifier(factory.client("sns"), config.sns_topic_arn)))
+    if config.email is not None:
+        channels.append(("email", EmailNotifier(SesMailer(factory.client("ses"), config.email.sender),
+                                                config.email.recipients)))
+    if config.webhook_url:
+        channels.append(("webhook", WebhookNotifier(config.webhook_url)))
+    return FanOutNotifier(channels, copies=[console]) if channels else FanOutNotifier([console])
+
+
+def real_actions(settings: Settings, factory: ClientFactory) -> ActionsFactory:
+    """The ECS adapter on boto3 clients, with its Application Auto Scaling reader."""
+    def make(dry_run: bool) -> EcsActions:
+        return EcsActions(factory.client("ecs"), dry_run=dry_run or settings.mode is Mode.DRY_RUN,
+                          autoscaling_client=factory.client("application-autoscaling"))
+    return make
+
+
+def build_platform(settings: Settings | None = None, config: WatchConfig | str | Path | None = None, *,
+                   factory: ClientFactory | None = None, actions: ActionsFactory | None = None,
+                   store: IncidentStore | None = None, notifier: Notifier | None = None,
+                   clock: Clock | None = None, classifier: RootCauseClassifier | None = None,
+                   notify_stream: Any = None) -> Platform:
+    """The platform from settings and the watch config (an object, a path, or None for none).
+
+    The config's ``mode`` applies unless the settings set one explicitly. Every piece not handed
+    in is the real one: boto3 clients, the SQLite log at ``settings.db_path``, the notifiers the
+    config names (the console when none), the wall clock shifted as the settings say.
+    """
+    settings = settings or Settings()
+    if not isinstance(config, WatchConfig):
+        config = load_watch_config(config)
+    if config.mode is not None and "mode" not in settings.model_fields_set:
+        settings = settings.model_copy(update={"mode": config.mode})
+    factory = factory or ClientFactory()
+    if notifier is None:
+        notifier = build_notifier(config.notify, factory, notify_stream or sys.stderr)
+    return Platform(settings=settings, config=config, playbook=load_playbook(settings.playbook),
+                    store=store or IncidentStore(settings.db_path), notifier=notifier,
+                    clock=clock or settings.clock, factory=factory,
+                    actions=actions or real_actions(settings, factory), classifier_override=classifier)

@@ -18,7 +18,7 @@ import pandas as pd
 from detection.metrics import spec_for
 from models.store import LocalModelStore
 from service.aws import ClientFactory, local_aws, reset_local_aws
-from service.bootstrap import build_watcher
+from service.bootstrap import build_platform
 from service.cloudwatch import CloudWatchMetrics
 from service.notify import SnsNotifier
 from service.settings import Settings
@@ -130,9 +130,10 @@ class DemoEnvironment:
         self.trained = self._train()
         sns = self.factory.client("sns")
         self.notifier = SnsNotifier(sns, sns.create_topic(Name="aiops-escalations")["TopicArn"])
-        self.store = IncidentStore(settings.db_path)
-        self.watcher = build_watcher(settings, self.factory, self.trained.model, self.notifier,
-                                     self.clock, store=self.store)
+        platform = build_platform(settings, None, factory=self.factory, notifier=self.notifier,
+                                  clock=self.clock)
+        self.store = platform.store
+        self.watcher = platform.watcher(settings.target, self.trained.model, source=self.cloudwatch)
 
     def _train(self) -> ServiceResult:
         """Train the service's model through the nightly pipeline, tracked in MLflow."""

@@ -25,14 +25,12 @@ import pandas as pd
 
 from models.store import LocalModelStore
 from service.aws import ClientFactory, local_aws, reset_local_aws
-from service.bootstrap import build_watcher
+from service.bootstrap import build_platform
 from service.cloudwatch import CloudWatchMetrics
-from service.fleet import guarded_remediator
 from service.guardrails import GuardrailConfig
 from service.notify import SnsNotifier
 from service.retry_log import RetryLog
 from service.settings import Settings
-from service.store import IncidentStore
 from service.watch_config import ServiceConfig, WatchConfig
 from simulation.api_faults import ApiFaults
 from simulation.clock import DEFAULT_START, SimClock
@@ -173,15 +171,12 @@ class FaultEnvironment:
         for name in FAULTED:
             self.faults.attach(platform.client(name))
             self.retry_log.attach(platform.client(name))
-        self.store = IncidentStore(self.settings.db_path)
-        notifier = SnsNotifier(platform.client("sns"), topic)
-        self.watcher = build_watcher(self.settings, platform, detector, notifier, self.clock,
-                                     store=self.store)
         config = WatchConfig(services=[ServiceConfig(cluster=target.cluster, service=target.service)],
                              guardrails=GUARDRAILS)
-        remediator = guarded_remediator(self.settings, config, platform, self.store, notifier,
-                                        self.watcher.escalator.on_call)
-        self.watcher.rewire(remediator, ecs=remediator.actions)
+        built = build_platform(self.settings, config, factory=platform, clock=self.clock,
+                               notifier=SnsNotifier(platform.client("sns"), topic))
+        self.store = built.store
+        self.watcher = built.watcher(target, detector)
 
     def _train(self, metrics: CloudWatchMetrics):
         """The service's detector, fitted on its CloudWatch history by the nightly pipeline."""

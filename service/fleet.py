@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,23 +22,14 @@ from typing import Any
 import pandas as pd
 
 from service.aws import ClientFactory
-from service.bootstrap import build_watcher
-from service.ecs import EcsActions
-from service.guardrails import Guardrails
-from service.mail import SesMailer
+from service.bootstrap import build_platform
 from service.notify import (
-    ConsoleNotifier,
-    EmailNotifier,
-    FanOutNotifier,
     Notifier,
-    SnsNotifier,
-    WebhookNotifier,
 )
-from service.remediation import Remediator
 from service.retry_log import RetryLog
-from service.settings import Mode, Settings
+from service.settings import Settings
 from service.store import IncidentStore
-from service.watch_config import NotifyConfig, ServiceConfig, WatchConfig
+from service.watch_config import ServiceConfig, WatchConfig
 from service.watcher import TickResult, Watcher
 
 log = logging.getLogger("aiops.fleet")
@@ -140,60 +130,26 @@ def stop_on_signals(stop: threading.Event, signals=(signal.SIGTERM, signal.SIGIN
             signal.signal(s, h)
 
 
-def build_notifier(config: NotifyConfig, factory: ClientFactory, stream=sys.stderr) -> Notifier:
-    """Every channel the config names (SNS, SES e-mail, webhook), with a copy on the console.
-
-    With no channel configured the console is the channel.
-    """
-    console = ("console", ConsoleNotifier(stream))
-    channels: list[tuple[str, Any]] = []
-    if config.sns_topic_arn:
-        channels.append(("sns", SnsNotifier(factory.client("sns"), config.sns_topic_arn)))
-    if config.email is not None:
-        channels.append(("email", EmailNotifier(SesMailer(factory.client("ses"), config.email.sender),
-                                                config.email.recipients)))
-    if config.webhook_url:
-        channels.append(("webhook", WebhookNotifier(config.webhook_url)))
-    return FanOutNotifier(channels, copies=[console]) if channels else FanOutNotifier([console])
-
-
-def guarded_remediator(settings: Settings, config: WatchConfig, factory: ClientFactory,
-                       store: IncidentStore, notifier: Notifier, on_call: str,
-                       watched: list[str] | None = None) -> Remediator:
-    """The remediator every entry point shares: the mode, the guardrails, ECS and its scaler."""
-    actions = EcsActions(factory.client("ecs"), dry_run=settings.mode is Mode.DRY_RUN,
-                         autoscaling_client=factory.client("application-autoscaling"))
-    guardrails = Guardrails(config.guardrails, watched=watched if watched is not None else config.watched())
-    return Remediator(actions, store, notifier, settings.mode, on_call=on_call, guardrails=guardrails)
-
-
 def build_fleet(settings: Settings, config: WatchConfig, factory: ClientFactory,
                 load_detector: DetectorLoader, clock: Callable[[], pd.Timestamp],
                 notifier: Notifier | None = None, store: IncidentStore | None = None,
                 retry_log: RetryLog | None = None) -> Fleet:
-    """One watcher per configured service, sharing the log, the notifier and the remediator."""
-    if config.mode is not None and "mode" not in settings.model_fields_set:
-        settings = settings.model_copy(update={"mode": config.mode})
-    services = config.services or [ServiceConfig(cluster=settings.target.cluster,
-                                                 service=settings.target.service)]
+    """One watcher per configured service, from the one bootstrap: they share the log, the
+    notifier and the guarded remediator."""
     retry_log = retry_log or RetryLog()
     for name in ("ecs", "cloudwatch", "application-autoscaling", "sns", "ses"):
         retry_log.attach(factory.client(name))
-    store = store or IncidentStore(settings.db_path)
-    notifier = notifier or build_notifier(config.notify, factory)
+    platform = build_platform(settings, config, factory=factory, notifier=notifier, store=store,
+                              clock=clock)
+    settings = platform.settings
+    services = config.services or [ServiceConfig(cluster=settings.target.cluster,
+                                                 service=settings.target.service)]
     watchers = []
-    remediator = None
     for svc in services:
         svc_settings = settings.model_copy(update={"target": svc.target(settings.target)})
-        watcher = build_watcher(svc_settings, factory, load_detector(svc, svc_settings), notifier,
-                                clock, store=store)
-        if remediator is None:
-            remediator = guarded_remediator(settings, config, factory, store, notifier,
-                                            watcher.escalator.on_call,
-                                            watched=[s.name for s in services])
-        watcher.rewire(remediator, ecs=remediator.actions)
-        watchers.append(watcher)
-    return Fleet(watchers, store, retry_log)
+        watchers.append(platform.watcher(svc_settings.target, load_detector(svc, svc_settings),
+                                         settings=svc_settings))
+    return Fleet(watchers, platform.store, retry_log)
 
 
 def default_bundle(settings: Settings, svc: ServiceConfig) -> Path:

@@ -121,11 +121,15 @@ class Guardrails:
     ----------
     config : the guardrail settings.
     watched : ``cluster/service`` names that stand in for the allow-list when it is not set.
+    held_for_approval : actions that wait for a person (approve mode: the CRITICAL rows' actions);
+        a request for one is refused ``approval_required`` unless it names who approved it.
     """
 
-    def __init__(self, config: GuardrailConfig | None = None, watched: list[str] | None = None):
+    def __init__(self, config: GuardrailConfig | None = None, watched: list[str] | None = None,
+                 held_for_approval: frozenset[str] = frozenset()):
         self.config = config or GuardrailConfig()
         self.watched = list(watched or [])
+        self.held_for_approval = frozenset(held_for_approval)
 
     @property
     def allow_list(self) -> list[str]:
@@ -141,6 +145,10 @@ class Guardrails:
         if not self.allowed_service(request.cluster, request.service):
             return Verdict(False, "not_allowed", f"{name} is not in the allow-list of services "
                            f"({', '.join(self.allow_list) or 'empty'})")
+        if request.action in self.held_for_approval and not request.dry_run and not request.approved_by:
+            return Verdict(False, "approval_required", f"approve mode: {request.action} waits for a "
+                           "person; approve the incident (`aiops incidents approve ID` or POST "
+                           "/v1/incidents/ID/approve) and the watcher runs it, guarded")
         refusal = self._history_refusal(request, history, pd.Timestamp(at))
         if refusal is not None:
             return refusal

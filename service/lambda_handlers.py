@@ -10,7 +10,11 @@ never at import time.
 from __future__ import annotations
 
 import base64
+import binascii
+import functools
 import json
+import sys
+from collections.abc import Callable
 from typing import Any
 
 from rca.payload import PayloadError
@@ -29,135 +33,108 @@ def _error(status: int, field: str, message: str) -> dict:
 
 def _payload(event: Any) -> Any:
     """The payload inside ``event``: its JSON body for HTTP events, else the event itself."""
+    from service.requests import check_depth, load_json
+
     if isinstance(event, dict) and "body" in event and ("requestContext" in event or "headers" in event
                                                         or "httpMethod" in event):
-        body = event.get("body") or ""
+        body = event.get("body")
+        if body is None:
+            body = ""
+        if not isinstance(body, str):
+            raise PayloadError("body", f"must be JSON text, got {type(body).__name__}")
         if event.get("isBase64Encoded"):
-            body = base64.b64decode(body).decode("utf-8")
-        try:
-            return json.loads(body)
-        except json.JSONDecodeError as exc:
-            raise PayloadError("body", f"not valid JSON: {exc}") from None
-    return event
+            try:
+                body = base64.b64decode(body, validate=True)
+            except (binascii.Error, ValueError) as exc:
+                raise PayloadError("body", f"isBase64Encoded, but not valid base64: {exc}") from None
+        return load_json(body, "body")
+    return check_depth(event)
 
 
-def _rca_classifier():
-    """The classifier, loaded once per container (the trained bundle when present, else rules)."""
-    if "rca" not in _cache:
-        from rca.playbook import load_playbook
-        from service.diagnose import load_rca_classifier
+def _platform():
+    """The platform, built once per container from the environment (``AIOPS_*``, ``AIOPS_CONFIG``).
+
+    Kept for warm starts, and built anew only if that environment changes (it does not in a
+    Lambda container; it does between tests). In Lambda only /tmp is writable, so a relative
+    data directory goes there.
+    """
+    import os
+
+    environment = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(("AIOPS_", "AWS_"))))
+    if _cache.get("environment") != environment:
+        from pathlib import Path
+
+        from service.bootstrap import build_platform
         from service.settings import Settings
 
-        settings = Settings()
-        _cache["rca"] = load_rca_classifier(settings, load_playbook(settings.playbook))
-    return _cache["rca"]
+        try:
+            settings = Settings()
+            if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and not settings.data_dir.is_absolute():
+                settings = settings.model_copy(update={"data_dir": Path("/tmp") / settings.data_dir})
+            _cache["platform"] = build_platform(settings, os.environ.get("AIOPS_CONFIG"),
+                                                notify_stream=sys.stdout)
+        except ValueError as exc:  # ConfigError, or a setting pydantic refused
+            raise Misconfigured(str(exc).splitlines()[0]) from None
+        _cache["environment"] = environment
+    return _cache["platform"]
 
 
+class Misconfigured(Exception):
+    """The function's own configuration (environment, AIOPS_CONFIG) is unusable: a 500 naming it."""
+
+
+def _answers(handler: Callable[[Any, Any], dict]) -> Callable[..., dict]:
+    """Bad input answers 422 naming the field; a broken configuration 500 naming it."""
+    @functools.wraps(handler)
+    def wrapper(event: Any, context: Any = None) -> dict:
+        try:
+            return handler(event, context)
+        except PayloadError as exc:
+            return _error(422, exc.field, exc.message)
+        except Misconfigured as exc:
+            return _error(500, "configuration", str(exc))
+    return wrapper
+
+
+@_answers
 def rca_handler(event: Any, context: Any = None) -> dict:
     """Root cause of ``{"anomalies": ["CPU: 60% (expected 4%)"], "metrics": {"cpu_utilization": 60}}``."""
-    from service.diagnose import diagnose_payload
+    from service import usecases
 
-    try:
-        payload = _payload(event)
-        classifier, source = _rca_classifier()
-        diagnosis = diagnose_payload(payload, classifier)
-    except PayloadError as exc:
-        return _error(422, exc.field, exc.message)
+    payload = _payload(event)
+    diagnosis, source = usecases.diagnose(_platform(), payload)
     return _response(200, {**diagnosis.to_dict(), "classifier": source})
 
 
 # ---------------------------------------------------------------------- rollback
 
-ROLLBACK_FIELDS = ("cluster", "service", "reason")
-ROLLBACK_OPTIONAL = ("to_revision", "request_id")
 
-
-def parse_rollback_payload(payload: Any) -> dict:
-    """The rollback request in the seed's payload (plus optional ``to_revision``, ``request_id``)."""
-    if not isinstance(payload, dict):
-        raise PayloadError("payload", f"must be a JSON object, got {type(payload).__name__}")
-    unknown = sorted(set(payload) - set(ROLLBACK_FIELDS) - set(ROLLBACK_OPTIONAL))
-    if unknown:
-        raise PayloadError(unknown[0], f"unknown field; expected {', '.join(ROLLBACK_FIELDS)} and "
-                                       f"optionally {', '.join(ROLLBACK_OPTIONAL)}")
-    request: dict = {}
-    for name in ROLLBACK_FIELDS:
-        value = payload.get(name)
-        if not isinstance(value, str) or not value.strip():
-            raise PayloadError(name, "must be a non-empty string")
-        request[name] = value.strip()
-    revision = payload.get("to_revision")
-    if revision is not None and (isinstance(revision, bool) or not isinstance(revision, int)
-                                 or revision < 1):
-        raise PayloadError("to_revision", "must be a positive integer")
-    request["to_revision"] = revision
-    key = payload.get("request_id")
-    if key is not None and (not isinstance(key, str) or not key.strip()):
-        raise PayloadError("request_id", "must be a non-empty string")
-    request["request_id"] = key
-    return request
-
-
-def _lambda_settings():
-    """Settings; in Lambda only /tmp is writable, so a relative data directory goes there."""
-    import os
-    from pathlib import Path
-
-    from service.settings import Settings
-
-    settings = Settings()
-    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and not settings.data_dir.is_absolute():
-        settings = settings.model_copy(update={"data_dir": Path("/tmp") / settings.data_dir})
-    return settings
-
-
+@_answers
 def rollback_handler(event: Any, context: Any = None) -> dict:
     """Roll an ECS service back to its previous task-definition revision, guarded and logged.
 
     Takes the seed's ``{"cluster": ..., "service": ..., "reason": "Test"}`` (optionally
-    ``to_revision`` and ``request_id``) and runs it through the same guarded executor as
-    ``aiops remediate rollback``: the allow-list (``AIOPS_CONFIG``'s, else the service named),
-    one action in flight, the cooldown and daily cap (an alarm may invoke it again and again),
-    no rollback while a deployment rolls out or without a previous revision. A retried
-    invocation (same ``aws_request_id``, or the same ``request_id``) rolls back once.
+    ``to_revision`` and ``request_id``) and runs it through the same use case as
+    ``aiops remediate rollback`` and ``POST /v1/remediate``: the mode (approve mode holds a
+    rollback for a person; dry-run changes nothing), the allow-list (``AIOPS_CONFIG``'s, else
+    the settings' target), one action in flight, the cooldown and daily cap (an alarm may invoke
+    it again and again), no rollback while a deployment rolls out or without a previous revision.
+    A retried invocation (same ``aws_request_id``, or the same ``request_id``) rolls back once;
+    the key is the Lambda's own namespace, so it can never match one of the platform's actions.
 
-    Answers 200 (rolled back, or a dry run), 409 (a guardrail refused; ``reason`` names it),
-    422 (bad payload; the field is named), 502 (ECS refused or failed), 500 (the function's own
-    configuration is unusable; named). The incident log is
-    ``AIOPS_DATA_DIR`` (an EFS mount shares it with the watcher, so each sees the other's
-    actions).
+    Answers 200 (rolled back, or a dry run), 409 (a guardrail or approve mode refused; ``reason``
+    names it), 422 (bad payload; the field is named), 502 (ECS refused or failed), 500 (the
+    function's own configuration is unusable; named).
 
     IAM: ecs:DescribeServices, ecs:ListTaskDefinitions, ecs:UpdateService.
     """
-    import os
-    import sys
+    from service import usecases
+    from service.requests import RollbackCommand, parse
 
-    from service.aws import ClientFactory
-    from service.fleet import guarded_remediator
-    from service.notify import ConsoleNotifier
-    from service.settings import Mode
-    from service.store import ActionRequest, IncidentStore
-    from service.watch_config import load_watch_config
-
-    try:
-        request = parse_rollback_payload(_payload(event))
-    except PayloadError as exc:
-        return _error(422, exc.field, exc.message)
-    try:
-        settings = _lambda_settings()
-        config = load_watch_config(os.environ.get("AIOPS_CONFIG"))
-    except ValueError as exc:  # ConfigError, or a setting pydantic refused
-        return _error(500, "configuration", str(exc).splitlines()[0])
-    named = f"{request['cluster']}/{request['service']}"
-    remediator = guarded_remediator(settings, config, ClientFactory(), IncidentStore(settings.db_path),
-                                    ConsoleNotifier(sys.stdout), "on-call engineer",
-                                    watched=config.watched() or [named])
+    command = parse(RollbackCommand, _payload(event)).action()
+    platform = _platform()
     invocation = getattr(context, "aws_request_id", None)
-    key = request["request_id"] or (f"lambda-{invocation}" if invocation else None)
-    outcome = remediator.run(ActionRequest(
-        request["cluster"], request["service"], "rollback", origin="lambda", reason=request["reason"],
-        key=key, params={"to_revision": request["to_revision"]} if request["to_revision"] else {},
-        dry_run=settings.mode is Mode.DRY_RUN), settings.clock())
-    body = {"cluster": request["cluster"], "service": request["service"], **outcome.to_dict()}
-    status = {"refused": 409, "failed": 502}.get(outcome.status, 200)
-    return _response(status, body)
+    outcome = usecases.request_action(platform, command, "lambda",
+                                      key=f"aws-{invocation}" if invocation else None)
+    body = {"cluster": command.cluster, "service": command.service, **outcome.to_dict()}
+    return _response(usecases.http_status(outcome), body)

@@ -117,14 +117,15 @@ class Remediator:
         return self.run(self._request(incident_id, target, action), at)
 
     def execute_approved(self, incident_id: int, target: ServiceTarget, diagnosis: Diagnosis,
-                         at: Any) -> Outcome:
+                         at: Any, approved_by: str) -> Outcome:
         """Run the action a person approved; the guardrails still judge it now."""
-        return self.run(self._request(incident_id, target, diagnosis.auto_action), at)
+        return self.run(self._request(incident_id, target, diagnosis.auto_action, approved_by), at)
 
-    def _request(self, incident_id: int, target: ServiceTarget, action: str) -> ActionRequest:
+    def _request(self, incident_id: int, target: ServiceTarget, action: str,
+                 approved_by: str | None = None) -> ActionRequest:
         return ActionRequest(target.cluster, target.service, action, origin="auto",
                              incident_id=incident_id, key=incident_key(incident_id),
-                             dry_run=self.dry_run)
+                             dry_run=self.dry_run, approved_by=approved_by)
 
     def _previous_outcome(self, incident_id: int, at: Any) -> Outcome | None:
         """What an earlier run already did for this incident (after a restart), if anything."""

@@ -222,12 +222,13 @@ class ActionRequest:
     cluster: str
     service: str
     action: str                      # scale_up | scale_to | restart_tasks | rollback
-    origin: str = "auto"             # auto | manual | lambda
+    origin: str = "auto"             # auto | manual | api | lambda
     incident_id: int | None = None
     reason: str = ""
     params: dict = field(default_factory=dict)   # {"count": N} | {"to_revision": N}
     key: str | None = None
     dry_run: bool = False
+    approved_by: str | None = None   # who approved it, for an action approve mode holds
 
 
 class IncidentStore:

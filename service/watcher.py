@@ -172,13 +172,6 @@ class Watcher:
         self._blind_ticks = 0
         self._blind_alerted = False
 
-    def rewire(self, remediator: Remediator, ecs: Any | None = None) -> None:
-        """Use another remediator (the fleet's shared, guarded one) and ECS reader."""
-        self.remediator = remediator
-        self.remediator.watch(self.target)
-        if ecs is not None:
-            self.ecs = ecs
-
     @property
     def name(self) -> str:
         return f"{self.target.cluster}/{self.target.service}"
@@ -355,7 +348,8 @@ class Watcher:
         elif incident.status == "awaiting_approval":
             if incident.approved_at is not None:
                 outcome = self.remediator.execute_approved(incident.id, self.target,
-                                                           self._diagnosis(incident.id), now)
+                                                           self._diagnosis(incident.id), now,
+                                                           approved_by=incident.approved_by)
                 self._after_action(incident.id, outcome, now)
             else:
                 self.escalator.page_due(incident, now)

@@ -197,3 +197,19 @@ def clock_env(at: pd.Timestamp) -> dict[str, str]:
     from service.clock import SystemClock
 
     return {"AIOPS_CLOCK_OFFSET_SECONDS": f"{(at - SystemClock()()).total_seconds():.3f}"}
+
+
+def ecs_service_on(endpoint: str, cluster: str = "aiops-platform-cluster",
+                   service: str = "aiops-platform-service", revisions: int = 3):
+    """A fresh local AWS (moto) with one Fargate service on the last of ``revisions`` task-definition
+    revisions and two tasks; the ECS adapter on it."""
+    from service.aws import ClientFactory, reset_local_aws
+    from service.ecs import EcsActions
+    from simulation.ecs_world import EcsWorld
+
+    reset_local_aws(endpoint)
+    factory = ClientFactory()
+    EcsWorld(factory.client("ecs"), cluster, service, "aiops-platform", endpoint_url=endpoint,
+             ec2_client=factory.client("ec2")).setup(pd.Timestamp("2026-11-02 09:00", tz="UTC"),
+                                                      revisions=revisions)
+    return EcsActions(factory.client("ecs"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from service import usecases
 from service.cli.common import emit, existing_store, handle_errors, settings_from
 
 
@@ -74,6 +75,14 @@ def label_incident(ctx, incident_id: int, cause: str, by: str | None, note: str 
           ["by", label["by"]]])
 
 
+def _platform(ctx: click.Context, config_path: str | None = None):
+    """The platform over the existing incident log (a clear error when there is none yet)."""
+    from service.bootstrap import build_platform
+
+    settings = settings_from(ctx)
+    return build_platform(settings, config_path, store=existing_store(settings))
+
+
 def _who(by: str | None) -> str:
     import getpass
 
@@ -88,8 +97,7 @@ def _who(by: str | None) -> str:
 @handle_errors
 def ack_incident(ctx, incident_id: int, by: str | None, as_json: bool) -> None:
     """Acknowledge an incident: you own it, escalation stops paging."""
-    settings = settings_from(ctx)
-    incident = existing_store(settings).acknowledge(incident_id, settings.clock(), _who(by))
+    incident = usecases.acknowledge(_platform(ctx), incident_id, _who(by))
     emit(incident.to_dict(), as_json, [["incident", incident.id], ["status", incident.status],
                                         ["acknowledged by", incident.acked_by]])
 
@@ -102,8 +110,7 @@ def ack_incident(ctx, incident_id: int, by: str | None, as_json: bool) -> None:
 @handle_errors
 def approve_incident(ctx, incident_id: int, by: str | None, as_json: bool) -> None:
     """Approve the CRITICAL action an incident waits for; the watcher runs it on its next tick."""
-    settings = settings_from(ctx)
-    incident = existing_store(settings).approve(incident_id, settings.clock(), _who(by))
+    incident = usecases.approve(_platform(ctx), incident_id, _who(by))
     action = (incident.diagnosis or {}).get("auto_action", "the action")
     emit(incident.to_dict(), as_json, [["incident", incident.id], ["approved", action],
                                         ["by", incident.approved_by],
@@ -121,18 +128,9 @@ def approve_incident(ctx, incident_id: int, by: str | None, as_json: bool) -> No
 @handle_errors
 def resolve_incident(ctx, incident_id: int, by: str | None, note: str, config_path, as_json: bool) -> None:
     """Resolve an incident by hand and send its RCA report to the on-call engineer."""
-    from rca.playbook import load_playbook
-    from service.aws import ClientFactory
-    from service.fleet import build_notifier
-    from service.reporting import resolve_and_report
-    from service.watch_config import load_watch_config
-
-    settings = settings_from(ctx)
-    store = existing_store(settings)
-    notifier = build_notifier(load_watch_config(config_path).notify, ClientFactory())
-    role = load_playbook(settings.playbook).escalation[0].role
-    incident, sent = resolve_and_report(store, notifier, incident_id, _who(by), note, role,
-                                        settings.reports_dir, settings.clock())
+    platform = _platform(ctx, config_path)
+    incident, sent = usecases.resolve(platform, incident_id, _who(by), note)
+    role = platform.on_call
     emit(incident.to_dict() | {"report_message_id": sent}, as_json,
          [["incident", incident.id], ["status", incident.status], ["by", _who(by)],
           ["report sent to", role if sent else "not sent (see the incident log)"]])

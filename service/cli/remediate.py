@@ -8,13 +8,10 @@ not repeat it straight after. A refusal exits 1 and names the rule.
 
 from __future__ import annotations
 
-import sys
-
 import click
 
 from service.cli.common import emit, fail, handle_errors, settings_from, with_target
 from service.cli.watch import config_option
-from service.settings import Mode
 
 
 @click.group()
@@ -24,36 +21,24 @@ def remediate() -> None:
 
 def _manual_action(ctx: click.Context, cluster, service, reason: str, dry_run: bool, as_json: bool,
                    config_path, incident: int | None, action: str, **params) -> None:
-    from service.aws import ClientFactory
-    from service.fleet import guarded_remediator
-    from service.notify import ConsoleNotifier
-    from service.store import ActionRequest, IncidentStore
-    from service.watch_config import load_watch_config
+    from service import usecases
+    from service.bootstrap import build_platform
+    from service.requests import ActionCommand, parse
 
     if not reason.strip():
         raise click.BadParameter("say why, for the incident log", param_hint="--reason")
     settings = settings_from(ctx, cluster=cluster, service=service)
-    if dry_run:
-        settings = settings.model_copy(update={"mode": Mode.DRY_RUN})
-    config = load_watch_config(config_path)
-    target = settings.target
-    named = f"{target.cluster}/{target.service}"
-    store = IncidentStore(settings.db_path)
-    if incident is not None:
-        store.get(incident)  # a clear error for an unknown incident, before any action
-    remediator = guarded_remediator(settings, config, ClientFactory(), store,
-                                    ConsoleNotifier(sys.stderr), "on-call engineer",
-                                    watched=config.watched() or [named])
-    request = ActionRequest(target.cluster, target.service, action, origin="manual",
-                            incident_id=incident, reason=reason,
-                            params={k: v for k, v in params.items() if v is not None},
-                            dry_run=settings.mode is Mode.DRY_RUN)
-    outcome = remediator.run(request, settings.clock())
+    command = parse(ActionCommand, {"action": action, "reason": reason, "dry_run": dry_run,
+                                    "incident_id": incident,
+                                    **{k: v for k, v in params.items() if v is not None}})
+    platform = build_platform(settings, config_path)
+    outcome = usecases.request_action(platform, command, "manual")
     if outcome.status == "refused":
         fail(f"refused ({outcome.reason}): {outcome.error}")
     if outcome.status == "failed":
         fail(outcome.error or f"{action} failed")
-    emit(outcome.to_dict(), as_json, [["action", action], ["service", named],
+    target = platform.settings.target
+    emit(outcome.to_dict(), as_json, [["action", action], ["service", f"{target.cluster}/{target.service}"],
                                       ["change", outcome.change],
                                       ["dry run", outcome.status == "dry_run"],
                                       ["logged as action", outcome.action_id]])

@@ -13,9 +13,7 @@ from fastapi.testclient import TestClient
 from rca.playbook import load_playbook
 from rca.rules import RuleClassifier
 from service.api import create_app
-from service.guardrails import Guardrails
 from service.loadbench import SCORED_AT, score_payloads, write_bundles
-from service.remediation import Remediator
 from service.scoring import ServiceModels, load_service_models
 from service.settings import Mode, Settings
 from service.store import IncidentStore
@@ -50,17 +48,15 @@ class World:
         self.store = IncidentStore(self.settings.db_path)
         self.ecs_services = {("prod", "web"): FakeService(desired=2)}
         self.ecs: dict[bool, FakeEcs] = {}
-        made: dict[bool, Remediator] = {}
+        self.notifier = FakeNotifier()
 
-        def remediators(dry_run: bool) -> Remediator:
-            if dry_run not in made:
-                self.ecs[dry_run] = FakeEcs(self.ecs_services, dry_run=dry_run)
-                made[dry_run] = Remediator(self.ecs[dry_run], self.store, FakeNotifier(), mode,
-                                           guardrails=Guardrails(watched=["prod/web"]))
-            return made[dry_run]
+        def actions(dry_run: bool) -> FakeEcs:
+            self.ecs[dry_run] = FakeEcs(self.ecs_services, dry_run=dry_run)
+            return self.ecs[dry_run]
 
         self.app = create_app(self.settings, RuleClassifier(load_playbook()), models=models,
-                              store=self.store, remediators=remediators, insecure_no_auth=insecure)
+                              store=self.store, actions=actions, notifier=self.notifier,
+                              insecure_no_auth=insecure)
         self.client = TestClient(self.app)
 
     def calls(self) -> list[tuple]:
@@ -213,7 +209,7 @@ def test_guardrails_refuse_with_their_reason(world) -> None:
 def test_a_failing_ecs_is_a_502(world) -> None:
     w = world()
     w.client.post("/v1/remediate", json={**SCALE, "dry_run": True}, headers=AUTH)  # make the fakes
-    w.client.app.state.context.remediators(False)
+    w.client.app.state.context.platform.remediator(False)
     w.ecs[False].fail = "AccessDeniedException: ecs:UpdateService"
     reply = w.client.post("/v1/remediate", json=SCALE, headers=AUTH)
     assert reply.status_code == 502 and "AccessDenied" in reply.json()["error"]
@@ -298,7 +294,11 @@ def test_approve_acknowledge_resolve_need_a_token_and_a_status_that_allows_them(
                              headers=AUTH)
     assert resolved.json()["incident"]["status"] == "resolved"
     timeline = [e["kind"] for e in w.client.get(f"/v1/incidents/{incident}").json()["timeline"]]
-    assert timeline[-2:] == ["approved", "status:resolved"]
+    assert timeline[-4:] == ["approved", "status:resolved", "report", "report_sent"], \
+        "resolving over HTTP sends the RCA report, as the CLI does"
+    assert resolved.json()["report_message_id"] is not None
+    [(role, subject)] = w.notifier.sent
+    assert role == "on-call engineer" and subject.startswith(f"Resolved: incident {incident}")
     assert w.client.post("/v1/incidents/999/acknowledge", json=person, headers=AUTH).status_code == 404
 
 

@@ -17,9 +17,7 @@ from schemathesis.checks import not_a_server_error
 from rca.playbook import load_playbook
 from rca.rules import RuleClassifier
 from service.api import create_app
-from service.guardrails import Guardrails
 from service.loadbench import write_bundles
-from service.remediation import Remediator
 from service.settings import Settings
 from service.store import IncidentStore
 from tests.fakes import FakeEcs, FakeNotifier
@@ -37,10 +35,9 @@ def _app(tmp_path_factory):
     at = "2026-11-02T10:00Z"
     incident = store.open_incident("aiops-platform-cluster", "aiops-platform-service", at)
     store.set_status(incident, at, "awaiting_approval")
-    remediator = Remediator(FakeEcs(), store, FakeNotifier(),
-                            guardrails=Guardrails(watched=["aiops-platform-cluster/aiops-platform-service"]))
+    ecs = FakeEcs()
     return create_app(config, RuleClassifier(load_playbook()), store=store,
-                      remediators=lambda dry_run: remediator)
+                      actions=lambda dry_run: ecs, notifier=FakeNotifier())
 
 
 @pytest.fixture(scope="module")

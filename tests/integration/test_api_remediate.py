@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
 from rca.playbook import load_playbook
 from rca.rules import RuleClassifier
 from service.api import create_app
-from service.aws import ClientFactory, local_aws, reset_local_aws
 from service.ecs import EcsActions
 from service.settings import Mode, Settings
-from simulation.ecs_world import EcsWorld
+from tests.fakes import ecs_service_on
 
 pytestmark = pytest.mark.integration
 CLUSTER, SERVICE = "aiops-platform-cluster", "aiops-platform-service"
@@ -22,21 +18,10 @@ TOKEN = "integration-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
-@pytest.fixture(scope="module")
-def endpoint() -> Iterator[str]:
-    with local_aws() as url:
-        yield url
-
-
 @pytest.fixture()
 def ecs(endpoint, monkeypatch) -> EcsActions:
-    reset_local_aws(endpoint)
     monkeypatch.delenv("AIOPS_CONFIG", raising=False)
-    factory = ClientFactory()
-    world = EcsWorld(factory.client("ecs"), CLUSTER, SERVICE, "aiops-platform", endpoint_url=endpoint,
-                     ec2_client=factory.client("ec2"))
-    world.setup(pd.Timestamp("2026-11-02 09:00", tz="UTC"), revisions=3)
-    return EcsActions(factory.client("ecs"))
+    return ecs_service_on(endpoint, CLUSTER, SERVICE)
 
 
 def client(tmp_path, mode: Mode = Mode.AUTO) -> TestClient:

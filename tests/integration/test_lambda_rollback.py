@@ -100,7 +100,8 @@ def test_a_service_outside_the_allow_list_is_refused(ecs, tmp_path, monkeypatch)
     assert ecs.describe(SEED["cluster"], SEED["service"]).revision == 3
 
 
-def test_a_missing_service_is_a_502_naming_it(ecs) -> None:
+def test_a_missing_service_is_a_502_naming_it(ecs, monkeypatch) -> None:
+    monkeypatch.setenv("AIOPS_TARGET__SERVICE", "ghost")   # allowed: the one the function serves
     status, body = answer(rollback_handler({**SEED, "service": "ghost"}))
     assert status == 502 and body["error"] == "service ghost not found in cluster aiops-platform-cluster"
 

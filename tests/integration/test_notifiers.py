@@ -140,7 +140,7 @@ def test_an_escalation_pages_through_sns_and_email(aws, tmp_path) -> None:
 def test_the_console_copy_does_not_count_as_a_page(aws, tmp_path) -> None:
     import io
 
-    from service.fleet import build_notifier
+    from service.bootstrap import build_notifier
     from service.watch_config import NotifyConfig
 
     stream = io.StringIO()

@@ -1,0 +1,82 @@
+"""The use cases every door calls: the CLI, the HTTP API and the Lambda handlers only parse, call
+and format.
+
+They hold the policy, so it is the same whichever door a request comes through:
+
+- **mode**: dry-run decides and logs without changing anything; approve mode holds the actions of
+  the playbook's CRITICAL rows for a person (the guardrails refuse them ``approval_required``
+  from every door; approving the incident lets the watcher run it);
+- **guardrails**: every action goes through the platform's one guarded remediator;
+- **idempotency**: a caller's key lives in its door's namespace (``api:...``, ``lambda:...``,
+  ``manual:...``); the platform's own keys (``incident-N``) have no colon, so no caller can
+  name one and suppress the platform's own action;
+- **resolve** writes and sends the incident's RCA report, whoever resolves it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rca.diagnosis import Diagnosis
+from service.bootstrap import Platform
+from service.remediation import Outcome
+from service.reporting import resolve_and_report
+from service.requests import ActionCommand
+from service.store import ActionRequest, Incident
+
+DOORS = ("manual", "api", "lambda")    # the origins of actions a caller asks for
+STATUS_CODES = {"refused": 409, "failed": 502}   # an outcome's HTTP status (else 200)
+
+
+def caller_key(origin: str, key: str | None) -> str | None:
+    """A caller's idempotency key in its door's namespace (platform keys have no colon)."""
+    if origin not in DOORS:
+        raise ValueError(f"unknown door {origin!r}; known: {', '.join(DOORS)}")
+    return None if key is None else f"{origin}:{key}"
+
+
+def http_status(outcome: Outcome) -> int:
+    """200 done or dry run, 409 refused by a guardrail or by approve mode, 502 ECS failed."""
+    return STATUS_CODES.get(outcome.status, 200)
+
+
+def request_action(platform: Platform, command: ActionCommand, origin: str,
+                   key: str | None = None) -> Outcome:
+    """Run a caller's action (``origin``: manual, api or lambda) through the platform's policy.
+
+    ``key`` is the idempotency key when the door has one of its own (a Lambda invocation id);
+    else the command's ``request_id``. Raises KeyError for an unknown incident, before any action.
+    """
+    target = platform.settings.target
+    if command.incident_id is not None:
+        platform.store.get(command.incident_id)
+    dry_run = command.dry_run or platform.remediator().dry_run
+    request = ActionRequest(command.cluster or target.cluster, command.service or target.service,
+                            command.action, origin=origin, incident_id=command.incident_id,
+                            reason=command.reason.strip(), params=command.params,
+                            key=caller_key(origin, command.request_id or key), dry_run=dry_run)
+    return platform.remediator(dry_run).run(request, platform.clock())
+
+
+def approve(platform: Platform, incident_id: int, by: str) -> Incident:
+    """Approve the action an incident waits for; the watcher runs it on its next tick, guarded."""
+    return platform.store.approve(incident_id, platform.clock(), by)
+
+
+def acknowledge(platform: Platform, incident_id: int, by: str) -> Incident:
+    """Someone owns the incident: escalation stops paging."""
+    return platform.store.acknowledge(incident_id, platform.clock(), by)
+
+
+def resolve(platform: Platform, incident_id: int, by: str, note: str = "") -> tuple[Incident, str | None]:
+    """Resolve by hand and send the RCA report to the on-call role; the report's message id."""
+    return resolve_and_report(platform.store, platform.notifier, incident_id, by, note or "",
+                              platform.on_call, platform.settings.reports_dir, platform.clock())
+
+
+def diagnose(platform: Platform, payload: Any) -> tuple[Diagnosis, str]:
+    """The root cause of an operator's payload, and which classifier named it."""
+    from service.diagnose import diagnose_payload
+
+    classifier, source = platform.classifier()
+    return diagnose_payload(payload, classifier), source
