@@ -111,9 +111,13 @@ class RcaRequest:
 def _finite(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise PayloadError(where, f"must be a number, got {json.dumps(value, default=str)[:60]}")
-    if not math.isfinite(value):
+    try:
+        number = float(value)
+    except OverflowError:   # an integer beyond any float
+        raise PayloadError(where, f"must be a finite number, got one of {len(str(value))} digits") from None
+    if not math.isfinite(number):
         raise PayloadError(where, f"must be a finite number, got {value}")
-    return float(value)
+    return number
 
 
 def _check_value(metric: str, value: float, where: str) -> None:
@@ -201,7 +205,7 @@ def parse_payload(data: Any, known_metrics: list[str] | None = None) -> RcaReque
         raise PayloadError("payload", f"must be a JSON object, got {type(data).__name__}")
     extra = sorted(set(data) - set(TOP_LEVEL))
     if extra:
-        raise PayloadError(extra[0], f"unknown field; a payload has {', '.join(TOP_LEVEL)}")
+        raise PayloadError(extra[0] or '""', f"unknown field; a payload has {', '.join(TOP_LEVEL)}")
     raw_anomalies = data.get("anomalies", [])
     raw_metrics = data.get("metrics", {})
     if not isinstance(raw_anomalies, list):
@@ -240,7 +244,8 @@ def _context(raw: Any) -> EcsContext:
         raise PayloadError("context", "must be an object")
     extra = sorted(set(raw) - set(CONTEXT_KEYS))
     if extra:
-        raise PayloadError(f"context.{extra[0]}", f"unknown field; context has {', '.join(CONTEXT_KEYS)}")
+        raise PayloadError("context." + (extra[0] or '""'),
+                           f"unknown field; context has {', '.join(CONTEXT_KEYS)}")
     values = {}
     for key, value in raw.items():
         if value is None:

@@ -242,4 +242,5 @@ def dashboard_router(ctx: "ApiContext") -> APIRouter:
 
 
 def _incident_number(text: str) -> int | None:
-    return int(text) if text.isdigit() and 0 < len(text) < 12 and int(text) > 0 else None
+    digits = text.isascii() and text.isdigit()   # str.isdigit alone takes '²', which int() refuses
+    return int(text) if digits and 0 < len(text) < 12 and int(text) > 0 else None

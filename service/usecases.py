@@ -77,6 +77,7 @@ def resolve(platform: Platform, incident_id: int, by: str, note: str = "") -> tu
 def diagnose(platform: Platform, payload: Any) -> tuple[Diagnosis, str]:
     """The root cause of an operator's payload, and which classifier named it."""
     from service.diagnose import diagnose_payload
+    from service.requests import check_depth
 
     classifier, source = platform.classifier()
-    return diagnose_payload(payload, classifier), source
+    return diagnose_payload(check_depth(payload), classifier), source

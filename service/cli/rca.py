@@ -10,7 +10,6 @@ usage error: one line naming the field, exit code 2.
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -38,10 +37,13 @@ def _read_payload(text: str):
             text = sys.stdin.read() if text == "@-" else path.read_text()
         except OSError as exc:
             _bad_input(f"--payload: cannot read {path}: {exc.strerror}")
+    from rca.payload import PayloadError
+    from service.requests import load_json
+
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        _bad_input(f"--payload: not valid JSON: {exc}")
+        return load_json(text, "--payload")
+    except PayloadError as exc:
+        _bad_input(str(exc))
 
 
 def _classifier(settings, playbook, use_rules: bool):
