@@ -57,6 +57,7 @@ class Platform:
     factory: ClientFactory
     actions: ActionsFactory
     classifier_override: RootCauseClassifier | None = None
+    guardrails_override: Guardrails | None = None
     _remediators: dict[bool, Remediator] = field(default_factory=dict, repr=False)
     _classifier: tuple[RootCauseClassifier, str] | None = field(default=None, repr=False)
 
@@ -83,8 +84,8 @@ class Platform:
         dry_run = dry_run or self.settings.mode is Mode.DRY_RUN
         if dry_run not in self._remediators:
             mode = Mode.DRY_RUN if dry_run else self.settings.mode
-            guardrails = Guardrails(self.config.guardrails, watched=self.watched(),
-                                    held_for_approval=self.held_for_approval)
+            guardrails = self.guardrails_override or Guardrails(
+                self.config.guardrails, watched=self.watched(), held_for_approval=self.held_for_approval)
             self._remediators[dry_run] = Remediator(self.actions(dry_run), self.store, self.notifier,
                                                     mode, on_call=self.on_call, guardrails=guardrails)
         return self._remediators[dry_run]
@@ -150,7 +151,7 @@ def build_platform(settings: Settings | None = None, config: WatchConfig | str |
                    factory: ClientFactory | None = None, actions: ActionsFactory | None = None,
                    store: IncidentStore | None = None, notifier: Notifier | None = None,
                    clock: Clock | None = None, classifier: RootCauseClassifier | None = None,
-                   notify_stream: Any = None) -> Platform:
+                   guardrails: Guardrails | None = None, notify_stream: Any = None) -> Platform:
     """The platform from settings and the watch config (an object, a path, or None for none).
 
     The config's ``mode`` applies unless the settings set one explicitly. Every piece not handed
@@ -168,4 +169,5 @@ def build_platform(settings: Settings | None = None, config: WatchConfig | str |
     return Platform(settings=settings, config=config, playbook=load_playbook(settings.playbook),
                     store=store or IncidentStore(settings.db_path), notifier=notifier,
                     clock=clock or settings.clock, factory=factory,
-                    actions=actions or real_actions(settings, factory), classifier_override=classifier)
+                    actions=actions or real_actions(settings, factory), classifier_override=classifier,
+                    guardrails_override=guardrails)

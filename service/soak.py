@@ -34,13 +34,15 @@ import pandas as pd
 from detection.anomaly import Anomaly
 from rca.playbook import load_playbook
 from rca.rules import RuleClassifier
+from service import usecases
 from service.aws import ClientFactory, local_aws
+from service.bootstrap import build_platform
 from service.ecs import EcsActions, parse_task_definition
 from service.guardrails import GuardrailConfig, Guardrails
-from service.remediation import Remediator
+from service.requests import ActionCommand, RollbackCommand
 from service.settings import Mode, ServiceTarget, Settings
-from service.store import OPEN_STATUSES, ActionRequest, IncidentStore
-from service.watcher import Watcher
+from service.store import OPEN_STATUSES, IncidentStore
+from service.watch_config import WatchConfig
 from simulation.clock import SimClock
 from simulation.ecs_world import EcsWorld
 
@@ -283,14 +285,15 @@ class SoakWorld:
         ecs.meta.events.register("after-call.ecs.DescribeServices", self._show_rollouts)
         actions = EcsActions(ecs, autoscaling_client=platform_factory.client("application-autoscaling"))
         self.pages = Counter()
-        playbook = load_playbook()
-        guard = guardrails or Guardrails(GUARDRAILS)
-        self.remediators = {mode: Remediator(actions, self.store, self, mode, guardrails=guard)
-                            for mode in (Mode.AUTO, Mode.APPROVE)}
-        self.watchers = {p.name: Watcher(ServiceTarget(cluster=CLUSTER, service=p.name), self.sources[p.name],
-                                         ThresholdDetector(), RuleClassifier(playbook),
-                                         self.remediators[p.mode], self.store, self, playbook, self.settings,
-                                         self.clock)
+        classifier = RuleClassifier(load_playbook())
+        platforms = {mode: build_platform(self.settings.model_copy(update={"mode": mode}),
+                                          WatchConfig(guardrails=GUARDRAILS), factory=platform_factory,
+                                          actions=lambda dry_run: actions, store=self.store, notifier=self,
+                                          clock=self.clock, classifier=classifier, guardrails=guardrails)
+                     for mode in (Mode.AUTO, Mode.APPROVE)}
+        self.platforms = platforms
+        self.watchers = {p.name: platforms[p.mode].watcher(ServiceTarget(cluster=CLUSTER, service=p.name),
+                                                           ThresholdDetector(), source=self.sources[p.name])
                          for p in PLANS}
         self.next_incident = {p.name: self.clock.now + pd.Timedelta(minutes=self.rng.uniform(1, 30))
                               for p in PLANS}
@@ -439,8 +442,8 @@ class SoakWorld:
     def _manual_action(self, name: str, now: pd.Timestamp, incident_id: int | None) -> None:
         action, params = self.rng.choice([("scale_up", {}), ("scale_to", {"count": self.rng.randint(1, 7)}),
                                           ("restart_tasks", {}), ("rollback", {})])
-        self._run_as("manual", ActionRequest(CLUSTER, name, action, origin="manual", incident_id=incident_id,
-                                             reason="soak: on-call engineer", params=params), now)
+        self._run_as("manual", ActionCommand(cluster=CLUSTER, service=name, action=action, **params,
+                                             incident_id=incident_id, reason="soak: on-call engineer"))
 
     def _alarm(self, now: pd.Timestamp) -> None:
         """A CloudWatch alarm invoking the rollback Lambda on some service."""
@@ -448,17 +451,18 @@ class SoakWorld:
             return
         self.last_alarm = now
         name = self.rng.choice(list(self.plans))
-        self._run_as("lambda", ActionRequest(CLUSTER, name, "rollback", origin="lambda", reason="soak: alarm",
-                                             key=f"alarm-{now:%Y%m%d%H%M}"), now)
+        self._run_as("lambda", RollbackCommand(cluster=CLUSTER, service=name, reason="soak: alarm",
+                                               request_id=f"alarm-{now:%Y%m%d%H%M}").action())
 
-    def _run_as(self, origin: str, request: ActionRequest, now: pd.Timestamp) -> None:
-        self.auditor.origin, self.auditor.action_hint = origin, request.action
+    def _run_as(self, origin: str, command: ActionCommand) -> None:
+        """A person's or an alarm's action, through the use case every door calls."""
+        self.auditor.origin, self.auditor.action_hint = origin, command.action
         try:
-            self.remediators[Mode.AUTO].run(request, now)
+            usecases.request_action(self.platforms[Mode.AUTO], command, origin)
         finally:
             self.auditor.origin, self.auditor.action_hint = "auto", None
-        self.dirty.add(request.service)
-        self._cure(request.service, now)
+        self.dirty.add(command.service)
+        self._cure(command.service, self.clock.now)
 
     # ------------------------------------------------------------------ the loop
 
