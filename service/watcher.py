@@ -387,8 +387,9 @@ class Watcher:
             spread = self._spread(window)
             if spread is not None:
                 extra["spread"] = spread
-        if "context" in accepts and self.ecs is not None and EcsContext is not None:
-            extra["context"] = self._ecs_context()
+        allowed = self.remediator.guardrails.allowed_service(self.target.cluster, self.target.service)
+        if "context" in accepts and self.ecs is not None and EcsContext is not None and allowed:
+            extra["context"] = self._ecs_context()   # outside the allow-list: not even a read
         return incident_features(anomalies, window, expected, list(self.settings.metrics), **extra)
 
     def _spread(self, window: pd.DataFrame) -> pd.DataFrame | None:

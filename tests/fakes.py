@@ -213,3 +213,18 @@ def ecs_service_on(endpoint: str, cluster: str = "aiops-platform-cluster",
              ec2_client=factory.client("ec2")).setup(pd.Timestamp("2026-11-02 09:00", tz="UTC"),
                                                       revisions=revisions)
     return EcsActions(factory.client("ecs"))
+
+
+def fake_platform(settings, *, ecs=None, notifier=None, clock=None, store=None, guardrails=None,
+                  config=None):
+    """The platform from the one bootstrap, with fakes for ECS and the notifier and the rules as
+    the classifier: what unit tests build watchers and remediators from."""
+    from rca.playbook import load_playbook
+    from rca.rules import RuleClassifier
+    from service.bootstrap import build_platform
+
+    ecs = ecs if ecs is not None else FakeEcs()
+    return build_platform(settings, config, actions=lambda dry_run: ecs,
+                          notifier=notifier if notifier is not None else FakeNotifier(),
+                          clock=clock, store=store, guardrails=guardrails,
+                          classifier=RuleClassifier(load_playbook(settings.playbook)))

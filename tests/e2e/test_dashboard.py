@@ -24,12 +24,10 @@ from detection.zscore import RobustZDetector
 from rca.playbook import load_playbook
 from rca.rules import RuleClassifier
 from service.api import create_app
-from service.remediation import Remediator
 from service.scoring import ServiceModels
 from service.settings import ServiceTarget, Settings
 from service.store import IncidentStore
-from service.watcher import Watcher
-from tests.fakes import Clock, FakeEcs, FakeNotifier, FakeSource, normal
+from tests.fakes import Clock, FakeSource, fake_platform, normal
 
 pytestmark = pytest.mark.e2e
 T0 = pd.Timestamp("2026-11-16 10:00", tz="UTC")
@@ -51,14 +49,12 @@ def log(tmp_path_factory) -> Log:
     settings = Settings(data_dir=tmp_path_factory.mktemp("dashboard"))
     history = pd.date_range(T0 - pd.Timedelta(days=14), T0, freq="1min", inclusive="left")
     detector = RobustZDetector().fit(normal(history, np.random.default_rng(0)))
-    store = IncidentStore(settings.db_path)
-    playbook = load_playbook()
-    notifier, clock = FakeNotifier(), Clock(T0)
+    clock = Clock(T0)
     source = FakeSource([(T0 + 3 * MINUTE, T0 + 10 * MINUTE, "high_cpu"),
                          (T0 + 40 * MINUTE, None, "error_rate_high")])
-    watcher = Watcher(ServiceTarget(), source, detector, RuleClassifier(playbook),
-                      Remediator(FakeEcs(), store, notifier, settings.mode), store, notifier, playbook,
-                      settings, clock)
+    platform = fake_platform(settings, clock=clock)
+    store = platform.store
+    watcher = platform.watcher(ServiceTarget(), detector, source=source)
     for _ in range(40 + 3 + 15 + 20):
         watcher.tick()
         clock.advance()

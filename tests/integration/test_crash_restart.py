@@ -14,13 +14,10 @@ import pandas as pd
 import pytest
 
 from detection.zscore import RobustZDetector
-from rca.playbook import load_playbook
-from rca.rules import RuleClassifier
-from service.remediation import Remediator
 from service.settings import Mode, ServiceTarget, Settings
 from service.store import IncidentStore
 from service.watcher import Watcher
-from tests.fakes import Clock, FakeEcs, FakeNotifier, FakeSource, normal
+from tests.fakes import Clock, FakeEcs, FakeNotifier, FakeSource, fake_platform, normal
 
 pytestmark = pytest.mark.integration
 
@@ -88,9 +85,8 @@ def detector() -> RobustZDetector:
 def start_watcher(path, detector, source, ecs, notifier, clock, crash_after=None) -> Watcher:
     settings = Settings(data_dir=path, mode=Mode.AUTO)
     store = CrashingStore(settings.db_path, crash_after)
-    playbook = load_playbook()
-    return Watcher(ServiceTarget(), source, detector, RuleClassifier(playbook),
-                   Remediator(ecs, store, notifier), store, notifier, playbook, settings, clock)
+    platform = fake_platform(settings, ecs=ecs, notifier=notifier, clock=clock, store=store)
+    return platform.watcher(ServiceTarget(), detector, source=source)
 
 
 def live_through(tmp_path, detector, source, crash_after=None, in_ecs_call=False, minutes=45):

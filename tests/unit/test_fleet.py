@@ -11,16 +11,11 @@ import pandas as pd
 import pytest
 
 from detection.zscore import RobustZDetector
-from rca.playbook import load_playbook
-from rca.rules import RuleClassifier
 from service.fleet import AlreadyWatching, Fleet, exclusive, stop_on_signals
-from service.guardrails import Guardrails
-from service.remediation import Remediator
 from service.settings import ServiceTarget, Settings
 from service.store import IncidentStore
 from service.watch_config import ConfigError, load_watch_config
-from service.watcher import Watcher
-from tests.fakes import Clock, FakeEcs, FakeNotifier, FakeSource, normal
+from tests.fakes import Clock, FakeEcs, FakeSource, fake_platform, normal
 
 T0 = pd.Timestamp("2026-11-16 10:00", tz="UTC")
 WEB, API = ServiceTarget(cluster="prod", service="web"), ServiceTarget(cluster="prod", service="api")
@@ -34,12 +29,10 @@ def detector() -> RobustZDetector:
 
 def fleet_of(tmp_path, detector, sources: dict, clock) -> tuple[Fleet, IncidentStore, FakeEcs]:
     settings = Settings(data_dir=tmp_path)
-    store, ecs, notifier = IncidentStore(settings.db_path), FakeEcs(), FakeNotifier()
-    playbook = load_playbook()
-    remediator = Remediator(ecs, store, notifier, guardrails=Guardrails())
-    watchers = [Watcher(target, source, detector, RuleClassifier(playbook), remediator, store, notifier,
-                        playbook, settings, clock) for target, source in sources.items()]
-    return Fleet(watchers, store), store, ecs
+    ecs = FakeEcs()
+    platform = fake_platform(settings, ecs=ecs, clock=clock)
+    watchers = [platform.watcher(target, detector, source=source) for target, source in sources.items()]
+    return Fleet(watchers, platform.store), platform.store, ecs
 
 
 def test_each_service_has_its_own_incident_and_action(tmp_path, detector) -> None:

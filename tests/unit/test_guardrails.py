@@ -10,9 +10,9 @@ from pydantic import ValidationError
 
 from service.ecs import ScalingTarget, ServiceState
 from service.guardrails import Facts, GuardrailConfig, Guardrails
-from service.remediation import Remediator
+from service.settings import Settings
 from service.store import ActionHistory, ActionRecord, ActionRequest, IncidentStore
-from tests.fakes import FakeEcs, FakeNotifier
+from tests.fakes import FakeEcs, fake_platform
 
 T0 = pd.Timestamp("2026-11-16 10:00", tz="UTC")
 C, S = "prod", "web"
@@ -155,7 +155,8 @@ def test_two_processes_racing_for_one_service_start_one_action(tmp_path) -> None
 def test_a_manual_action_is_logged_and_counted_for_automation(tmp_path) -> None:
     store = IncidentStore(tmp_path / "log.sqlite")
     ecs = FakeEcs()
-    remediator = Remediator(ecs, store, FakeNotifier(), guardrails=Guardrails(watched=WATCHED))
+    remediator = fake_platform(Settings(data_dir=tmp_path), ecs=ecs, store=store,
+                               guardrails=Guardrails(watched=WATCHED)).remediator()
     done = remediator.run(ActionRequest(C, S, "scale_up", origin="manual", reason="load test"), T0)
     assert done.status == "done" and ecs.calls == [("scale_up", C, S)]
     later = remediator.run(ActionRequest(C, S, "scale_up", incident_id=None), T0 + pd.Timedelta(minutes=5))
@@ -167,7 +168,8 @@ def test_a_manual_action_is_logged_and_counted_for_automation(tmp_path) -> None:
 def test_the_same_request_twice_is_one_action(tmp_path) -> None:
     store = IncidentStore(tmp_path / "log.sqlite")
     ecs = FakeEcs()
-    remediator = Remediator(ecs, store, FakeNotifier(), guardrails=Guardrails(watched=WATCHED))
+    remediator = fake_platform(Settings(data_dir=tmp_path), ecs=ecs, store=store,
+                               guardrails=Guardrails(watched=WATCHED)).remediator()
     request = ActionRequest(C, S, "restart_tasks", origin="lambda", key="request-42")
     first = remediator.run(request, T0)
     again = remediator.run(request, T0 + pd.Timedelta(minutes=1))

@@ -9,14 +9,9 @@ import pandas as pd
 import pytest
 
 from detection.zscore import RobustZDetector
-from rca.playbook import load_playbook
-from rca.rules import RuleClassifier
 from service.metric_window import EVENT, capture_window, incident_series, window_frames
-from service.remediation import Remediator
 from service.settings import ServiceTarget, Settings
-from service.store import IncidentStore
-from service.watcher import Watcher
-from tests.fakes import Clock, FakeEcs, FakeNotifier, FakeSource, normal
+from tests.fakes import Clock, FakeSource, fake_platform, normal
 
 T0 = pd.Timestamp("2026-11-16 10:00", tz="UTC")
 MINUTE = pd.Timedelta(minutes=1)
@@ -31,13 +26,10 @@ def detector() -> RobustZDetector:
 def test_the_watcher_keeps_the_window_at_opening_and_at_verification(tmp_path, detector) -> None:
     clock = Clock(T0)
     settings = Settings(data_dir=tmp_path)
-    store = IncidentStore(settings.db_path)
-    playbook = load_playbook()
-    notifier = FakeNotifier()
     source = FakeSource([(T0 + 3 * MINUTE, T0 + 10 * MINUTE, "high_cpu")])
-    watcher = Watcher(ServiceTarget(), source, detector, RuleClassifier(playbook),
-                      Remediator(FakeEcs(), store, notifier, settings.mode), store, notifier, playbook,
-                      settings, clock)
+    platform = fake_platform(settings, clock=clock)
+    store = platform.store
+    watcher = platform.watcher(ServiceTarget(), detector, source=source)
     for _ in range(30):
         watcher.tick()
         clock.advance()

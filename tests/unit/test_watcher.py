@@ -7,14 +7,10 @@ import pandas as pd
 import pytest
 
 from detection.zscore import RobustZDetector
-from rca.playbook import load_playbook
-from rca.rules import RuleClassifier
 from service.guardrails import GuardrailConfig, Guardrails
-from service.remediation import Remediator
 from service.settings import Mode, ServiceTarget, Settings
 from service.store import ActionRequest, IncidentStore
-from service.watcher import Watcher
-from tests.fakes import Clock, FakeEcs, FakeNotifier, FakeSource, normal
+from tests.fakes import Clock, FakeEcs, FakeNotifier, FakeSource, fake_platform, normal
 
 T0 = pd.Timestamp("2026-11-16 10:00", tz="UTC")
 TARGET = ServiceTarget()
@@ -31,13 +27,11 @@ def make_watcher(tmp_path, detector, source, clock, ecs=None, notifier=None, mod
                  guardrails=None, store=None):
     settings = Settings(data_dir=tmp_path, mode=mode)
     store = store or IncidentStore(settings.db_path)
-    playbook = load_playbook()
     ecs = ecs if ecs is not None else FakeEcs(dry_run=mode is Mode.DRY_RUN)
     notifier = notifier if notifier is not None else FakeNotifier()
-    remediator = Remediator(ecs, store, notifier, mode, guardrails=guardrails)
-    watcher = Watcher(TARGET, source, detector, RuleClassifier(playbook), remediator, store,
-                      notifier, playbook, settings, clock)
-    return watcher, store, ecs, notifier
+    platform = fake_platform(settings, ecs=ecs, notifier=notifier, clock=clock, store=store,
+                             guardrails=guardrails)
+    return platform.watcher(TARGET, detector, source=source), store, ecs, notifier
 
 
 def run(watcher, clock, minutes: int):
