@@ -64,10 +64,9 @@ def recent_incidents(store: IncidentStore, target: ServiceTarget, since: pd.Time
         first: dict[str, tuple[pd.Timestamp, str]] = {}
         for a in store.anomalies(incident.id):   # ordered by time
             first.setdefault(a["metric"], (pd.Timestamp(a["timestamp"]), a["text"]))
-        diagnosis = incident.diagnosis or {}
         out.append(MarkedIncident(incident.id, incident.opened_at, incident.closed_at, incident.status,
                                   incident.root_cause or "undiagnosed", incident.severity or "-",
-                                  diagnosis.get("auto_action", "-"), first))
+                                  incident.auto_action or "-", first))
     return sorted(out, key=lambda i: i.id)
 
 

@@ -90,11 +90,10 @@ def _strongest(anomalies: list[dict]) -> list[dict]:
 def incident_summary(store: IncidentStore, incident) -> dict:
     """One row of the list: the incident and the anomalies a person recognises it by."""
     top = _strongest(store.anomalies(incident.id))
-    diagnosis = incident.diagnosis or {}
     return {"id": incident.id, "cluster": incident.cluster, "service": incident.service,
             "status": incident.status, "root_cause": incident.root_cause or "undiagnosed",
             "severity": incident.severity or "-", "confidence": incident.confidence,
-            "action": diagnosis.get("auto_action", "-"), "opened_at": incident.opened_at,
+            "action": incident.auto_action or "-", "opened_at": incident.opened_at,
             "closed_at": incident.closed_at,
             "duration": _duration(incident.opened_at, incident.closed_at),
             "anomalies": [a["text"] for a in top[:2]], "related_to": incident.related_to}
@@ -160,7 +159,7 @@ class Plot:
 
 def _plotted_metrics(incident, anomalies: list[dict], series: dict[str, pd.DataFrame]) -> list[str]:
     """Metrics with anomalies or named as evidence first, then the rest of the recorded window."""
-    evidence = [e.get("feature") for e in (incident.diagnosis or {}).get("evidence") or []]
+    evidence = [e.feature for e in incident.diagnosis.evidence] if incident.diagnosis else []
     known = set(series) | {a["metric"] for a in anomalies}
     ordered: list[str] = []
     for metric in [a["metric"] for a in _strongest(anomalies)] + evidence + list(series):
@@ -175,7 +174,7 @@ def incident_view(store: IncidentStore, incident_id: int) -> dict:
     anomalies = store.anomalies(incident_id)
     events = store.events(incident_id)
     series = _series(events)
-    diagnosis = incident.diagnosis or {}
+    diagnosis = incident.diagnosis
     verifications = [e for e in events if e["kind"] == "verification"]
     plots = [Plot(m, spec_for(m).label, f"/incidents/{incident_id}/plots/{m}.png", m in series)
              for m in _plotted_metrics(incident, anomalies, series)]
@@ -183,7 +182,7 @@ def incident_view(store: IncidentStore, incident_id: int) -> dict:
         "incident": incident,
         "duration": _duration(incident.opened_at, incident.closed_at),
         "diagnosis": diagnosis,
-        "evidence": diagnosis.get("evidence") or [],
+        "evidence": diagnosis.evidence if diagnosis else [],
         "anomalies": sorted(anomalies, key=lambda a: -a["score"])[:12],
         "anomaly_count": len(anomalies),
         "plots": plots,

@@ -234,7 +234,6 @@ def scorecard_row(store: IncidentStore, fault: str, start: pd.Timestamp, inciden
                             "-", "-", "-", "-", None, "", expected_outcome)
     incident = store.get(incident_id)
     events = store.events(incident_id)
-    diagnosis = incident.diagnosis or {}
     texts = _top_anomalies(store.anomalies(incident_id))
     change = next((e["data"].get("change", "") for e in events if e["kind"] == "action_done"),
                   next((f"alerted {e['data']['role']}" for e in events if e["kind"] == "alert_sent"),
@@ -250,8 +249,8 @@ def scorecard_row(store: IncidentStore, fault: str, start: pd.Timestamp, inciden
     recovery = ((pd.Timestamp(verification["at"]) - start).total_seconds() / 60
                 if verification is not None and verification["data"]["passed"] else None)
     return ScorecardRow(fault, expected_cause, f"{start:%H:%M}", f"{incident.opened_at:%H:%M}", delay,
-                        "; ".join(texts), diagnosis.get("root_cause", "-"),
-                        diagnosis.get("severity", "-"), diagnosis.get("auto_action", "-"), change,
+                        "; ".join(texts), incident.root_cause or "-",
+                        incident.severity or "-", incident.auto_action or "-", change,
                         verdict, ", ".join(escalations) or "none", incident_id, report,
                         expected_outcome, recovery)
 

@@ -86,11 +86,11 @@ class Escalator:
         return (moves[-1]["data"].get("reason") if moves else None) or incident.status
 
     def _message(self, incident: Incident, events: list[dict], step: int) -> tuple[str, str]:
-        diagnosis = incident.diagnosis or {}
+        diagnosis = incident.diagnosis
         reason = self._reason(events, incident)
         where = f"{incident.service} ({incident.cluster})"
         if incident.status == "awaiting_approval":
-            subject = (f"Approval needed: {diagnosis.get('auto_action', 'action')} for incident "
+            subject = (f"Approval needed: {incident.auto_action or 'action'} for incident "
                        f"{incident.id} on {where}")
             ask = (f"Approve: aiops incidents approve {incident.id}\n"
                    f"Or take it over: aiops incidents ack {incident.id}")
@@ -100,8 +100,8 @@ class Escalator:
         waited = "" if step == 0 else (f"No acknowledgement after "
                                        f"{self.playbook.escalation[step].after_minutes:g} minutes.\n")
         body = (f"{waited}Incident {incident.id} on {where}: {reason}\n"
-                f"Root cause: {diagnosis.get('root_cause', 'undiagnosed')} "
-                f"(severity {diagnosis.get('severity', '-')})\n"
-                f"{diagnosis.get('explanation', '')}\n"
-                f"Next step: {diagnosis.get('manual_action', 'investigate')}\n{ask}\n")
+                f"Root cause: {incident.root_cause or 'undiagnosed'} "
+                f"(severity {incident.severity or '-'})\n"
+                f"{diagnosis.explanation if diagnosis else ''}\n"
+                f"Next step: {diagnosis.manual_action if diagnosis else 'investigate'}\n{ask}\n")
         return subject, body

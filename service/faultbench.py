@@ -241,7 +241,7 @@ class FaultEnvironment:
             actions = self.store.actions(incident_id=incident_id)
             events = [e["kind"] for e in self.store.events(incident_id)]
             outcome = {"resolved": "remediated", "escalated": "escalated"}.get(incident.status, "lost")
-            action = (incident.diagnosis or {}).get("auto_action")
+            action = incident.auto_action
             status = actions[-1].status if actions else ("alerted" if "alert_sent" in events else
                                                          "failed" if "action_failed" in events else None)
             row = ScenarioResult(api_fault, fault, incident_id,

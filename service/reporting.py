@@ -52,7 +52,7 @@ def send_report(store: IncidentStore, notifier: Notifier, incident_id: int, role
         return None
     path = write_report(store, incident_id, reports_dir, at)
     incident = store.get(incident_id)
-    cause = (incident.diagnosis or {}).get("root_cause", "undiagnosed")
+    cause = incident.root_cause or "undiagnosed"
     subject = f"Resolved: incident {incident_id} on {incident.service} ({cause}) - RCA report"
     try:
         message_id = notifier.notify(role, subject, path.read_text())

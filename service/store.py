@@ -4,12 +4,9 @@ WAL mode, one short transaction per write, so a crash loses at most the step in 
 a restarted watcher finds every incident whose verification or escalation is still pending.
 Times are stored as ISO 8601 UTC text; payloads as JSON.
 
-An incident moves through these statuses::
-
-    open -> awaiting_approval -> verifying -> resolved
-         \\-> verifying ------------/      \\-> escalated -> acknowledged -> resolved
-
-``open`` means detected and not yet decided; every status but ``resolved`` counts as open.
+The incident itself, its statuses and the moves between them are :mod:`service.incident` (pure);
+this log asks it before every write (a move it does not allow raises IncidentStateError) and
+stores each move as one conditional update.
 
 A service may have several open incidents at once, never two in the automated phase (``open``,
 ``verifying``). The watcher (:mod:`service.watcher`, :mod:`service.triage`) files new anomalies:
@@ -46,6 +43,14 @@ from typing import Any
 import pandas as pd
 
 from detection.anomaly import Anomaly
+from service.incident import (  # noqa: F401 - re-exported: the log speaks of incidents
+    OPEN_STATUSES,
+    STATUSES,
+    Incident,
+    IncidentStateError,
+    Status,
+    diagnosis_from_dict,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS incidents (
@@ -109,14 +114,8 @@ LATER_COLUMNS = {"incidents": (("escalated_at", "TEXT"), ("acked_at", "TEXT"), (
                                ("approved_at", "TEXT"), ("approved_by", "TEXT"),
                                ("verified_at", "TEXT"), ("related_to", "INTEGER"))}
 
-OPEN_STATUSES = ("open", "awaiting_approval", "verifying", "escalated", "acknowledged")
-STATUSES = (*OPEN_STATUSES, "resolved")
 # Actions whose effect may be on the service: they count for cooldowns, caps and "in flight".
 EFFECTIVE_ACTIONS = ("started", "done", "interrupted")
-
-
-class IncidentStateError(ValueError):
-    """A lifecycle step that the incident's current status does not allow (ack a resolved one...)."""
 
 
 def _iso(ts: Any) -> str:
@@ -128,45 +127,13 @@ def _ts(value: str | None) -> pd.Timestamp | None:
     return pd.Timestamp(value) if value else None
 
 
-@dataclass(frozen=True)
-class Incident:
-    """An incident row as the rest of the platform reads it."""
-
-    id: int
-    cluster: str
-    service: str
-    status: str
-    opened_at: pd.Timestamp
-    updated_at: pd.Timestamp
-    root_cause: str | None
-    severity: str | None
-    confidence: float | None
-    diagnosis: dict | None
-    verify_due_at: pd.Timestamp | None
-    closed_at: pd.Timestamp | None
-    escalated_at: pd.Timestamp | None = None   # when paging started (escalation or approval request)
-    acked_at: pd.Timestamp | None = None
-    acked_by: str | None = None
-    approved_at: pd.Timestamp | None = None
-    approved_by: str | None = None
-    verified_at: pd.Timestamp | None = None
-    related_to: int | None = None   # the open incident this one was split off from (another cause)
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "Incident":
-        return cls(row["id"], row["cluster"], row["service"], row["status"], _ts(row["opened_at"]),
-                   _ts(row["updated_at"]), row["root_cause"], row["severity"], row["confidence"],
-                   json.loads(row["diagnosis"]) if row["diagnosis"] else None,
-                   _ts(row["verify_due_at"]), _ts(row["closed_at"]), _ts(row["escalated_at"]),
-                   _ts(row["acked_at"]), row["acked_by"], _ts(row["approved_at"]),
-                   row["approved_by"], _ts(row["verified_at"]), row["related_to"])
-
-    def to_dict(self) -> dict:
-        out = dict(self.__dict__)
-        for key, value in out.items():
-            if isinstance(value, pd.Timestamp):
-                out[key] = value.isoformat()
-        return out
+def _incident(row: sqlite3.Row) -> Incident:
+    return Incident(row["id"], row["cluster"], row["service"], Status(row["status"]), _ts(row["opened_at"]),
+                    _ts(row["updated_at"]),
+                    diagnosis_from_dict(json.loads(row["diagnosis"]) if row["diagnosis"] else None),
+                    _ts(row["verify_due_at"]), _ts(row["closed_at"]), _ts(row["escalated_at"]),
+                    _ts(row["acked_at"]), row["acked_by"], _ts(row["approved_at"]), row["approved_by"],
+                    _ts(row["verified_at"]), row["related_to"])
 
 
 @dataclass(frozen=True)
@@ -332,6 +299,7 @@ class IncidentStore:
                    (incident_id, _iso(at), kind, json.dumps(payload, default=str)))
 
     def set_diagnosis(self, incident_id: int, at: Any, diagnosis: dict) -> None:
+        diagnosis_from_dict(diagnosis)   # refused here, not when read back
         with self._connect() as db:
             db.execute("UPDATE incidents SET root_cause=?, severity=?, confidence=?, diagnosis=?, "
                        "updated_at=? WHERE id=?",
@@ -347,8 +315,6 @@ class IncidentStore:
         With ``expect``, the move happens only from one of those statuses; returns whether it
         happened (a step already taken by an earlier run is not taken twice).
         """
-        if status not in STATUSES:
-            raise ValueError(f"unknown incident status {status!r}; known: {', '.join(STATUSES)}")
         guard, args = "", []
         if expect:
             guard = f" AND status IN ({','.join(f'?{6 + i}' for i in range(len(expect)))})"
@@ -359,6 +325,10 @@ class IncidentStore:
                   "ELSE ?2 END) WHEN ?1 = 'awaiting_approval' THEN COALESCE(escalated_at, ?2) "
                   "WHEN ?1 = 'verifying' THEN NULL ELSE escalated_at END")
         with self._connect() as db:
+            current = self._get(db, incident_id)
+            if expect and current.status not in expect:
+                return False
+            status = current.check_move(status)
             cur = db.execute("UPDATE incidents SET status=?1, updated_at=?2, "
                              "verify_due_at=COALESCE(?3, verify_due_at), closed_at=?4, "
                              f"escalated_at={paging} WHERE id=?5" + guard,
@@ -391,40 +361,25 @@ class IncidentStore:
     def acknowledge(self, incident_id: int, at: Any, by: str) -> Incident:
         """Someone is on it: escalation stops paging; an escalated incident becomes acknowledged."""
         with self._connect() as db:
-            incident = self._get(db, incident_id)
-            if incident.status == "resolved":
-                raise IncidentStateError(f"incident {incident_id} is already resolved")
-            if incident.acked_at is not None:
-                raise IncidentStateError(f"incident {incident_id} was already acknowledged by "
-                                         f"{incident.acked_by} at {incident.acked_at:%Y-%m-%d %H:%M}")
-            status = "acknowledged" if incident.status == "escalated" else incident.status
+            taken = self._get(db, incident_id).acknowledge(by, pd.Timestamp(at))
             db.execute("UPDATE incidents SET acked_at=?, acked_by=?, status=?, updated_at=? WHERE id=?",
-                       (_iso(at), by, status, _iso(at), incident_id))
+                       (_iso(at), by, taken.status.value, _iso(at), incident_id))
             self._event(db, incident_id, at, "acknowledged", {"by": by})
             return self._get(db, incident_id)
 
     def approve(self, incident_id: int, at: Any, by: str) -> Incident:
         """Approve the action an incident waits for; the watcher runs it on its next tick."""
         with self._connect() as db:
-            incident = self._get(db, incident_id)
-            if incident.status != "awaiting_approval":
-                raise IncidentStateError(f"incident {incident_id} is {incident.status}, not awaiting "
-                                         "approval")
-            if incident.approved_at is not None:
-                raise IncidentStateError(f"incident {incident_id} was already approved by "
-                                         f"{incident.approved_by}")
+            approved = self._get(db, incident_id).approve(by, pd.Timestamp(at))
             db.execute("UPDATE incidents SET approved_at=?, approved_by=?, updated_at=? WHERE id=?",
                        (_iso(at), by, _iso(at), incident_id))
-            action = (incident.diagnosis or {}).get("auto_action")
-            self._event(db, incident_id, at, "approved", {"by": by, "action": action})
+            self._event(db, incident_id, at, "approved", {"by": by, "action": approved.auto_action})
             return self._get(db, incident_id)
 
     def resolve(self, incident_id: int, at: Any, by: str, note: str = "") -> Incident:
         """Close an incident by hand (after a person fixed what automation could not)."""
         with self._connect() as db:
-            incident = self._get(db, incident_id)
-            if incident.status == "resolved":
-                raise IncidentStateError(f"incident {incident_id} is already resolved")
+            self._get(db, incident_id).resolve(pd.Timestamp(at))
             db.execute("UPDATE incidents SET status='resolved', closed_at=?, updated_at=? WHERE id=?",
                        (_iso(at), _iso(at), incident_id))
             self._event(db, incident_id, at, "status:resolved",
@@ -436,7 +391,7 @@ class IncidentStore:
         row = db.execute("SELECT * FROM incidents WHERE id=?", (incident_id,)).fetchone()
         if row is None:
             raise KeyError(f"no incident {incident_id}")
-        return Incident.from_row(row)
+        return _incident(row)
 
     def get(self, incident_id: int) -> Incident:
         with self._connect() as db:
@@ -460,7 +415,7 @@ class IncidentStore:
         with self._connect() as db:
             rows = db.execute(f"SELECT * FROM incidents WHERE cluster=? AND service=? AND status IN "
                               f"({marks}) ORDER BY id", (cluster, service, *OPEN_STATUSES)).fetchall()
-        return [Incident.from_row(r) for r in rows]
+        return [_incident(r) for r in rows]
 
     def list(self, status: str | None = None, limit: int = 50) -> list[Incident]:
         query, args = "SELECT * FROM incidents", []
@@ -468,7 +423,7 @@ class IncidentStore:
             query, args = query + " WHERE status=?", [status]
         with self._connect() as db:
             rows = db.execute(query + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
-        return [Incident.from_row(r) for r in rows]
+        return [_incident(r) for r in rows]
 
     def count_by_status(self) -> dict[str, int]:
         with self._connect() as db:

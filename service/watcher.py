@@ -33,7 +33,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,7 +41,7 @@ import pandas as pd
 
 from detection.anomaly import Anomaly
 from detection.metrics import spec_for
-from rca.diagnosis import Diagnosis, Evidence, RootCauseClassifier
+from rca.diagnosis import Diagnosis, RootCauseClassifier
 from rca.features import incident_features
 from rca.playbook import Playbook
 from service.cloudwatch import MetricSourceError
@@ -432,13 +432,10 @@ class Watcher:
 
     def _diagnosis(self, incident_id: int) -> Diagnosis:
         """The incident's diagnosis read back from the log (the same after a restart)."""
-        data = self.store.get(incident_id).diagnosis or {}
-        known = {f.name for f in fields(Diagnosis)}
-        evidence_fields = {f.name for f in fields(Evidence)}
-        kept = {k: v for k, v in data.items() if k in known}
-        kept["evidence"] = [Evidence(**{k: v for k, v in e.items() if k in evidence_fields})
-                            for e in data.get("evidence", [])]
-        return Diagnosis(**kept)
+        diagnosis = self.store.get(incident_id).diagnosis
+        if diagnosis is None:
+            raise ValueError(f"incident {incident_id} has no diagnosis yet")
+        return diagnosis
 
     def _after_action(self, incident_id: int, outcome: Outcome, now: pd.Timestamp) -> None:
         """Move the incident on from an action's outcome (each move taken at most once)."""

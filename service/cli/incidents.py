@@ -111,7 +111,7 @@ def ack_incident(ctx, incident_id: int, by: str | None, as_json: bool) -> None:
 def approve_incident(ctx, incident_id: int, by: str | None, as_json: bool) -> None:
     """Approve the CRITICAL action an incident waits for; the watcher runs it on its next tick."""
     incident = usecases.approve(_platform(ctx), incident_id, _who(by))
-    action = (incident.diagnosis or {}).get("auto_action", "the action")
+    action = incident.auto_action or "the action"
     emit(incident.to_dict(), as_json, [["incident", incident.id], ["approved", action],
                                         ["by", incident.approved_by],
                                         ["next", "the watcher runs it on its next tick, guarded"]])
