@@ -36,6 +36,7 @@ from service.notify import (
     WebhookNotifier,
 )
 from service.remediation import Remediator
+from service.repository import IncidentRepository
 from service.settings import Mode, ServiceTarget, Settings
 from service.store import IncidentStore
 from service.watch_config import NotifyConfig, WatchConfig, load_watch_config
@@ -51,7 +52,7 @@ class Platform:
     settings: Settings
     config: WatchConfig
     playbook: Playbook
-    store: IncidentStore
+    store: IncidentRepository
     notifier: Notifier
     clock: Clock
     factory: ClientFactory
@@ -149,7 +150,7 @@ def real_actions(settings: Settings, factory: ClientFactory) -> ActionsFactory:
 
 def build_platform(settings: Settings | None = None, config: WatchConfig | str | Path | None = None, *,
                    factory: ClientFactory | None = None, actions: ActionsFactory | None = None,
-                   store: IncidentStore | None = None, notifier: Notifier | None = None,
+                   store: IncidentRepository | None = None, notifier: Notifier | None = None,
                    clock: Clock | None = None, classifier: RootCauseClassifier | None = None,
                    guardrails: Guardrails | None = None, notify_stream: Any = None) -> Platform:
     """The platform from settings and the watch config (an object, a path, or None for none).

@@ -36,13 +36,13 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from detection.anomaly import Anomaly
+from service.action import ActionHistory, ActionRecord, ActionRequest  # noqa: F401 - re-exported
 from service.incident import (  # noqa: F401 - re-exported: the log speaks of incidents
     OPEN_STATUSES,
     STATUSES,
@@ -136,66 +136,11 @@ def _incident(row: sqlite3.Row) -> Incident:
                     _ts(row["verified_at"]), row["related_to"])
 
 
-@dataclass(frozen=True)
-class ActionRecord:
-    """One row of the actions table: an ECS action asked for, and what became of it."""
-
-    id: int
-    incident_id: int | None
-    cluster: str
-    service: str
-    action: str
-    origin: str            # auto | manual | lambda
-    key: str | None        # idempotency key: the same request twice is one action
-    status: str            # started | done | dry_run | failed | interrupted
-    requested_at: pd.Timestamp
-    finished_at: pd.Timestamp | None
-    reason: str | None
-    params: dict
-    result: dict | None
-    error: str | None
-
-    @classmethod
-    def from_row(cls, row: sqlite3.Row) -> "ActionRecord":
-        return cls(row["id"], row["incident_id"], row["cluster"], row["service"], row["action"],
-                   row["origin"], row["key"], row["status"], _ts(row["requested_at"]),
-                   _ts(row["finished_at"]), row["reason"], json.loads(row["params"] or "{}"),
-                   json.loads(row["result"]) if row["result"] else None, row["error"])
-
-    def to_dict(self) -> dict:
-        out = dict(self.__dict__)
-        for key in ("requested_at", "finished_at"):
-            out[key] = out[key].isoformat() if out[key] is not None else None
-        return out
-
-
-@dataclass(frozen=True)
-class ActionHistory:
-    """What the guardrails need to know about a service's past actions, read in one transaction.
-
-    ``recent`` holds the actions of the last day that may have changed the service (and, for a
-    dry run, earlier dry-run decisions); ``in_flight`` those started and not yet finished, or
-    finished and waiting for their incident's verification.
-    """
-
-    recent: list[ActionRecord] = field(default_factory=list)
-    in_flight: list[ActionRecord] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class ActionRequest:
-    """An action asked of the guarded executor, before the guardrails have judged it."""
-
-    cluster: str
-    service: str
-    action: str                      # scale_up | scale_to | restart_tasks | rollback
-    origin: str = "auto"             # auto | manual | api | lambda
-    incident_id: int | None = None
-    reason: str = ""
-    params: dict = field(default_factory=dict)   # {"count": N} | {"to_revision": N}
-    key: str | None = None
-    dry_run: bool = False
-    approved_by: str | None = None   # who approved it, for an action approve mode holds
+def _action(row: sqlite3.Row) -> ActionRecord:
+    return ActionRecord(row["id"], row["incident_id"], row["cluster"], row["service"], row["action"],
+                        row["origin"], row["key"], row["status"], _ts(row["requested_at"]),
+                        _ts(row["finished_at"]), row["reason"], json.loads(row["params"] or "{}"),
+                        json.loads(row["result"]) if row["result"] else None, row["error"])
 
 
 class IncidentStore:
@@ -505,7 +450,7 @@ class IncidentStore:
             row = db.execute("SELECT * FROM actions WHERE id=?", (action_id,)).fetchone()
             if row is None:
                 raise KeyError(f"no action {action_id}")
-            record = ActionRecord.from_row(row)
+            record = _action(row)
             db.execute("UPDATE actions SET status=?, finished_at=?, result=?, error=? WHERE id=?",
                        (status, _iso(at), json.dumps(result, default=str) if result else None, error,
                         action_id))
@@ -525,13 +470,13 @@ class IncidentStore:
             row = db.execute("SELECT * FROM actions WHERE id=?", (action_id,)).fetchone()
         if row is None:
             raise KeyError(f"no action {action_id}")
-        return ActionRecord.from_row(row)
+        return _action(row)
 
     def actions_by_key(self, key: str) -> ActionRecord | None:
         """The action recorded under an idempotency key, if any."""
         with self._connect() as db:
             row = db.execute("SELECT * FROM actions WHERE key=?", (key,)).fetchone()
-        return ActionRecord.from_row(row) if row else None
+        return _action(row) if row else None
 
     def actions(self, incident_id: int | None = None, cluster: str | None = None,
                 service: str | None = None, status: str | None = None) -> list[ActionRecord]:
@@ -545,7 +490,7 @@ class IncidentStore:
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._connect() as db:
             rows = db.execute(f"SELECT * FROM actions{where} ORDER BY id", args).fetchall()
-        return [ActionRecord.from_row(r) for r in rows]
+        return [_action(r) for r in rows]
 
     def history(self, cluster: str, service: str, at: Any, dry_run: bool = False) -> ActionHistory:
         """The service's action history as the guardrails see it at ``at``."""
@@ -561,10 +506,10 @@ class IncidentStore:
         rows = db.execute(f"SELECT * FROM actions WHERE cluster=? AND service=? AND requested_at>=? "
                           f"AND status IN ({marks}) ORDER BY requested_at",
                           (cluster, service, since, *counted)).fetchall()
-        recent = [ActionRecord.from_row(r) for r in rows]
+        recent = [_action(r) for r in rows]
         flying = db.execute(
             f"SELECT a.* FROM actions a LEFT JOIN incidents i ON a.incident_id = i.id "
             f"WHERE a.cluster=? AND a.service=? AND a.status IN ({marks}) "
             f"AND (a.status='started' OR i.status='verifying') ORDER BY a.id",
             (cluster, service, *counted)).fetchall()
-        return ActionHistory(recent, [ActionRecord.from_row(r) for r in flying])
+        return ActionHistory(recent, [_action(r) for r in flying])

@@ -82,3 +82,10 @@ def test_the_log_refuses_what_the_incident_refuses_and_keeps_what_was_there(tmp_
     with pytest.raises(ValueError, match="a diagnosis needs"):
         store.set_diagnosis(opened, T0, {"root_cause": "high_cpu"})
     assert store.get(opened).root_cause == "memory_leak", "nothing already stored is lost"
+
+
+def test_the_sqlite_log_is_an_incident_repository(tmp_path) -> None:
+    from service.repository import IncidentRepository
+
+    assert isinstance(IncidentStore(tmp_path / "log.sqlite"), IncidentRepository)
+    assert not isinstance(object(), IncidentRepository)
