@@ -62,6 +62,8 @@ def _run_nbmake(work: Path, names: list[str], extra_env: dict[str, str]) -> None
     env = {k: v for k, v in os.environ.items() if k not in POINTERS}
     env.pop("MPLBACKEND", None)   # the kernel draws inline: the plots become outputs
     env.update(PYTHONWARNINGS="ignore", **extra_env)
+    # the checkout under test, not whichever one the virtual environment was installed from
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(NOTEBOOKS.parent), env.get("PYTHONPATH")) if p)
     proc = subprocess.run(
         [sys.executable, "-m", "pytest", "--nbmake", "--nbmake-timeout=300", "--overwrite",
          "-p", "no:cacheprovider", "-q", *names],
