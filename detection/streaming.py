@@ -43,32 +43,38 @@ How a row is scored
    the default ``threshold`` for the 0/1 ``anomaly`` decision.
 
 Global choices, and why
------------------------
-Every length is in rows and sized for 5-minute data (the sampling of CloudWatch metrics and of
-most of NAB): ``window`` = 288 (a day), ``refractory`` = 144 (half a day),
-``sustained_window`` = 48 (four hours: long enough that isolated spikes cannot fill half of it,
-short enough to flag a shift inside NAB's windows), ``history`` = 8,640 (a month, as HTM's
-likelihood), ``range_tolerance`` = 0.05 (HTM's), ``seasonal_periods`` = a day and a week (the
-cycles of service traffic; the weekly one only competes once a week of history exists, and
-on the two-week NAB files it moves the Standard score by 0.15). These were fixed once for the whole NAB
-development subset, never per file; the benchmark figures and how they move when each choice
-is halved or doubled are in the README's NAB section.
+------------------------
+Every length is a duration (``window`` = a day, ``refractory`` = 12 h, ``sustained_window`` =
+4 h: long enough that isolated spikes cannot fill half of it, short enough to flag a shift
+inside NAB's windows; ``shift_windows`` 30 min to 16 h, ``history`` = 30 days as HTM's
+likelihood, ``warmup`` = 12.5 h), turned into rows with the series' own sampling period: the
+median step of its first ``SAMPLING_ROWS`` rows (or ``sampling_period`` when given; 5 minutes
+without timestamps). One-minute ECS metrics and five-minute CloudWatch or NAB series are
+therefore judged over the same stretches of time, and rarity is counted per five minutes of
+time, not per row, so a record of the last month is as surprising at either sampling (a NAB
+series interpolated to one-minute rows alarms within minutes of the same times:
+``tests/unit/test_streaming.py``). The other choices: ``range_tolerance`` = 0.05 (HTM's),
+``seasonal_periods`` = a day and a week (the cycles of service traffic; the weekly one only
+competes once a week of history exists). They were fixed once for the whole NAB development
+subset, never per file; the benchmark prints their cross-validated figures, and
+``scripts/nab_sensitivity.py`` how those move when each choice is halved or doubled.
 
 Defined behaviour on awkward input
 ----------------------------------
-The first ``warmup`` rows only feed the statistics, and calibration needs ``warmup // 2``
-earlier scored rows, so roughly the first ``1.5 * warmup`` rows score 0. NaN values are missing
-rows: they score 0 and are left out of every statistic. A constant series scores 0
+The rows of the first ``warmup`` (at least ``SAMPLING_ROWS`` rows) only feed the statistics,
+and calibration needs half as many earlier scored rows, so roughly the first ``1.5 * warmup``
+score 0. NaN values are missing rows: they score 0 and are left out of every statistic. A constant series scores 0
 everywhere (nothing is ever unusual); the first value to leave a constant stretch is
 maximally surprising. Duplicate, missing, unevenly spaced and even out-of-order timestamps are
-accepted: everything except the seasonal look-up counts rows, and the look-up uses the running
-maximum of the timestamps. Infinite values are refused with a ValueError.
+accepted: the durations become row counts once (at the measured sampling period), and the
+seasonal look-up uses the running maximum of the timestamps. Infinite values are refused with a ValueError.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -76,6 +82,40 @@ import pandas as pd
 MAD_TO_SIGMA = 1.4826  # median absolute deviation of a normal distribution, in standard deviations
 CHANNELS = ("range", "shift", "sustained")
 MAX_EXCESS = 1000.0  # range excess, in tolerances, beyond which every value is equally surprising
+DURATIONS = ("window", "history", "sustained_window", "refractory", "warmup")
+REFERENCE_STEP = 300.0  # seconds: the step rarity is counted in, and the sampling assumed without timestamps
+SAMPLING_ROWS = 20  # the first rows whose median step is the sampling period (the warm-up is never shorter)
+SEASONAL_HALF_WIDTH = "10min"  # a past instant of a cycle is the median of the rows this close to it
+
+
+@dataclass(frozen=True)
+class _Rows:
+    """The duration settings as row counts at one sampling period (``step`` seconds)."""
+
+    step: float
+    window: int
+    history: int
+    shift_windows: tuple[int, ...]
+    sustained_window: int
+    refractory: int
+    warmup: int
+    seasonal_half_width: int
+
+    @property
+    def unit(self) -> float:
+        """How many reference steps one row stands for."""
+        return self.step / REFERENCE_STEP
+
+
+def _duration(value, name: str) -> float:
+    """``value`` (a pandas duration such as ``"4h"``) in seconds; a ValueError naming ``name``."""
+    try:
+        seconds = pd.Timedelta(value).total_seconds()
+    except (ValueError, TypeError):
+        seconds = float("nan")
+    if isinstance(value, (int, float, np.number)) or not seconds > 0:
+        raise ValueError(f"{name} must be a positive duration such as '4h', got {value!r}")
+    return seconds
 
 
 class StreamingUnivariateDetector:
@@ -83,32 +123,38 @@ class StreamingUnivariateDetector:
 
     Parameters
     ----------
-    window : earlier rows that make the level expectation and the residual spread (>= 10).
+    Every length is a duration (a pandas string such as ``"4h"``), made rows with the
+    series' sampling period.
+
+    window : the stretch before a row that makes its level expectation and residual spread
+        (at least 10 rows).
     seasonal_periods : periods (pandas offsets such as ``"1D"``) whose same-phase values may
         predict a row; empty for none.
     seasonal_cycles : past cycles of each period whose values are combined (median).
-    history : earlier rows each channel is ranked against, and the range is taken over.
-    shift_windows : row counts over which the ``shift`` scan averages ``z``.
-    sustained_window : rows whose median ``|z|`` is the ``sustained`` channel.
+    history : the stretch each channel is ranked against, and the range is taken over.
+    shift_windows : durations over which the ``shift`` scan averages ``z``.
+    sustained_window : the stretch whose median ``|z|`` is the ``sustained`` channel.
     z_clip : ``|z|`` is clipped here before the ``shift`` averages, so one spike cannot pass
         for a shift.
     range_tolerance : fraction of the historical range a value must exceed it by to count.
     tail_index : Pareto index of the tail beyond the largest value seen (larger = a record
         must be further beyond the old one to be much more surprising).
-    refractory : rows after a report during which a weaker or equal surprise is not reported.
-    min_gain : within ``refractory`` rows of a report, how much more surprising (log10 units)
-        a row must be to be reported again.
-    warmup : rows that only feed the statistics before residuals are scored.
+    refractory : time after a report during which a weaker or equal surprise is not reported.
+    min_gain : within ``refractory`` of a report, how much more surprising (log10 units) a row
+        must be to be reported again.
+    warmup : the first stretch, which only feeds the statistics before residuals are scored.
     score_scale : the surprise (``-log10`` tail probability) that maps to score 0.5.
     threshold : the score at or above which a row is an anomaly, in (0, 1).
+    sampling_period : the series' sampling period; None measures it from the timestamps.
     """
 
-    def __init__(self, window: int = 288, seasonal_periods: Sequence[str] = ("1D", "7D"),
-                 seasonal_cycles: int = 3, history: int = 8640,
-                 shift_windows: Sequence[int] = (6, 12, 24, 48, 96, 192),
-                 sustained_window: int = 48, z_clip: float = 5.0, range_tolerance: float = 0.05,
-                 tail_index: float = 3.0, refractory: int = 144, min_gain: float = 0.1,
-                 warmup: int = 150, score_scale: float = 3.5, threshold: float = 0.5):
+    def __init__(self, window: str = "1D", seasonal_periods: Sequence[str] = ("1D", "7D"),
+                 seasonal_cycles: int = 3, history: str = "30D",
+                 shift_windows: Sequence[str] = ("30min", "1h", "2h", "4h", "8h", "16h"),
+                 sustained_window: str = "4h", z_clip: float = 5.0, range_tolerance: float = 0.05,
+                 tail_index: float = 3.0, refractory: str = "12h", min_gain: float = 0.1,
+                 warmup: str = "750min", score_scale: float = 3.5, threshold: float = 0.5,
+                 sampling_period: str | None = None):
         self.window = window
         self.seasonal_periods = seasonal_periods
         self.seasonal_cycles = seasonal_cycles
@@ -123,6 +169,7 @@ class StreamingUnivariateDetector:
         self.warmup = warmup
         self.score_scale = score_scale
         self.threshold = threshold
+        self.sampling_period = sampling_period
 
     # ----------------------------------------------------------------------------------------
     # scikit-learn conventions
@@ -131,7 +178,7 @@ class StreamingUnivariateDetector:
         return {name: getattr(self, name) for name in (
             "window", "seasonal_periods", "seasonal_cycles", "history", "shift_windows",
             "sustained_window", "z_clip", "range_tolerance", "tail_index", "refractory",
-            "min_gain", "warmup", "score_scale", "threshold")}
+            "min_gain", "warmup", "score_scale", "threshold", "sampling_period")}
 
     def set_params(self, **params) -> "StreamingUnivariateDetector":
         for name, value in params.items():
@@ -141,18 +188,18 @@ class StreamingUnivariateDetector:
         return self
 
     def _validate(self) -> None:
-        def integer(name: str, low: int) -> None:
-            value = getattr(self, name)
-            if not (isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= low):
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-        for name, low in (("window", 10), ("seasonal_cycles", 1), ("history", 20),
-                          ("sustained_window", 1), ("refractory", 1), ("warmup", 10)):
-            integer(name, low)
-        windows = list(self.shift_windows)
-        if not windows or not all(isinstance(k, (int, np.integer)) and k >= 1 for k in windows):
-            raise ValueError(f"shift_windows must be a non-empty list of integers >= 1, "
+        for name in DURATIONS:
+            _duration(getattr(self, name), name)
+        if isinstance(self.shift_windows, str) or not list(self.shift_windows):
+            raise ValueError(f"shift_windows must be a non-empty list of durations such as ['1h'], "
                              f"got {self.shift_windows!r}")
+        for window in self.shift_windows:
+            _duration(window, "shift_windows")
+        if self.sampling_period is not None:
+            _duration(self.sampling_period, "sampling_period")
+        cycles = self.seasonal_cycles
+        if not (isinstance(cycles, (int, np.integer)) and not isinstance(cycles, bool) and cycles >= 1):
+            raise ValueError(f"seasonal_cycles must be an integer >= 1, got {cycles!r}")
         for name in ("z_clip", "range_tolerance", "tail_index", "score_scale"):
             if not (isinstance(getattr(self, name), (int, float)) and getattr(self, name) > 0):
                 raise ValueError(f"{name} must be a positive number, got {getattr(self, name)!r}")
@@ -171,6 +218,18 @@ class StreamingUnivariateDetector:
             if seconds <= 0:
                 raise ValueError(f"seasonal period {period!r} must be positive")
 
+    def _rows(self, step: float) -> "_Rows":
+        """Every duration setting as a row count at a sampling period of ``step`` seconds."""
+        def rows(duration, low: int) -> int:
+            return max(low, int(round(_duration(duration, "") / step)))
+
+        return _Rows(step=step, window=rows(self.window, 10), history=rows(self.history, 20),
+                     shift_windows=tuple(sorted({rows(k, 1) for k in self.shift_windows})),
+                     sustained_window=rows(self.sustained_window, 1),
+                     refractory=rows(self.refractory, 1),
+                     warmup=rows(self.warmup, SAMPLING_ROWS),
+                     seasonal_half_width=rows(SEASONAL_HALF_WIDTH, 0))
+
     # ----------------------------------------------------------------------------------------
     # The protocol
 
@@ -179,7 +238,8 @@ class StreamingUnivariateDetector:
 
         Also sets ``threshold_`` (the score at or above which a row is an anomaly),
         ``evidence_`` (a DataFrame of each channel's surprise and the combined ``surprise``,
-        row for row, 0 on missing rows) and ``n_rows_``.
+        row for row, 0 on missing rows), ``n_rows_``, ``sampling_period_`` and ``rows_`` (every
+        duration setting as the row count used).
         """
         self._validate()
         x = np.asarray(values, dtype=float)
@@ -192,19 +252,37 @@ class StreamingUnivariateDetector:
         present = ~np.isnan(x)
         evidence = np.zeros((len(x), len(CHANNELS)))
         surprise = np.zeros(len(x))
+        seconds = None
+        if timestamps is not None:
+            seconds = _seconds(pd.DatetimeIndex(timestamps))[present]
+        rows = self._rows(self._sampling_seconds(seconds))
         if present.any():
-            seconds = None
-            if timestamps is not None:
-                seconds = _seconds(pd.DatetimeIndex(timestamps))[present]
-            channels = self._channels(x[present], seconds)
+            channels = self._channels(x[present], seconds, rows)
             evidence[present] = channels
             surprise[present] = channels.max(axis=1)
-        reported = _suppress(surprise, present, self.refractory, self.min_gain)
+        reported = _suppress(surprise, present, rows.refractory, self.min_gain)
         scores = reported / (reported + self.score_scale)
         self.threshold_ = float(self.threshold)
         self.evidence_ = pd.DataFrame(evidence, columns=list(CHANNELS)).assign(surprise=surprise)
         self.n_rows_ = len(x)
+        self.sampling_period_ = pd.Timedelta(seconds=rows.step)
+        self.rows_ = rows
         return scores
+
+    def _sampling_seconds(self, seconds: np.ndarray | None) -> float:
+        """The sampling period in seconds: set, else the median step of the first rows.
+
+        Only the first ``SAMPLING_ROWS`` present rows are looked at, all of them inside the
+        warm-up (which is never shorter), so no scored row depends on a later one.
+        """
+        if self.sampling_period is not None:
+            return _duration(self.sampling_period, "sampling_period")
+        if seconds is not None:
+            steps = np.diff(seconds[:SAMPLING_ROWS])
+            steps = steps[np.isfinite(steps) & (steps > 0)]
+            if steps.size:
+                return float(np.median(steps))
+        return REFERENCE_STEP
 
     def predict(self, scores: np.ndarray) -> np.ndarray:
         """The 0/1 anomaly decision for scores from ``fit_predict_stream``."""
@@ -216,33 +294,36 @@ class StreamingUnivariateDetector:
     # ----------------------------------------------------------------------------------------
     # The computation, on the present (non-missing) rows only
 
-    def _channels(self, x: np.ndarray, seconds: np.ndarray | None) -> np.ndarray:
+    def _channels(self, x: np.ndarray, seconds: np.ndarray | None, rows: "_Rows") -> np.ndarray:
         """Each channel's surprise (-log10 tail probability) per row, shape (rows, 3)."""
-        z = self._standardised_residual(x, seconds)
-        z[: self.warmup] = np.nan  # too little history yet: neither scored nor used as reference
+        z = self._standardised_residual(x, seconds, rows)
+        z[: rows.warmup] = np.nan  # too little history yet: neither scored nor used as reference
         scored = ~np.isnan(z)
-        outside = _range_excess(x, self.history, self.warmup)
+        outside = _range_excess(x, rows.history, rows.warmup)
         clipped = pd.Series(np.clip(z, -self.z_clip, self.z_clip))
         shift = np.max([np.abs(clipped.rolling(k, min_periods=k).mean().to_numpy()) * np.sqrt(k)
-                        for k in self.shift_windows], axis=0)
+                        for k in rows.shift_windows], axis=0)
         sustained = pd.Series(np.abs(z)).rolling(
-            self.sustained_window, min_periods=self.sustained_window).median().to_numpy()
-        min_reference = max(2, self.warmup // 2)
-        count = pd.Series(np.arange(1, len(x) + 1)).clip(upper=self.history).to_numpy()
+            rows.sustained_window, min_periods=rows.sustained_window).median().to_numpy()
+        min_reference = max(2, rows.warmup // 2)
+        count = pd.Series(np.arange(1, len(x) + 1)).clip(upper=rows.history).to_numpy()
         # beyond the widened range, an exponential tail in units of the tolerance: p = e^-excess / n
         with np.errstate(invalid="ignore", over="ignore"):
             excess = np.minimum((outside - self.range_tolerance) / self.range_tolerance, MAX_EXCESS)
-        range_surprise = np.where(excess > 0, np.log10(count) + excess / np.log(10), 0.0)
+        range_surprise = np.where(excess > 0, np.log10(1.0 + (count - 1) * rows.unit)
+                                  + excess / np.log(10), 0.0)
         return np.column_stack([
             range_surprise,
-            _rarity(np.where(scored, shift, np.nan), self.history, min_reference, self.tail_index),
-            _rarity(np.where(scored, sustained, np.nan), self.history, min_reference,
-                    self.tail_index),
+            _rarity(np.where(scored, shift, np.nan), rows.history, min_reference, self.tail_index,
+                    rows.unit),
+            _rarity(np.where(scored, sustained, np.nan), rows.history, min_reference,
+                    self.tail_index, rows.unit),
         ])
 
-    def _standardised_residual(self, x: np.ndarray, seconds: np.ndarray | None) -> np.ndarray:
+    def _standardised_residual(self, x: np.ndarray, seconds: np.ndarray | None,
+                               rows: "_Rows") -> np.ndarray:
         """Residual against the better of the level and seasonal predictors, in robust spreads."""
-        w = self.window
+        w = rows.window
         min_periods = max(3, w // 10)
         series = pd.Series(x)
         residuals = [x - _past(series.rolling(w, min_periods=min_periods).median())]
@@ -250,7 +331,8 @@ class StreamingUnivariateDetector:
             for period in self.seasonal_periods:
                 period_s = pd.Timedelta(pd.tseries.frequencies.to_offset(period)).total_seconds()
                 residuals.append(x - _seasonal_expectation(x, seconds, period_s,
-                                                           self.seasonal_cycles))
+                                                           self.seasonal_cycles,
+                                                           rows.seasonal_half_width))
         if len(residuals) == 1:
             residual = residuals[0]
         else:
@@ -265,7 +347,7 @@ class StreamingUnivariateDetector:
         spread = np.fmax(MAD_TO_SIGMA * _past(absolute.rolling(w, min_periods=min_periods).median()),
                          0.5 * _past(absolute.rolling(w, min_periods=min_periods).mean()))
         # a long-run floor, so a stretch of identical values does not make the next wiggle infinite
-        spread = np.fmax(spread, 0.1 * _past(absolute.rolling(self.history, min_periods=min_periods).mean()))
+        spread = np.fmax(spread, 0.1 * _past(absolute.rolling(rows.history, min_periods=min_periods).mean()))
         level = np.abs(_past(series.rolling(w, min_periods=min_periods).median()))
         spread = np.fmax(spread, 1e-9 * (1.0 + np.nan_to_num(level)))
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -291,7 +373,7 @@ def _seconds(timestamps: pd.DatetimeIndex) -> np.ndarray:
 
 
 def _seasonal_expectation(x: np.ndarray, seconds: np.ndarray, period: float, cycles: int,
-                          half_width: int = 2) -> np.ndarray:
+                          half_width: int) -> np.ndarray:
     """Median, over the previous ``cycles`` periods, of the values around the same instant.
 
     Each past instant contributes the median of the rows within ``half_width`` of it, all of
@@ -333,10 +415,14 @@ def _range_excess(x: np.ndarray, history: int, warmup: int) -> np.ndarray:
     return np.nan_to_num(outside, nan=0.0)
 
 
-def _rarity(u: np.ndarray, history: int, min_reference: int, tail_index: float) -> np.ndarray:
+def _rarity(u: np.ndarray, history: int, min_reference: int, tail_index: float,
+            unit: float = 1.0) -> np.ndarray:
     """``-log10`` of the empirical probability that an earlier value was at least ``u``.
 
-    Ranked among the previous ``history - 1`` non-missing values; beyond the largest of them a
+    Ranked among the previous ``history - 1`` non-missing values, each counted as ``unit``
+    reference rows (so the probability is per reference step of time, whatever the sampling:
+    a record of the last month is as rare at one-minute rows as at five-minute ones); beyond
+    the largest of them a
     Pareto tail with index ``tail_index`` continues the estimate (capped at 3 decades, so a
     collapse of the spread cannot produce absurd figures). 0 where ``u`` is missing or fewer
     than ``min_reference`` earlier values exist.
@@ -348,7 +434,7 @@ def _rarity(u: np.ndarray, history: int, min_reference: int, tail_index: float) 
     at_least = count - rank  # earlier values >= u
     earlier = count - 1
     with np.errstate(invalid="ignore", divide="ignore"):
-        surprise = -np.log10((at_least + 1) / (earlier + 1))
+        surprise = -np.log10((at_least * unit + 1) / (earlier * unit + 1))
         record = _past(series.rolling(history - 1, min_periods=min_reference).max())
         beyond = np.where((at_least == 0) & (record > 0),
                           np.minimum(tail_index * np.log10(np.maximum(u / record, 1.0)), 3.0), 0.0)

@@ -30,17 +30,26 @@ SCALED = ("window", "refractory", "sustained_window", "history", "warmup", "seas
           "range_tolerance", "tail_index", "min_gain", "z_clip")
 
 
+def scaled(value, factor: float):
+    """``value`` times ``factor``: a duration stays a duration, an integer an integer."""
+    if isinstance(value, str):
+        minutes = pd.Timedelta(value).total_seconds() / 60 * factor
+        return f"{minutes:g}min"
+    if isinstance(value, int):
+        return max(1, int(round(value * factor)))
+    return value * factor
+
+
 def variants() -> list[tuple[str, dict]]:
     """(label, parameters) for the defaults and each setting halved and doubled."""
     defaults = StreamingUnivariateDetector().get_params()
     out: list[tuple[str, dict]] = [("defaults", {})]
     for name in SCALED:
         for factor in (0.5, 2.0):
-            value = defaults[name] * factor
-            value = max(1, int(round(value))) if isinstance(defaults[name], int) else value
-            out.append((f"{name} = {value:g}", {name: value}))
+            value = scaled(defaults[name], factor)
+            out.append((f"{name} = {value}", {name: value}))
     for factor in (0.5, 2.0):
-        windows = tuple(max(1, int(k * factor)) for k in defaults["shift_windows"])
+        windows = tuple(scaled(k, factor) for k in defaults["shift_windows"])
         out.append((f"shift_windows = {windows}", {"shift_windows": windows}))
     out.append(("seasonal_periods = ()", {"seasonal_periods": ()}))
     out.append(("seasonal_periods = (1D,)", {"seasonal_periods": ("1D",)}))

@@ -108,9 +108,9 @@ def detect_file(source: Path, output: Path, threshold: float | None) -> FileResu
     note = ""
     if np.all(present == present[0]):
         note = f"constant series (every value is {present[0]:g}): every score is 0"
-    elif len(present) <= detector.warmup:
-        note = (f"only {len(present)} values, within the detector's {detector.warmup}-row warm-up: "
-                "every score is 0")
+    elif len(present) <= detector.rows_.warmup:
+        note = (f"only {len(present)} values, within the detector's {detector.rows_.warmup}-row "
+                f"warm-up ({detector.warmup} at one row per {detector.sampling_period_}): every score is 0")
     out = frame.copy()
     out["anomaly_score"] = np.round(scores, 6)
     out["anomaly"] = flags

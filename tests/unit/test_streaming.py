@@ -8,6 +8,8 @@ import pytest
 
 from detection.streaming import StreamingUnivariateDetector
 from detection.streaming_baseline import StreamingDetector
+from training.nab import load_corpus, read_series
+from training.nab_benchmark import default_nab_root
 
 
 def five_minutes(n: int, start: str = "2024-03-01") -> pd.DatetimeIndex:
@@ -140,9 +142,12 @@ def test_unusable_input_is_refused_with_the_reason(values, stamps, message) -> N
 
 
 @pytest.mark.parametrize("params, message", [
-    ({"window": 3}, "window must be an integer >= 10"),
+    ({"window": 288}, "window must be a positive duration such as '4h'"),
+    ({"history": "a month"}, "history must be a positive duration"),
+    ({"shift_windows": ["1h", "-2h"]}, "shift_windows must be a positive duration"),
+    ({"seasonal_cycles": 0}, "seasonal_cycles must be an integer >= 1"),
     ({"threshold": 1.5}, r"threshold must be in \(0, 1\)"),
-    ({"shift_windows": []}, "shift_windows must be a non-empty list"),
+    ({"shift_windows": []}, "shift_windows must be a non-empty list of durations"),
     ({"seasonal_periods": "1D"}, "seasonal_periods must be a list"),
     ({"seasonal_periods": ["fortnightly"]}, "is not a pandas offset"),
     ({"min_gain": -1}, "min_gain must be a number >= 0"),
@@ -162,3 +167,44 @@ def test_decisions_need_scores_first_and_follow_the_threshold() -> None:
     assert detector.predict(np.array([0.59, 0.6, 0.9])).tolist() == [0, 1, 1]
     assert detector.get_params()["threshold"] == 0.6
     assert detector.set_params(threshold=0.7).threshold == 0.7
+
+
+def alarm_times(series: pd.Series) -> pd.DatetimeIndex:
+    detector = StreamingUnivariateDetector()
+    scores = detector.fit_predict_stream(series.to_numpy(), pd.DatetimeIndex(series.index))
+    return series.index[detector.predict(scores) == 1]
+
+
+def test_windows_are_durations_so_one_minute_rows_use_five_times_the_rows() -> None:
+    detector = StreamingUnivariateDetector()
+    detector.fit_predict_stream(noisy(3000), pd.date_range("2024-03-01", periods=3000, freq="1min"))
+    assert detector.sampling_period_ == pd.Timedelta("1min")
+    assert (detector.rows_.window, detector.rows_.sustained_window, detector.rows_.refractory) == (1440, 240, 720)
+    detector.fit_predict_stream(noisy(3000), five_minutes(3000))
+    assert (detector.rows_.window, detector.rows_.sustained_window, detector.rows_.refractory) == (288, 48, 144)
+
+
+def test_a_level_shift_in_one_minute_data_is_flagged_within_the_hour() -> None:
+    values = noisy(15000)
+    values[12000:] += 6.0
+    detector = StreamingUnivariateDetector()
+    scores = detector.fit_predict_stream(values, pd.date_range("2024-03-01", periods=15000, freq="1min"))
+    alarms = np.flatnonzero(detector.predict(scores))
+    assert alarms.size and 12000 <= alarms[0] <= 12060
+    assert np.sum(alarms >= 12000) <= 2
+
+
+@pytest.mark.parametrize("name", ["realAWSCloudwatch/ec2_network_in_5abac7.csv",
+                                  "realAWSCloudwatch/rds_cpu_utilization_e47b3b.csv"])
+def test_a_dev_series_resampled_to_one_minute_alarms_at_the_same_times(name: str) -> None:
+    root = default_nab_root()
+    if not (root / "data" / name).is_file():
+        pytest.skip(f"the NAB development subset is not at {root}")
+    frame = read_series(load_corpus(root), name).drop_duplicates("timestamp")
+    five = frame.set_index("timestamp")["value"]
+    one = five.resample("1min").asfreq().interpolate("time")  # the same curve, five times the rows
+    coarse, fine = alarm_times(five), alarm_times(one)
+    assert len(coarse) >= 3
+    for these, those in ((coarse, fine), (fine, coarse)):
+        for at in these:  # every alarm has a twin within 10 minutes at the other sampling
+            assert np.min(np.abs((those - at).total_seconds())) <= 600, (name, at, coarse, fine)
