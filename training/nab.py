@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -418,23 +418,144 @@ def score_corpus(corpus: NabCorpus, scores: Mapping[str, pd.DataFrame],
     """
     sweep = _Sweep(corpus)
     anomaly = sweep.scores(corpus, scores)
-    null = sweep.constant(NULL_SCORE)
     results = {}
     for profile in profiles:
         if profile not in corpus.profiles:
             raise NabError(f"unknown profile {profile!r}; the corpus has {', '.join(corpus.profiles)}")
-        cost = corpus.profiles[profile]
-        best = _pick(sweep.curve(anomaly, cost), (thresholds or {}).get(profile))
-        null_raw = float(_pick(sweep.curve(null, cost), None)["raw_score"])
-        perfect = cost.tp_weight * sweep.window_total
-        raw = float(best["raw_score"])
-        normalised = 100.0 * (raw - null_raw) / (perfect - null_raw) if perfect != null_raw else 0.0
-        results[profile] = NabResult(
-            profile=profile, score=normalised, threshold=float(best["threshold"]), raw_score=raw,
-            null_score=null_raw, perfect_score=perfect, tp=int(best["tp"]), fp=int(best["fp"]),
-            fn=int(best["fn"]), tn=int(best["tn"]), windows_detected=int(best["windows_detected"]),
-            windows_scored=sweep.rows.windows_scored)
+        results[profile] = _result(sweep, anomaly, corpus.profiles[profile], profile,
+                                   (thresholds or {}).get(profile))
     return results
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """One cross-validation fold's result for one profile: its files scored at ``threshold``,
+    the threshold chosen on the other files; ``score`` normalised on the fold's own files."""
+
+    files: tuple[str, ...]
+    profile: str
+    threshold: float
+    raw_score: float
+    score: float
+
+
+class _FileCurves:
+    """Every file's raw NAB score at every threshold of the corpus, one row per file.
+
+    NAB's raw score is a sum over files (each window term and false-positive term belongs to
+    one file), so the score of any set of files at any threshold is a sum of these rows, and
+    a threshold can be chosen on the other files without sweeping them again.
+    """
+
+    def __init__(self, corpus: NabCorpus, scores: Mapping[str, pd.DataFrame], cost: CostMatrix):
+        sweep = _Sweep(corpus)
+        anomaly = sweep.scores(corpus, scores)
+        self.files = list(corpus.files)
+        # the thresholds NAB sweeps: nothing detected, then every distinct score, descending
+        self.grid = np.concatenate([[_NOTHING_DETECTED], np.unique(anomaly)[::-1]])
+        self.raw = np.zeros((len(self.files), len(self.grid)))
+        self.null = np.zeros((len(self.files), 2))  # NAB's null detector: nothing, everything
+        self.windows = np.array([len(corpus.windows.get(f, [])) for f in self.files])
+        for i, name in enumerate(self.files):
+            one = NabCorpus(None, (name,), {name: corpus.timestamps[name]},
+                            {name: corpus.windows.get(name, [])}, profiles=corpus.profiles)
+            part = _Sweep(one)
+            curve = part.curve(sweep.scores(one, scores), cost)
+            self.raw[i] = _step(curve, self.grid)
+            self.null[i] = part.curve(part.constant(NULL_SCORE), cost)["raw_score"].to_numpy()[[0, -1]]
+        self.tp_weight = cost.tp_weight
+
+    def held_out(self, files: Sequence[str], profile: str) -> HeldOut:
+        rows = np.isin(self.files, list(files))
+        train = self.raw[~rows].sum(axis=0)
+        k = int(np.argmax(train))  # the first maximum: the highest threshold, as NAB's sweep
+        raw = float(self.raw[rows, k].sum())
+        null = float(self.null[rows].sum(axis=0).max())
+        perfect = self.tp_weight * float(self.windows[rows].sum())
+        score = 100.0 * (raw - null) / (perfect - null) if perfect != null else 0.0
+        return HeldOut(tuple(files), profile, float(self.grid[k]), raw, score)
+
+
+def _step(curve: pd.DataFrame, grid: np.ndarray) -> np.ndarray:
+    """A curve's raw score at every threshold of ``grid`` (detect rows scoring >= it)."""
+    thresholds = curve["threshold"].to_numpy()[::-1]  # ascending
+    at = np.searchsorted(thresholds, grid, side="left")  # the lowest curve threshold >= each
+    return curve["raw_score"].to_numpy()[::-1][np.minimum(at, len(thresholds) - 1)]
+
+
+class CrossValidation:
+    """A detector's scores on the corpus, scored with thresholds chosen without the files scored.
+
+    Parameters
+    ----------
+    corpus, scores : as for ``score_corpus``.
+    profiles : the profiles to cross-validate.
+    """
+
+    def __init__(self, corpus: NabCorpus, scores: Mapping[str, pd.DataFrame],
+                 profiles: Iterable[str] = PROFILES):
+        self.corpus = corpus
+        self.curves = {p: _FileCurves(corpus, scores, corpus.profiles[p]) for p in profiles}
+
+    def folds(self, folds: Iterable[Iterable[str]]) -> dict[str, list[HeldOut]]:
+        """Each fold's held-out files scored at the threshold chosen on the other files.
+
+        Each fold is normalised on its own files (their windows make the perfect score, NAB's
+        null detector on them the zero); a fold with no labelled window has no scale and is
+        refused. ``{profile: [HeldOut per fold]}``, in fold order.
+        """
+        folds = [sorted(set(fold)) for fold in folds]
+        for fold in folds:
+            if not any(self.corpus.windows.get(f) for f in fold):
+                raise NabError(f"fold {fold[:3]} holds no labelled window: it cannot be normalised")
+        return {p: [curves.held_out(fold, p) for fold in folds] for p, curves in self.curves.items()}
+
+    def leave_one_file_out(self) -> dict[str, float]:
+        """The corpus score when every file is scored at the threshold chosen on the others.
+
+        NAB's raw score is a sum over files, so the held-out files' raw scores add up to a
+        corpus raw score, normalised as ``score_corpus`` does (null and perfect of the corpus).
+        """
+        out = {}
+        for profile, curves in self.curves.items():
+            raw = sum(curves.held_out([f], profile).raw_score for f in self.corpus.files)
+            null = float(curves.null.sum(axis=0).max())
+            perfect = curves.tp_weight * float(curves.windows.sum())
+            out[profile] = 100.0 * (raw - null) / (perfect - null)
+        return out
+
+
+def cv_folds(corpus: NabCorpus, k: int = 4, repeats: int = 5, seed: int = 0) -> list[tuple[str, ...]]:
+    """``repeats`` random partitions of the files into ``k`` folds, each fold's held-out files.
+
+    Files with labelled windows and files without are dealt separately, so every fold holds
+    windows (and can be normalised) and about its share of quiet files.
+    """
+    rng = np.random.default_rng(seed)
+    labelled = [f for f in corpus.files if corpus.windows.get(f)]
+    quiet = [f for f in corpus.files if not corpus.windows.get(f)]
+    if len(labelled) < k:
+        raise NabError(f"{k} folds need at least {k} files with labelled windows; the corpus has {len(labelled)}")
+    out = []
+    for _ in range(repeats):
+        order = [labelled[i] for i in rng.permutation(len(labelled))] + \
+                [quiet[i] for i in rng.permutation(len(quiet))]
+        out.extend(tuple(sorted(order[j::k])) for j in range(k))
+    return out
+
+
+def _result(sweep: "_Sweep", anomaly: np.ndarray, cost: CostMatrix, profile: str,
+            threshold: float | None) -> NabResult:
+    """The normalised result of ``anomaly`` on ``sweep`` at ``threshold`` (None: the best)."""
+    best = _pick(sweep.curve(anomaly, cost), threshold)
+    null_raw = float(_pick(sweep.curve(sweep.constant(NULL_SCORE), cost), None)["raw_score"])
+    perfect = cost.tp_weight * sweep.window_total
+    raw = float(best["raw_score"])
+    normalised = 100.0 * (raw - null_raw) / (perfect - null_raw) if perfect != null_raw else 0.0
+    return NabResult(profile=profile, score=normalised, threshold=float(best["threshold"]), raw_score=raw,
+                     null_score=null_raw, perfect_score=perfect, tp=int(best["tp"]), fp=int(best["fp"]),
+                     fn=int(best["fn"]), tn=int(best["tn"]), windows_detected=int(best["windows_detected"]),
+                     windows_scored=sweep.rows.windows_scored)
 
 
 def threshold_curve(corpus: NabCorpus, scores: Mapping[str, pd.DataFrame],

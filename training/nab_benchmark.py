@@ -31,7 +31,9 @@ from training.nab import (
     PROFILES,
     NabCorpus,
     NabError,
+    CrossValidation,
     NabResult,
+    cv_folds,
     load_corpus,
     load_peer_scores,
     read_series,
@@ -47,6 +49,7 @@ DETECTORS: dict[str, str] = {
 DEFAULT_DETECTOR = "streaming"
 NAB_ROOT_ENV = "AIOPS_NAB_ROOT"
 CAUSALITY_CHECKS = 3  # files whose prefix is replayed again to check that no score looked ahead
+CV_FOLDS, CV_REPEATS = 4, 5  # the k-fold cross-validation: 5 random partitions into 4 folds of files
 
 
 def default_nab_root() -> Path:
@@ -79,9 +82,16 @@ class DetectorRow:
     name: str
     results: dict[str, NabResult]
     ours: bool = False
+    lofo: dict[str, float] = field(default_factory=dict)
+    folds: dict[str, list[float]] = field(default_factory=dict)
 
     def scores(self) -> dict[str, float]:
         return {p: r.score for p, r in self.results.items()}
+
+    def cv_cell(self, profile: str) -> str:
+        """``LOFO (k-fold mean ± sd)`` for one profile."""
+        folds = np.asarray(self.folds[profile])
+        return f"{self.lofo[profile]:.2f} ({folds.mean():.1f} ± {folds.std():.1f})"
 
 
 @dataclass(frozen=True)
@@ -112,9 +122,17 @@ class NabBenchmarkReport:
                  *(f"{row.results[p].score:.2f}" for p in PROFILES)] for row in self.table]
 
     def render(self, fmt: str = "simple") -> str:
-        """The table of scores (``fmt`` as tabulate's tablefmt, e.g. "github" for Markdown)."""
-        return tabulate(self.rows_for_table(), headers=self.headers(), tablefmt=fmt,
-                        disable_numparse=True, colalign=("left", "right", "right", "right"))
+        """The tables of scores (``fmt`` as tabulate's tablefmt, e.g. "github" for Markdown):
+        thresholds chosen on the whole corpus (NAB's rule), then cross-validated."""
+        aligned = dict(tablefmt=fmt, disable_numparse=True, colalign=("left", "right", "right", "right"))
+        fitted = tabulate(self.rows_for_table(), headers=self.headers(), **aligned)
+        cv = tabulate([[f"{row.name} (ours)" if row.ours else row.name,
+                        *(row.cv_cell(p) for p in PROFILES)] for row in self.table],
+                      headers=self.headers(), **aligned)
+        return (f"Threshold per profile chosen on the whole corpus (NAB's rule):\n{fitted}\n\n"
+                f"Cross-validated: threshold chosen without the file(s) scored. Leave-one-file-out "
+                f"(and, in brackets, the mean \u00b1 sd of {CV_REPEATS} x {CV_FOLDS}-fold, each fold "
+                f"normalised on its own files):\n{cv}")
 
     def summary(self) -> str:
         return (f"NAB corpus {self.root}: {self.files} files, {self.windows} windows, {self.rows} rows. "
@@ -134,7 +152,9 @@ class NabBenchmarkReport:
                        **{p: {"score": round(r.results[p].score, 4),
                               "threshold": r.results[p].threshold,
                               "windows_detected": r.results[p].windows_detected,
-                              "false_positive_rows": r.results[p].fp} for p in PROFILES}}
+                              "false_positive_rows": r.results[p].fp,
+                              "cv_leave_one_file_out": round(r.lofo[p], 4),
+                              "cv_folds": [round(x, 4) for x in r.folds[p]]} for p in PROFILES}}
                       for r in self.table],
         }
 
@@ -171,10 +191,10 @@ def run_nab_benchmark(root: Path | None = None, detector: str = DEFAULT_DETECTOR
     detector_cls = detector_factory(detector)
     scores, replay_seconds, checked = _replay_corpus(corpus, detector_cls)
     started = time.perf_counter()
-    table = [DetectorRow(detector, score_corpus(corpus, scores), ours=True)]
+    table = [scored_row(corpus, detector, scores, ours=True)]
     for peer in peers:
         try:
-            table.append(DetectorRow(peer, score_corpus(corpus, load_peer_scores(corpus, peer))))
+            table.append(scored_row(corpus, peer, load_peer_scores(corpus, peer)))
         except NabError as exc:
             raise NabError(f"peer {peer}: {exc}") from None
     scoring_seconds = time.perf_counter() - started
@@ -186,6 +206,15 @@ def run_nab_benchmark(root: Path | None = None, detector: str = DEFAULT_DETECTOR
         files=len(corpus.files), windows=corpus.window_count, rows=corpus.rows,
         replay_seconds=replay_seconds, scoring_seconds=scoring_seconds, causality_checked=checked,
         table=table)
+
+
+def scored_row(corpus: NabCorpus, name: str, scores: dict[str, pd.DataFrame],
+               ours: bool = False) -> DetectorRow:
+    """One detector's scores on the corpus: NAB's figures and the cross-validated ones."""
+    cv = CrossValidation(corpus, scores)
+    folds = cv.folds(cv_folds(corpus, CV_FOLDS, CV_REPEATS))
+    return DetectorRow(name, score_corpus(corpus, scores), ours=ours, lofo=cv.leave_one_file_out(),
+                       folds={p: [r.score for r in results] for p, results in folds.items()})
 
 
 def _replay_corpus(corpus: NabCorpus, detector_cls) -> tuple[dict[str, pd.DataFrame], float, list[str]]:
@@ -225,6 +254,9 @@ def log_to_mlflow(report: NabBenchmarkReport, tracking_uri: str,
             prefix = "nab" if row.ours else f"peer.{row.name}"
             for profile, result in row.results.items():
                 metrics[f"{prefix}.{profile}"] = result.score
+                metrics[f"{prefix}.{profile}.cv_lofo"] = row.lofo[profile]
+                metrics[f"{prefix}.{profile}.cv_mean"] = float(np.mean(row.folds[profile]))
+                metrics[f"{prefix}.{profile}.cv_sd"] = float(np.std(row.folds[profile]))
                 if row.ours:
                     metrics[f"nab.{profile}.threshold"] = result.threshold
                     metrics[f"nab.{profile}.windows_detected"] = result.windows_detected

@@ -28,9 +28,16 @@ def test_nab_table_shows_us_beside_the_five_peers_and_says_tracking_was_skipped(
     done = aiops("benchmark", "nab", "--root", str(ROOT))
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].split() == ["detector", "Standard", "Low", "FP", "Low", "FN"]
-    assert lines[2].startswith("streaming (ours)")
+    assert lines[1].split() == ["detector", "Standard", "Low", "FP", "Low", "FN"]
+    assert lines[3].startswith("streaming (ours)")
     assert any(line.split()[:4] == ["numenta", "72.30", "69.12", "75.98"] for line in lines)
+    # the cross-validated table: every detector again, its leave-one-file-out score and the spread
+    # of the k-fold scores, never above what the threshold fitted on the whole corpus gave
+    cv = lines[lines.index(next(l for l in lines if l.startswith("Cross-validated"))) + 3:][:6]
+    assert [line.split()[0] for line in cv] == ["streaming", "numenta", "contextOSE", "ARTime",
+                                                "randomCutForest", "windowedGaussian"]
+    numenta = next(line for line in cv if line.startswith("numenta")).split()
+    assert float(numenta[1]) < 72.30 and numenta[3] == "\u00b1" and float(numenta[4].rstrip(")")) > 0
     assert "rows/s" in done.stdout and "112092 rows" in done.stdout
     assert "MLflow tracking skipped" in done.stdout
 
@@ -48,6 +55,8 @@ def test_nab_results_are_logged_to_mlflow_when_a_tracking_uri_is_set(tmp_path: P
     assert run.data.params["detector"] == "streaming"
     assert run.data.metrics["peer.numenta.standard"] == pytest.approx(72.30, abs=0.01)
     assert "nab.standard" in run.data.metrics and "rows_per_second" in run.data.metrics
+    assert run.data.metrics["nab.standard.cv_lofo"] < run.data.metrics["nab.standard"]
+    assert len(report["table"][0]["standard"]["cv_folds"]) == 20
     artifacts = {a.path for a in mlflow.MlflowClient(tracking_uri=uri).list_artifacts(run.info.run_id)}
     assert artifacts == {"nab_table.md", "nab_report.json"}
 

@@ -13,7 +13,9 @@ from training.nab import (
     PEERS,
     PROFILES,
     NabCorpus,
+    CrossValidation,
     NabError,
+    cv_folds,
     load_corpus,
     load_peer_scores,
     read_series,
@@ -182,3 +184,45 @@ def test_bad_scores_get_a_clear_error_naming_the_file() -> None:
 def test_a_folder_without_a_corpus_is_named_in_the_error(tmp_path: Path) -> None:
     with pytest.raises(NabError, match="no NAB corpus at"):
         load_corpus(tmp_path)
+
+
+# ---- cross-validation: thresholds chosen without the files scored --------------------------------
+
+
+def test_a_detector_that_needs_no_tuning_keeps_its_score_under_cross_validation() -> None:
+    corpus = corpus_of(a=(100, 119), b=(60, 79), c=(140, 159), d=None)
+    perfect = scores_at(corpus, a=[100], b=[60], c=[140])
+    assert CrossValidation(corpus, perfect).leave_one_file_out() == pytest.approx(dict.fromkeys(PROFILES, 100.0))
+    folds = CrossValidation(corpus, perfect).folds([["folder/a.csv", "folder/d.csv"], ["folder/b.csv"]])
+    assert [r.score for r in folds["standard"]] == pytest.approx([100.0, 100.0])
+
+
+def test_a_window_only_the_whole_corpus_threshold_catches_is_missed_when_its_file_is_held_out() -> None:
+    corpus = corpus_of(a=(100, 119), b=(60, 79), c=(140, 159), d=None)
+    scores = scores_at(corpus, b=[60], c=[140])
+    scores["folder/a.csv"].loc[100, "anomaly_score"] = 0.6  # caught only at threshold 0.6 ...
+    scores["folder/d.csv"].loc[[50, 90], "anomaly_score"] = 0.7  # ... which costs two false alarms
+    fitted = score_corpus(corpus, scores, profiles=("standard",))["standard"]
+    assert fitted.threshold == 0.6 and fitted.windows_detected == 3
+    # held out, a is scored at the threshold b, c and d call for (1.0): its window is missed;
+    # held out, d is scored at the threshold a, b and c call for (0.6): its two false alarms count
+    cv = CrossValidation(corpus, scores, profiles=("standard",))
+    lofo = cv.leave_one_file_out()["standard"]
+    missed_a = score_corpus(corpus, scores, profiles=("standard",), thresholds={"standard": 1.0})["standard"]
+    two_false_alarms = 100 * 2 * 0.11 / (missed_a.perfect_score - missed_a.null_score)
+    assert lofo == pytest.approx(missed_a.score - two_false_alarms) and lofo < fitted.score
+    held_out_a = cv.folds([["folder/a.csv"]])["standard"][0]
+    assert held_out_a.threshold == 1.0 and held_out_a.raw_score == pytest.approx(-1.0)  # missed
+
+
+def test_folds_hold_windows_and_cover_every_file_once_per_repeat() -> None:
+    corpus = corpus_of(a=(100, 119), b=(60, 79), c=(140, 159), d=None, e=None)
+    folds = cv_folds(corpus, k=3, repeats=2, seed=1)
+    assert len(folds) == 6
+    for repeat in (folds[:3], folds[3:]):
+        assert sorted(f for fold in repeat for f in fold) == sorted(corpus.files)
+    assert all(any(corpus.windows[f] for f in fold) for fold in folds)
+    with pytest.raises(NabError, match="holds no labelled window"):
+        CrossValidation(corpus, scores_at(corpus)).folds([["folder/d.csv"]])
+    with pytest.raises(NabError, match="4 folds need at least 4 files with labelled windows"):
+        cv_folds(corpus, k=4)
