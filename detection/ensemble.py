@@ -1,6 +1,6 @@
-"""ServiceDetector: the hour-of-week z-score, the seasonal residual model, the isolation forest
-and the level shift, calibrated onto one [0, 1] scale and combined, as a drop-in for
-RobustZDetector.
+"""ServiceDetector: the hour-of-week z-score, the seasonal residual model, the isolation forest,
+the level shift and the streaming detector, calibrated onto one [0, 1] scale and combined, as a
+drop-in for RobustZDetector.
 
 How a point is scored:
 
@@ -10,7 +10,10 @@ How a point is scored:
    ``IsolationForestDetector``), ``shift`` (the last minutes' level against the minutes before
    them, ``LevelShiftDetector``: a step needs no calendar, so it is seen where the seasonal
    members must tolerate a level the history cannot tell, e.g. a weekend judged by weekdays;
-   it needs the minutes before a point, so score a window, not a single row).
+   it needs the minutes before a point, so score a window, not a single row), ``streaming``
+   (the surprise of ``detection.streaming.StreamingUnivariateDetector``, the detector
+   ``aiops benchmark nab`` replays, run per metric over the training history it keeps and the
+   frame: ``StreamingMember``; ``fit_predict_stream`` replays it alone on one series).
 2. Each member's raw score is calibrated per metric by a ``TailCalibrator`` fitted on that
    member's training scores, so 0.999 means the same for every member and metric: about one
    normal training point in a thousand scores higher.
@@ -75,9 +78,10 @@ from detection.metrics import MetricSpec, spec_for
 from detection.postprocess import Alarm, AlarmGrouper, GroupingConfig, TailCalibrator
 from detection.seasonal import SeasonalResidualDetector, mask_ranges
 from detection.shift import LevelShiftDetector
+from detection.streaming import StreamingMember, StreamingUnivariateDetector
 from detection.zscore import RobustZDetector
 
-MEMBERS = ("zscore", "seasonal", "iforest", "shift")
+MEMBERS = ("zscore", "seasonal", "iforest", "shift", "streaming")
 COMBINERS = ("max", "mean")
 
 
@@ -94,11 +98,14 @@ class EnsembleConfig:
     calibration : TailCalibrator settings (``n_quantiles``, ``tail_quantile``, ``fallback_scale``).
     recalibrate : calibrate the combined score again on the training combinations.
     grouping : alarm grouping for ``alarms``; None makes each anomalous point an alarm.
-    baseline, seasonal, iforest, shift : keyword settings of SeasonalBaseline,
-        SeasonalResidualDetector, IsolationForestDetector and LevelShiftDetector.
+    baseline, seasonal, iforest, shift, streaming : keyword settings of SeasonalBaseline,
+        SeasonalResidualDetector, IsolationForestDetector, LevelShiftDetector and
+        StreamingMember (``context`` and StreamingUnivariateDetector's settings).
     """
 
-    members: dict[str, float] = field(default_factory=lambda: {**{m: 1.0 for m in MEMBERS}, "shift": 0.5})
+    # ``streaming`` is absent (off) by default: see the README's "Detectors" for why
+    members: dict[str, float] = field(default_factory=lambda: {
+        **{m: 1.0 for m in MEMBERS if m != "streaming"}, "shift": 0.5})
     combiner: str = "max"
     threshold: float = 0.9999
     calibration: dict = field(default_factory=dict)
@@ -108,6 +115,7 @@ class EnsembleConfig:
     seasonal: dict = field(default_factory=dict)
     iforest: dict = field(default_factory=dict)
     shift: dict = field(default_factory=dict)
+    streaming: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, data: dict) -> "EnsembleConfig":
@@ -219,7 +227,8 @@ class ServiceDetector:
                   "iforest": lambda: IsolationForestDetector(
                       specs=self.specs, baseline=FrozenEstimator(self.baseline_), **config.iforest),
                   "shift": lambda: LevelShiftDetector(
-                      specs=self.specs, baseline=FrozenEstimator(self.baseline_), **config.shift)}
+                      specs=self.specs, baseline=FrozenEstimator(self.baseline_), **config.shift),
+                  "streaming": lambda: StreamingMember(specs=self.specs, **config.streaming)}
         for name, make in makers.items():
             if config.weight(name) <= 0:
                 continue
@@ -279,10 +288,11 @@ class ServiceDetector:
             seasonal = self.members_["seasonal"]
             raw["seasonal"] = (seasonal.training_scores_.reindex(columns=self.metrics_) if fitting
                                else seasonal.score(full))
-        if "shift" in self.members_:
-            shift = self.members_["shift"]
-            raw["shift"] = (shift.training_scores_.reindex(columns=self.metrics_) if fitting
-                            else shift.score(full))
+        for name in ("shift", "streaming"):
+            if name in self.members_:
+                member = self.members_[name]
+                raw[name] = (member.training_scores_.reindex(columns=self.metrics_) if fitting
+                             else member.score(full))
         if "iforest" in self.members_:
             forest = self.members_["iforest"]
             features, present = forest.features(frame)
@@ -386,6 +396,27 @@ class ServiceDetector:
         grouping = self.config_.grouping or GroupingConfig(min_points=1, window="1ns", cooldown="0s")
         return AlarmGrouper(grouping).group(scores[[m for m in chosen if m in scores.columns]],
                                             self.threshold_)
+
+    # ----------------------------------------------------------------------------- one series
+    def fit_predict_stream(self, values: np.ndarray, timestamps: pd.DatetimeIndex | None) -> np.ndarray:
+        """Univariate streaming mode: one series scored from its first row, row ``i`` from rows
+        ``0..i`` only (the protocol of ``detection.streaming_baseline``; ``aiops benchmark nab``).
+
+        A single series with no training history can only be judged by the ensemble's
+        ``streaming`` member, so this replays exactly that member's detector, with the settings
+        ``config.streaming`` gives it (``context`` aside: here the series is its own context),
+        and its own alarm suppression (one alarm per event: the watcher's grouping does this
+        for a service). The members fitted on a history (hour-of-week z, STL residual, forest,
+        level shift) are not in it. Sets ``stream_``, the detector run (its ``threshold_``,
+        ``evidence_``, ``predict``).
+        """
+        self.stream_ = self.stream_detector()
+        return self.stream_.fit_predict_stream(values, timestamps)
+
+    def stream_detector(self) -> StreamingUnivariateDetector:
+        """A fresh detector as the ``streaming`` member runs it for each metric."""
+        params = {k: v for k, v in _coerce(self.config).streaming.items() if k != "context"}
+        return StreamingUnivariateDetector(**params)
 
     def expected_frame(self, index: pd.DatetimeIndex, metrics: list[str]) -> pd.DataFrame:
         """The hour-of-week baseline centre of each fitted metric in ``metrics`` at ``index``."""

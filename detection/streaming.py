@@ -2,7 +2,9 @@
 
 ``StreamingUnivariateDetector`` follows the streaming protocol of
 ``detection.streaming_baseline``: one call over a whole series whose score at row ``i`` uses
-rows ``0..i`` only. It is what ``aiops detect`` and ``aiops benchmark nab`` run.
+rows ``0..i`` only. It is what ``aiops detect`` and ``aiops benchmark nab`` run, and, as
+``StreamingMember`` (end of this module), the ``streaming`` member of the ``ServiceDetector``
+that ``aiops train`` fits and ``aiops watch`` runs: one detection core.
 
 How a row is scored
 -------------------
@@ -59,6 +61,18 @@ competes once a week of history exists). They were fixed once for the whole NAB 
 subset, never per file; the benchmark prints their cross-validated figures, and
 ``scripts/nab_sensitivity.py`` how those move when each choice is halved or doubled.
 
+What carries over from HTM and ARTime
+-------------------------------------
+Both hold up on NAB files they never saw, and neither is tuned per file: both learn from the
+stream as it comes (HTM's sequence memory; ARTime's adaptive-resonance categories, created as
+the series changes) and both judge a row by how unusual it is *for this series*. HTM's
+anomaly likelihood is the part that carries over whole: the alarm is a tail probability of
+recent behaviour against the series' own history, so one threshold means the same on a quiet
+series and a noisy one. Here every channel is ranked against its own history (step 3), every
+expectation is re-estimated from the recent past (step 1), and no setting is per file. What
+does not carry over is their learnt temporal patterns (HTM's sequences, ARTime's categories);
+the seasonal predictors stand in for the daily and weekly shapes that service metrics have.
+
 Defined behaviour on awkward input
 ----------------------------------
 The rows of the first ``warmup`` (at least ``SAMPLING_ROWS`` rows) only feed the statistics,
@@ -85,7 +99,8 @@ MAX_EXCESS = 1000.0  # range excess, in tolerances, beyond which every value is 
 DURATIONS = ("window", "history", "sustained_window", "refractory", "warmup")
 REFERENCE_STEP = 300.0  # seconds: the step rarity is counted in, and the sampling assumed without timestamps
 SAMPLING_ROWS = 20  # the first rows whose median step is the sampling period (the warm-up is never shorter)
-SEASONAL_HALF_WIDTH = "10min"  # a past instant of a cycle is the median of the rows this close to it
+SEASONAL_HALF_WIDTH = "10min"
+MIN_MEMBER_HISTORY = pd.Timedelta("2D")  # the least training history the ensemble member accepts  # a past instant of a cycle is the median of the rows this close to it
 
 
 @dataclass(frozen=True)
@@ -238,7 +253,8 @@ class StreamingUnivariateDetector:
 
         Also sets ``threshold_`` (the score at or above which a row is an anomaly),
         ``evidence_`` (a DataFrame of each channel's surprise and the combined ``surprise``,
-        row for row, 0 on missing rows), ``n_rows_``, ``sampling_period_`` and ``rows_`` (every
+        row for row, 0 on missing rows; ``z``, the signed standardised residual, NaN on
+        missing and warm-up rows; ``residual``, value minus expectation), ``n_rows_``, ``sampling_period_`` and ``rows_`` (every
         duration setting as the row count used).
         """
         self._validate()
@@ -256,14 +272,17 @@ class StreamingUnivariateDetector:
         if timestamps is not None:
             seconds = _seconds(pd.DatetimeIndex(timestamps))[present]
         rows = self._rows(self._sampling_seconds(seconds))
+        signed = np.full(len(x), np.nan)
+        residual = np.full(len(x), np.nan)
         if present.any():
-            channels = self._channels(x[present], seconds, rows)
+            channels, signed[present], residual[present] = self._channels(x[present], seconds, rows)
             evidence[present] = channels
             surprise[present] = channels.max(axis=1)
         reported = _suppress(surprise, present, rows.refractory, self.min_gain)
         scores = reported / (reported + self.score_scale)
         self.threshold_ = float(self.threshold)
-        self.evidence_ = pd.DataFrame(evidence, columns=list(CHANNELS)).assign(surprise=surprise)
+        self.evidence_ = pd.DataFrame(evidence, columns=list(CHANNELS)).assign(surprise=surprise, z=signed,
+                                                                                residual=residual)
         self.n_rows_ = len(x)
         self.sampling_period_ = pd.Timedelta(seconds=rows.step)
         self.rows_ = rows
@@ -294,9 +313,11 @@ class StreamingUnivariateDetector:
     # ----------------------------------------------------------------------------------------
     # The computation, on the present (non-missing) rows only
 
-    def _channels(self, x: np.ndarray, seconds: np.ndarray | None, rows: "_Rows") -> np.ndarray:
-        """Each channel's surprise (-log10 tail probability) per row, shape (rows, 3)."""
-        z = self._standardised_residual(x, seconds, rows)
+    def _channels(self, x: np.ndarray, seconds: np.ndarray | None,
+                  rows: "_Rows") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each channel's surprise (-log10 tail probability) per row, shape (rows, 3), the
+        signed standardised residual ``z`` (NaN in the warm-up) and the residual itself."""
+        z, residual = self._standardised_residual(x, seconds, rows)
         z[: rows.warmup] = np.nan  # too little history yet: neither scored nor used as reference
         scored = ~np.isnan(z)
         outside = _range_excess(x, rows.history, rows.warmup)
@@ -318,11 +339,12 @@ class StreamingUnivariateDetector:
                     rows.unit),
             _rarity(np.where(scored, sustained, np.nan), rows.history, min_reference,
                     self.tail_index, rows.unit),
-        ])
+        ]), z, residual
 
     def _standardised_residual(self, x: np.ndarray, seconds: np.ndarray | None,
-                               rows: "_Rows") -> np.ndarray:
-        """Residual against the better of the level and seasonal predictors, in robust spreads."""
+                               rows: "_Rows") -> tuple[np.ndarray, np.ndarray]:
+        """Residual against the better of the level and seasonal predictors, in robust spreads
+        (``z``), and in the series' own unit."""
         w = rows.window
         min_periods = max(3, w // 10)
         series = pd.Series(x)
@@ -351,7 +373,7 @@ class StreamingUnivariateDetector:
         level = np.abs(_past(series.rolling(w, min_periods=min_periods).median()))
         spread = np.fmax(spread, 1e-9 * (1.0 + np.nan_to_num(level)))
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.clip(residual / spread, -1e9, 1e9)
+            return np.clip(residual / spread, -1e9, 1e9), residual
 
 
 # --------------------------------------------------------------------------------------------
@@ -457,3 +479,93 @@ def _suppress(surprise: np.ndarray, present: np.ndarray, refractory: int, min_ga
             reported[i] = surprise[i]
             last_row, last_value = i, surprise[i]
     return reported
+
+
+# --------------------------------------------------------------------------------------------
+# The same detector as a member of the service's ensemble
+
+
+class StreamingMember:
+    """``StreamingUnivariateDetector`` per metric, as a member of ``ServiceDetector``.
+
+    This is how the detector that ``aiops benchmark nab`` replays watches a service: the same
+    class with the same settings, run over each metric's recent training history followed by
+    the frame being scored, so its day-long expectation, its shift and sustained scans and
+    its rarity ranking have their context even when the watcher hands in a 16-minute window.
+    Its raw score is the row's surprise (``-log10`` tail probability, before the alarm
+    suppression, which is the watcher's grouping's job here) when the residual lies in the
+    metric's bad direction by more than the metric's floor (``spread_floor``, as for every
+    member), 0 otherwise: a CPU drop after a scale-up, or 20.3% after a month at 20%, is no
+    symptom.
+
+    Parameters
+    ----------
+    context : how much of the training history (its end) precedes every scored frame; None
+        (default) keeps as much as the detector ever looks back (its ``history``), so a
+        frame's rows are ranked against the same past as the training rows were (with only
+        three days, a Monday after a weekend was a record and 300 quiet minutes alarmed).
+    specs : metric specs (directions).
+    **params : StreamingUnivariateDetector settings (its defaults otherwise).
+    """
+
+    def __init__(self, context: str | None = None, specs: dict | None = None, **params):
+        self.context = context
+        self.specs = specs
+        self.params = params
+
+    def _detector(self) -> StreamingUnivariateDetector:
+        return StreamingUnivariateDetector(**self.params)
+
+    # the ensemble's helpers are imported where used: ``aiops detect`` and the NAB replay load
+    # this module alone, and statsmodels (behind mask_ranges) would double their start-up
+    def fit(self, history: pd.DataFrame, exclude: list[tuple] | None = None) -> "StreamingMember":
+        """Score the training history as one stream (the training scores) and keep its end."""
+        from detection.frames import MetricFrameError, check_metric_frame
+        from detection.seasonal import mask_ranges
+
+        detector = self._detector()
+        detector._validate()
+        reach = self.context if self.context is not None else detector.history
+        context = pd.Timedelta(_duration(reach, "context"), unit="s")
+        frame = mask_ranges(check_metric_frame(history, min_rows=2), exclude)
+        if frame.index[-1] - frame.index[0] < MIN_MEMBER_HISTORY:
+            # its training scores calibrate it: a history that is mostly warm-up would make
+            # the first ordinary surprise look unheard of
+            raise MetricFrameError(f"the streaming member needs at least {MIN_MEMBER_HISTORY} of history")
+        self.metrics_ = list(frame.columns)
+        self.context_ = frame[frame.index > frame.index[-1] - context]
+        self.training_scores_ = pd.DataFrame({m: self._stream(m, frame[m]) for m in self.metrics_},
+                                             index=frame.index)
+        return self
+
+    def _stream(self, metric: str, values: pd.Series) -> np.ndarray:
+        from detection.baseline import spread_floor
+        from detection.metrics import spec_for
+        from detection.zscore import by_direction
+
+        detector = self._detector()
+        x = values.to_numpy(dtype=float)
+        detector.fit_predict_stream(x, pd.DatetimeIndex(values.index))
+        evidence = detector.evidence_
+        spec = spec_for(metric, self.specs)
+        residual = evidence["residual"].to_numpy()
+        # a move smaller than the metric's floor (the spread every member grants it: 0.5 points of
+        # CPU, one error, 10 ms) is no symptom, however rare it is for a metric that stood still
+        floor = spread_floor(x - residual, 0.0, spec)
+        outward = np.nan_to_num(by_direction(residual, spec.direction), nan=0.0)
+        scores = np.where(outward > floor, evidence["surprise"].to_numpy(), 0.0)
+        return np.where(np.isnan(x), np.nan, scores)
+
+    def score(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Raw scores per metric of ``frame``, each row judged after the kept context."""
+        from detection.frames import check_known_metrics
+
+        if not hasattr(self, "context_"):
+            raise RuntimeError("StreamingMember is not fitted; call fit(history) first")
+        frame = check_known_metrics(frame, self.metrics_, "streaming member")
+        before = self.context_[self.context_.index < frame.index[0]] if len(frame) else self.context_
+        out = {}
+        for metric in frame.columns:
+            values = pd.concat([before[metric], frame[metric]])
+            out[metric] = self._stream(metric, values)[len(before):]
+        return pd.DataFrame(out, index=frame.index)

@@ -38,7 +38,7 @@ def test_it_follows_the_streaming_protocol_and_scores_in_the_unit_interval() -> 
     scores = detector.fit_predict_stream(values, five_minutes(len(values)))
     assert scores.shape == values.shape
     assert np.all((scores >= 0) & (scores < 1))
-    assert set(detector.evidence_.columns) == {"range", "shift", "sustained", "surprise"}
+    assert set(detector.evidence_.columns) == {"range", "shift", "sustained", "surprise", "z", "residual"}
 
 
 @pytest.mark.parametrize("cut", [400, 1501, 2222])
