@@ -61,7 +61,11 @@ def sentence(cause: str, f: Features, playbook: Playbook) -> str:
 def explain(decision: Decision, f: Features, playbook: Playbook) -> str:
     """The explanation of a decision, saying which guard decided when one did."""
     if decision.rule == "no_anomaly":
-        return "No metric is outside its baseline: nothing to diagnose, so only an alert."
+        return ("No metric is outside its baseline for two periods or more: nothing to diagnose, "
+                "so only an alert.")
+    if decision.rule == "onset_not_seen":
+        return ("The window starts inside the incident, so what started it is not in the window: "
+                "alerting instead of guessing; give a window that starts before the symptoms.")
     if decision.rule == "recent_deployment":
         return (f"{_errors(f)} errors in the last period, more than {playbook.error_boundary}, with a "
                 f"deployment {f.get('minutes_since_deployment', math.nan):.0f} min ago: the new "

@@ -93,6 +93,15 @@ def test_a_one_period_blip_is_no_incident(shipped) -> None:
     history, window = _frames("1min", {"response_time": [1.0]})
     diagnosis = shipped.diagnose(window_features(history, window).features)
     assert diagnosis.root_cause == "unknown" and diagnosis.auto_action == "alert_only"
+    assert "two periods or more" in diagnosis.explanation
+
+
+def test_a_window_that_starts_inside_the_incident_is_not_guessed_at(shipped) -> None:
+    history, window = _frames("1min", {"response_time": [1.0] * 8})
+    diagnosis = shipped.diagnose(window_features(history, window.iloc[4:]).features)
+    assert diagnosis.root_cause == "unknown" and "starts inside the incident" in diagnosis.explanation
+    whole = shipped.diagnose(window_features(history, window).features)
+    assert whole.root_cause == "slow_response"
 
 
 @pytest.mark.parametrize("period", ["1s", "1min", "5min"])
