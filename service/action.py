@@ -60,3 +60,19 @@ class ActionRequest:
     key: str | None = None
     dry_run: bool = False
     approved_by: str | None = None   # who approved it, for an action approve mode holds
+
+
+FINISHED_KIND = {"done": "done", "dry_run": "done", "failed": "failed", "interrupted": "interrupted"}
+
+
+def finished_event(record: ActionRecord, status: str, result: dict | None,
+                   error: str | None) -> tuple[str, dict]:
+    """The timeline event that says what a started action came to: its kind and payload."""
+    prefix = "action" if record.origin == "auto" else f"{record.origin}_action"
+    payload = {**(result or {}), "action": record.action, "action_id": record.id,
+               "status": status, "cluster": record.cluster, "service": record.service}
+    if error:
+        payload["error"] = error
+    if record.reason:
+        payload["reason"] = record.reason
+    return f"{prefix}_{FINISHED_KIND[status]}", payload

@@ -42,7 +42,12 @@ from typing import Any
 import pandas as pd
 
 from detection.anomaly import Anomaly
-from service.action import ActionHistory, ActionRecord, ActionRequest  # noqa: F401 - re-exported
+from service.action import (  # noqa: F401 - re-exported
+    ActionHistory,
+    ActionRecord,
+    ActionRequest,
+    finished_event,
+)
 from service.incident import (  # noqa: F401 - re-exported: the log speaks of incidents
     OPEN_STATUSES,
     STATUSES,
@@ -454,16 +459,8 @@ class IncidentStore:
             db.execute("UPDATE actions SET status=?, finished_at=?, result=?, error=? WHERE id=?",
                        (status, _iso(at), json.dumps(result, default=str) if result else None, error,
                         action_id))
-            prefix = "action" if record.origin == "auto" else f"{record.origin}_action"
-            kind = {"done": "done", "dry_run": "done", "failed": "failed",
-                    "interrupted": "interrupted"}[status]
-            payload = {**(result or {}), "action": record.action, "action_id": action_id,
-                       "status": status, "cluster": record.cluster, "service": record.service}
-            if error:
-                payload["error"] = error
-            if record.reason:
-                payload["reason"] = record.reason
-            self._event(db, record.incident_id, at, f"{prefix}_{kind}", payload)
+            kind, payload = finished_event(record, status, result, error)
+            self._event(db, record.incident_id, at, kind, payload)
 
     def action(self, action_id: int) -> ActionRecord:
         with self._connect() as db:

@@ -1,0 +1,119 @@
+"""The incident repository contract: the SQLite log and the in-memory store answer every step the
+same way, so the application (and the shared store that comes next) can rely on the port alone."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from detection.anomaly import Anomaly
+from detection.zscore import RobustZDetector
+from service.action import ActionRequest
+from service.incident import IncidentStateError
+from service.memory_store import MemoryIncidentStore
+from service.repository import IncidentRepository
+from service.settings import ServiceTarget, Settings
+from service.store import IncidentStore
+from tests.fakes import Clock, FakeSource, fake_platform, normal
+
+T0 = pd.Timestamp("2026-11-02 10:00", tz="UTC")
+LEAK = {"root_cause": "memory_leak", "severity": "CRITICAL", "auto_action": "restart_tasks",
+        "manual_action": "Fix memory leak", "confidence": 0.9, "explanation": "memory climbing"}
+
+
+def adapters(tmp_path) -> dict[str, IncidentRepository]:
+    return {"sqlite": IncidentStore(tmp_path / "log.sqlite"), "memory": MemoryIncidentStore()}
+
+
+def _minute(n: int) -> pd.Timestamp:
+    return T0 + pd.Timedelta(minutes=n)
+
+
+def lifecycle(store: IncidentRepository) -> list:
+    """Every kind of step, and what the store answers to each (errors included)."""
+    seen: list = []
+
+    def step(name, call):
+        try:
+            seen.append((name, call()))
+        except (IncidentStateError, KeyError, ValueError) as exc:
+            seen.append((name, type(exc).__name__))
+
+    first = store.open_incident("prod", "web", T0)
+    anomaly = Anomaly.build("cpu_utilization", _minute(1), 95.0, 30.0, 20.0, 40.0, 9.0)
+    step("anomalies", lambda: store.add_anomalies(first, [anomaly, anomaly]))
+    step("again", lambda: store.add_anomalies(first, [anomaly]))
+    step("diagnose", lambda: store.set_diagnosis(first, _minute(2), LEAK))
+    step("bad diagnosis", lambda: store.set_diagnosis(first, _minute(2), {"root_cause": "x"}))
+    step("await", lambda: store.set_status(first, _minute(2), "awaiting_approval", expect=("open",)))
+    step("await again", lambda: store.set_status(first, _minute(2), "awaiting_approval", expect=("open",)))
+    step("approve", lambda: store.approve(first, _minute(3), "alice").approved_by)
+    step("approve again", lambda: store.approve(first, _minute(3), "bob"))
+    request = ActionRequest("prod", "web", "restart_tasks", incident_id=first, key="incident-1")
+    step("begin", lambda: store.begin_action(request, _minute(4), lambda h: (True, {"notes": ["n"]})))
+    step("duplicate", lambda: store.begin_action(request, _minute(4), lambda h: (True, {})))
+    other = ActionRequest("prod", "web", "scale_up", origin="api", key="api:7")
+    step("in flight", lambda: len(store.history("prod", "web", _minute(4)).in_flight))
+    step("refused", lambda: store.begin_action(other, _minute(4), lambda h: (False, {"reason": "in_flight"})))
+    step("finish", lambda: store.finish_action(1, _minute(5), "done", result={"change": "2 -> 2"}))
+    step("verify", lambda: store.set_status(first, _minute(5), "verifying", verify_due_at=_minute(20)))
+    step("flying while verifying", lambda: [a.id for a in store.history("prod", "web", _minute(6)).in_flight])
+    step("bad move", lambda: store.set_status(first, _minute(6), "awaiting_approval"))
+    step("verified", lambda: store.complete_verification(first, _minute(20), True, {"summary": "ok"}))
+    step("verified twice", lambda: store.complete_verification(first, _minute(21), True, {"summary": "ok"}))
+    step("resolve resolved", lambda: store.resolve(first, _minute(22), "bob"))
+    second = store.split_incident("prod", "web", _minute(30), first, {"root_cause": "high_cpu"})
+    step("ack", lambda: store.acknowledge(second, _minute(31), "carol").status.value)
+    step("ack twice", lambda: store.acknowledge(second, _minute(31), "dave"))
+    step("escalate", lambda: store.set_status(second, _minute(32), "escalated", payload={"reason": "x"}))
+    step("resolve", lambda: store.resolve(second, _minute(33), "carol", "fixed").status.value)
+    step("unknown", lambda: store.get(99))
+    step("actions", lambda: [(a.id, a.action, a.status, a.key, a.result) for a in store.actions()])
+    step("by key", lambda: store.actions_by_key("incident-1").id)
+    step("recent", lambda: [a.id for a in store.history("prod", "web", _minute(40)).recent])
+    step("a day later", lambda: store.history("prod", "web", T0 + pd.Timedelta(days=2)).recent)
+    step("refusals", lambda: dict(store.refusals()))
+    step("counts", lambda: store.count_by_status())
+    step("list", lambda: [(i.id, i.status.value, i.root_cause, i.related_to, i.approved_by, i.acked_by,
+                           i.closed_at, i.escalated_at, i.verified_at) for i in store.list()])
+    step("open", lambda: store.open_for("prod", "web"))
+    for incident in (first, second):
+        step(f"events {incident}",
+             lambda i=incident: [(e["at"], e["kind"], e["data"]) for e in store.events(i)])
+        step(f"anomalies {incident}", lambda i=incident: store.anomalies(i))
+    return seen
+
+
+def test_both_adapters_answer_every_step_the_same(tmp_path) -> None:
+    transcripts = {name: lifecycle(store) for name, store in adapters(tmp_path).items()}
+    for (name, sqlite), (_, memory) in zip(transcripts["sqlite"], transcripts["memory"], strict=True):
+        assert sqlite == memory, name
+    steps = dict(transcripts["memory"])
+    assert steps["anomalies"] == 1 and steps["again"] == 0, "the same anomaly twice is stored once"
+    assert steps["bad diagnosis"] == "ValueError" and steps["bad move"] == "IncidentStateError"
+    assert steps["await again"] is False and steps["verified twice"] is False, "a step is taken once"
+    assert steps["duplicate"] == (1, {"duplicate": True}) and steps["refusals"] == {"in_flight": 1}
+    assert steps["flying while verifying"] == [1], "an action is in flight until its incident is verified"
+    assert steps["counts"] == {"resolved": 2} and steps["open"] is None
+
+
+def test_both_adapters_are_the_port() -> None:
+    assert isinstance(MemoryIncidentStore(), IncidentRepository)
+
+
+@pytest.mark.parametrize("adapter", ["sqlite", "memory"])
+def test_the_watcher_runs_the_same_on_either_adapter(adapter, tmp_path) -> None:
+    history = pd.date_range(T0 - pd.Timedelta(days=14), T0, freq="1min", inclusive="left")
+    detector = RobustZDetector().fit(normal(history, np.random.default_rng(0)))
+    clock = Clock(T0)
+    store = adapters(tmp_path)[adapter]
+    platform = fake_platform(Settings(data_dir=tmp_path), clock=clock, store=store)
+    source = FakeSource([(_minute(3), _minute(10), "high_cpu")])
+    watcher = platform.watcher(ServiceTarget(), detector, source=source)
+    for _ in range(30):
+        watcher.tick()
+        clock.advance()
+    [incident] = store.list()
+    assert (incident.status, incident.root_cause) == ("resolved", "high_cpu")
+    assert [a.action for a in store.actions()] == ["scale_up"]
