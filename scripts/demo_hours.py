@@ -24,7 +24,7 @@ from joblib import Parallel, delayed
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from service.demo import run_demo  # noqa: E402
+from harness.demo import run_demo  # noqa: E402
 from service.settings import Settings  # noqa: E402
 
 

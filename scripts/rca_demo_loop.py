@@ -20,8 +20,8 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from harness.demo import run_demo
 from rca.playbook import load_playbook
-from service.demo import run_demo
 from service.diagnose import train_rca
 from service.settings import Settings
 

@@ -3,7 +3,9 @@
 Exit codes: 0 success, 1 an operational error (named in one line on stderr), 2 a usage error,
 3 the demo ran but some fault was not handled as the playbook says.
 
-Each command (or group) lives in its own module and is registered here.
+Each command (or group) lives in its own module and is registered here. These are the
+application's commands; ``harness.cli`` adds the demo, the benchmarks and the simulator to make
+the whole ``aiops``.
 """
 
 from __future__ import annotations
@@ -13,16 +15,13 @@ from pathlib import Path
 import click
 
 from service.cli.baseline import baseline
-from service.cli.benchmark import benchmark
 from service.cli.dashboard import dashboard
-from service.cli.demo import demo
 from service.cli.detect import detect
 from service.cli.incidents import incidents
 from service.cli.models import models
 from service.cli.rca import rca, train_rca
 from service.cli.remediate import remediate
 from service.cli.serve import serve
-from service.cli.simulate import simulate
 from service.cli.status import status
 from service.cli.train import train
 from service.cli.watch import watch
@@ -37,8 +36,8 @@ def cli(ctx: click.Context, data_dir: Path | None) -> None:
     ctx.obj = {"data_dir": data_dir} if data_dir else {}
 
 
-for command in (demo, detect, train, baseline, models, watch, status, remediate, incidents, simulate,
-                benchmark, rca, train_rca, serve, dashboard):
+for command in (detect, train, baseline, models, watch, status, remediate, incidents, rca, train_rca,
+                serve, dashboard):
     cli.add_command(command)
 
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 
 import click
-import pandas as pd
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from pydantic import ValidationError
 from tabulate import tabulate
@@ -19,7 +19,6 @@ from service.cloudwatch import MetricSourceError
 from service.ecs import EcsActionError
 from service.settings import ServiceTarget, Settings
 from service.store import IncidentStore
-from simulation.clock import DEFAULT_START
 from training.baselines import TrainingError
 
 OPERATIONAL_ERRORS = (EcsActionError, MetricSourceError, TrainingError, BundleError, PlaybookError,
@@ -38,15 +37,6 @@ class UtcTime(click.ParamType):
             return utc(value)
         except ValueError:
             self.fail(f"{value!r} is not an ISO 8601 time (e.g. 2026-12-02T01:00:00Z)", param, ctx)
-
-
-def start_option(default: pd.Timestamp = DEFAULT_START,
-                 help: str = "Simulated start (ISO 8601; UTC when it has no offset): the history "
-                             "ends and the faults begin here, so a run gives the same result "
-                             "whatever the date it happens on."):
-    """``--start``: the simulated instant a simulation, benchmark or demo begins at."""
-    return click.option("--start", type=UtcTime(), default=default.isoformat(), show_default=True,
-                        help=help)
 
 
 def fail(message: str) -> None:
@@ -101,3 +91,32 @@ def existing_store(settings: Settings) -> IncidentStore:
     if not settings.db_path.is_file():
         raise OSError(f"no incident log at {settings.db_path} (set --data-dir or AIOPS_DATA_DIR)")
     return IncidentStore(settings.db_path)
+
+
+MLFLOW_ENV = "MLFLOW_TRACKING_URI"
+
+
+def mlflow_options(func):
+    """``--mlflow-uri`` and ``--experiment``, shared by every benchmark."""
+    func = click.option("--experiment", default=None,
+                        help="MLflow experiment name [default: one per benchmark].")(func)
+    return click.option("--mlflow-uri", default=None,
+                        help=f"MLflow tracking URI [env {MLFLOW_ENV}; unset: no tracking].")(func)
+
+
+def track(log, report, mlflow_uri: str | None, experiment: str | None, default_experiment: str,
+          as_json: bool) -> str | None:
+    """Log ``report`` with ``log(report, uri, experiment)`` when a URI is configured; say what happened."""
+    uri = mlflow_uri or os.environ.get(MLFLOW_ENV)
+    if not uri:
+        if not as_json:
+            click.echo(f"MLflow tracking skipped: no tracking URI (set {MLFLOW_ENV} or --mlflow-uri).")
+        return None
+    try:
+        run_id = log(report, uri, experiment or default_experiment)
+    except Exception as exc:  # noqa: BLE001 - any tracking failure is reported in one line
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        fail(f"could not log to MLflow at {uri}: {reason}")
+    if not as_json:
+        click.echo(f"Logged to MLflow at {uri}: experiment {experiment or default_experiment}, run {run_id}.")
+    return run_id

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import click
 
-from service.cli.benchmark import mlflow_options, track
-from service.cli.common import emit, handle_errors, settings_from
+from service.cli.common import emit, handle_errors, mlflow_options, settings_from, track
 
 BAD_INPUT_EXIT = 2
 

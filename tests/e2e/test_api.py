@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from harness.loadbench import SCORED_AT, score_payloads, write_bundles
 from rca.playbook import load_playbook
 from rca.rules import RuleClassifier
 from service.api import create_app
-from service.loadbench import SCORED_AT, score_payloads, write_bundles
 from service.scoring import ServiceModels, load_service_models
 from service.settings import Mode, Settings
 from service.store import IncidentStore

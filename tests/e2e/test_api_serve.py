@@ -12,8 +12,8 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from service.cli import cli
-from service.loadbench import _free_port, score_payloads, write_bundles
+from harness.loadbench import _free_port, score_payloads, write_bundles
+from harness.cli import cli
 
 pytestmark = pytest.mark.e2e
 TOKEN = "serve-token-0123456789abcdef"
@@ -36,7 +36,7 @@ def test_serve_answers_on_loopback_and_stops_on_sigterm(tmp_path) -> None:
     write_bundles(tmp_path / "models", ["web"], cluster="prod")
     port = _free_port()
     env = {**os.environ, "AIOPS_API_TOKENS": TOKEN, "AIOPS_TARGET__CLUSTER": "prod"}
-    server = subprocess.Popen([sys.executable, "-m", "service.cli", "--data-dir", str(tmp_path), "serve",
+    server = subprocess.Popen([sys.executable, "-m", "harness.cli", "--data-dir", str(tmp_path), "serve",
                                "--port", str(port), "--no-access-log"], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"

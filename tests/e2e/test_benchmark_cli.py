@@ -19,7 +19,7 @@ needs_corpus = pytest.mark.skipif(not (ROOT / "labels" / "combined_windows.json"
 
 def aiops(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     clean = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
-    return subprocess.run([sys.executable, "-m", "service.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
                           timeout=600, env={**clean, **(env or {})})
 
 

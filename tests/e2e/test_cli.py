@@ -16,7 +16,7 @@ import pytest
 from service.aws import local_aws, reset_local_aws
 
 pytestmark = pytest.mark.e2e
-AIOPS = [sys.executable, "-m", "service.cli"]
+AIOPS = [sys.executable, "-m", "harness.cli"]
 
 
 def aiops(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:

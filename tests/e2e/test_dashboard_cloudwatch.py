@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from detection.anomaly import Anomaly
 from service.aws import local_aws, reset_local_aws
-from service.cli import cli
+from harness.cli import cli
 from service.store import IncidentStore
 from tests.fakes import clock_env
 

@@ -16,7 +16,7 @@ pytestmark = pytest.mark.e2e
 
 
 def aiops(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "service.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args], capture_output=True, text=True,
                           timeout=300, env=dict(os.environ))
 
 

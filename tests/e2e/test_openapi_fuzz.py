@@ -14,10 +14,10 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
+from harness.loadbench import write_bundles
 from rca.playbook import load_playbook
 from rca.rules import RuleClassifier
 from service.api import create_app
-from service.loadbench import write_bundles
 from service.settings import Settings
 from service.store import IncidentStore
 from tests.fakes import FakeEcs, FakeNotifier

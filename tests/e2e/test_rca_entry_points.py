@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 from rca.playbook import load_playbook
 from service.api import create_app
 from service.aws import local_aws
-from service.cli import cli
+from harness.cli import cli
 from service.diagnose import train_rca
 from service.settings import Settings
 from service.store import IncidentStore

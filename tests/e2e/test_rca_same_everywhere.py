@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from service.api import create_app
-from service.cli import cli
+from harness.cli import cli
 from service.settings import Settings
 from training.rca_seed_cases import SEED_CASES
 

@@ -21,7 +21,7 @@ from service.store import IncidentStore
 from simulation.ecs_world import EcsWorld
 
 pytestmark = pytest.mark.e2e
-AIOPS = [sys.executable, "-m", "service.cli"]
+AIOPS = [sys.executable, "-m", "harness.cli"]
 C, S = "aiops-platform-cluster", "aiops-platform-service"
 T0 = pd.Timestamp("2026-11-02 09:00", tz="UTC")
 

@@ -23,7 +23,7 @@ from tests.fakes import clock_env
 from training.baselines import train_detector
 
 pytestmark = pytest.mark.e2e
-AIOPS = [sys.executable, "-m", "service.cli"]
+AIOPS = [sys.executable, "-m", "harness.cli"]
 SERVICES = ("web", "api")
 NOW = pd.Timestamp("2026-12-02T01:00:00Z")   # the watcher's clock is pinned just after (clock_env)
 

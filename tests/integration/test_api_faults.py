@@ -12,7 +12,7 @@ import logging
 import pytest
 from botocore.retries.standard import ExponentialBackoff
 
-from service.faultbench import run_fault_benchmark
+from harness.faultbench import run_fault_benchmark
 
 pytestmark = pytest.mark.integration
 

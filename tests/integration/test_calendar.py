@@ -12,8 +12,8 @@ import pytest
 import time_machine
 from botocore.retries.standard import ExponentialBackoff
 
-from service.calendarbench import Cell, run_calendar
-from service.faultbench import run_fault_benchmark
+from harness.calendarbench import Cell, run_calendar
+from harness.faultbench import run_fault_benchmark
 from simulation.faults import FAULTS
 
 pytestmark = pytest.mark.integration

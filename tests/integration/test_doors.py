@@ -17,7 +17,7 @@ from rca.playbook import load_playbook
 from rca.rules import RuleClassifier
 from service.api import create_app
 from service.bootstrap import build_platform
-from service.cli import cli
+from harness.cli import cli
 from service.ecs import EcsActions
 from service.lambda_handlers import rollback_handler
 from service.settings import Mode, ServiceTarget, Settings

@@ -12,13 +12,13 @@ import time
 import pandas as pd
 import pytest
 
+from harness.livesim import LiveSimulation, SimulatorNotRunning, control_dir, queue_command
 from service.aws import local_aws
-from service.livesim import LiveSimulation, SimulatorNotRunning, control_dir, queue_command
 from service.settings import Settings
 from tests.fakes import Clock
 
 pytestmark = pytest.mark.integration
-AIOPS = [sys.executable, "-m", "service.cli"]
+AIOPS = [sys.executable, "-m", "harness.cli"]
 
 
 def test_an_injected_fault_is_picked_up_at_the_next_minute(tmp_path) -> None:

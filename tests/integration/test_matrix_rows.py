@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from service.demo import DemoEnvironment
+from harness.demo import DemoEnvironment
 from service.ecs import EcsActions
 from service.settings import Settings
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from harness.soak import run_soak
 from service.guardrails import Guardrails, Verdict
-from service.soak import run_soak
 
 pytestmark = pytest.mark.integration
 

@@ -25,7 +25,7 @@ from service.settings import Settings
 from simulation.physics import ServiceShape, history
 
 pytestmark = pytest.mark.integration
-AIOPS = [sys.executable, "-m", "service.cli"]
+AIOPS = [sys.executable, "-m", "harness.cli"]
 END = pd.Timestamp("2026-12-02T01:00:00Z")   # every `aiops train` here passes --end
 NAME = "aiops-platform-cluster--aiops-platform-service"
 

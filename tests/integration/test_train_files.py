@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from models.bundle import load_bundle
-from service.cli import cli
+from harness.cli import cli
 from simulation.physics import ServiceShape, history
 
 pytestmark = pytest.mark.integration

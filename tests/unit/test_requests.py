@@ -125,7 +125,7 @@ def test_the_dashboard_answers_a_superscript_incident_number_404(tmp_path) -> No
 def test_the_rca_command_refuses_deep_nesting_in_one_line(tmp_path) -> None:
     from click.testing import CliRunner
 
-    from service.cli import cli
+    from harness.cli import cli
 
     result = CliRunner().invoke(cli, ["--data-dir", str(tmp_path), "rca", "--rules", "--payload",
                                       "[" * 100_000 + "]" * 100_000])

@@ -10,7 +10,8 @@ import click
 import pandas as pd
 from tabulate import tabulate
 
-from service.cli.common import emit, handle_errors, settings_from, start_option
+from harness.cli.common import start_option
+from service.cli.common import emit, handle_errors, settings_from
 
 
 @click.command()
@@ -38,7 +39,7 @@ def demo(ctx: click.Context, faults: str | None, seed: int, days: int, detector:
          mlflow_uri: str | None, keep_running: bool, port: int, start: pd.Timestamp,
          as_json: bool) -> None:
     """Run the whole loop on the embedded local environment and print a scorecard."""
-    from service.demo import rows_as_dicts, run_demo
+    from harness.demo import rows_as_dicts, run_demo
 
     settings = settings_from(ctx)
     stamp = settings.clock().strftime("%Y%m%dT%H%M%S")   # a folder per run, named when it ran

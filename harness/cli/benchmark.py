@@ -7,45 +7,17 @@ shared tracking behaviour.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import click
 
-from service.cli.common import UtcTime, emit, fail, handle_errors, settings_from, start_option
-
-MLFLOW_ENV = "MLFLOW_TRACKING_URI"
+from harness.cli.common import start_option
+from service.cli.common import UtcTime, emit, fail, handle_errors, mlflow_options, settings_from, track
 
 
 @click.group()
 def benchmark() -> None:
     """Run a benchmark, print its table, and log it to MLflow when a tracking URI is set."""
-
-
-def mlflow_options(func):
-    """``--mlflow-uri`` and ``--experiment``, shared by every benchmark."""
-    func = click.option("--experiment", default=None,
-                        help="MLflow experiment name [default: one per benchmark].")(func)
-    return click.option("--mlflow-uri", default=None,
-                        help=f"MLflow tracking URI [env {MLFLOW_ENV}; unset: no tracking].")(func)
-
-
-def track(log, report, mlflow_uri: str | None, experiment: str | None, default_experiment: str,
-          as_json: bool) -> str | None:
-    """Log ``report`` with ``log(report, uri, experiment)`` when a URI is configured; say what happened."""
-    uri = mlflow_uri or os.environ.get(MLFLOW_ENV)
-    if not uri:
-        if not as_json:
-            click.echo(f"MLflow tracking skipped: no tracking URI (set {MLFLOW_ENV} or --mlflow-uri).")
-        return None
-    try:
-        run_id = log(report, uri, experiment or default_experiment)
-    except Exception as exc:  # noqa: BLE001 - any tracking failure is reported in one line
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        fail(f"could not log to MLflow at {uri}: {reason}")
-    if not as_json:
-        click.echo(f"Logged to MLflow at {uri}: experiment {experiment or default_experiment}, run {run_id}.")
-    return run_id
 
 
 @benchmark.command("nab")
@@ -213,7 +185,7 @@ def soak(ctx: click.Context, incidents: int, seed: int, start, as_json: bool) ->
     simulated on-call engineer and alarm-triggered rollbacks; an auditor checks every mutating
     ECS call against the rules. Prints actions, refusals by reason, and breaches (must be 0).
     """
-    from service.soak import SOAK_START, render, run_soak
+    from harness.soak import SOAK_START, render, run_soak
 
     data_dir = run_folder(ctx, "soak")
     report = run_soak(data_dir, incidents=incidents, seed=seed, progress=_to_stderr,
@@ -250,7 +222,7 @@ def faults(ctx: click.Context, rate: float, api_faults: str | None, faults: str 
     """
     import logging
 
-    from service.faultbench import PLANS, render, run_fault_benchmark
+    from harness.faultbench import PLANS, render, run_fault_benchmark
     from simulation.faults import FAULTS
 
     logging.getLogger("aiops").setLevel(logging.CRITICAL)  # the figures, not a log line per fault
@@ -300,7 +272,7 @@ def calendar(ctx: click.Context, detector: str, days: str, weekdays: str, hours:
     """
     import logging
 
-    from service.calendarbench import WEEKDAYS, render, run_calendar, sweep
+    from harness.calendarbench import WEEKDAYS, render, run_calendar, sweep
     from simulation.faults import FAULTS
 
     logging.getLogger("aiops").setLevel(logging.CRITICAL)  # the figures, not a log line per fault
@@ -359,7 +331,7 @@ def load(rate: float, seconds: float, series: int, points: int, detector: str, a
     httpx client and prints errors, p50/p99 latency and the server's RSS at start and end; the
     ratio shows what our validation and scoring cost over FastAPI itself.
     """
-    from service.loadbench import run_load_benchmark
+    from harness.loadbench import run_load_benchmark
 
     report = run_load_benchmark(rate, seconds, series, points, detector, progress=_to_stderr)
     if as_json:

@@ -40,8 +40,8 @@ def run(ctx: click.Context, port: int, days: int, seed: int, start) -> None:
 
     from moto.server import ThreadedMotoServer
 
+    from harness.livesim import LiveSimulation
     from service.fleet import stop_on_signals
-    from service.livesim import LiveSimulation
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     settings = settings_from(ctx)
@@ -83,7 +83,7 @@ def run(ctx: click.Context, port: int, days: int, seed: int, start) -> None:
 @handle_errors
 def inject(ctx: click.Context, fault: str) -> None:
     """Inject FAULT into the running simulator at its next minute."""
-    from service.livesim import control_dir, queue_command
+    from harness.livesim import control_dir, queue_command
 
     queue_command(control_dir(settings_from(ctx)), "inject", fault)
     click.echo(f"{fault} queued: the simulator injects it at its next minute ({FAULTS[fault].description})")
@@ -94,7 +94,7 @@ def inject(ctx: click.Context, fault: str) -> None:
 @handle_errors
 def clear(ctx: click.Context) -> None:
     """End every fault of the running simulator and put it back to nominal capacity."""
-    from service.livesim import control_dir, queue_command
+    from harness.livesim import control_dir, queue_command
 
     queue_command(control_dir(settings_from(ctx)), "clear")
     click.echo("clear queued: the simulator ends every fault at its next minute")

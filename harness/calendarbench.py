@@ -2,7 +2,7 @@
 histories, so no result depends on the day or hour a run happens on.
 
 Each cell of the sweep is a start time (a weekday and an hour of one fixed week) and a history
-length. A cell is one :class:`~service.faultbench.FaultEnvironment` of its own: the simulated
+length. A cell is one :class:`~harness.faultbench.FaultEnvironment` of its own: the simulated
 service writes ``history_days`` of history ending at the start, the detector is trained on it
 through the nightly pipeline, the service runs quiet for ``quiet_minutes`` (incidents opened
 then are false alarms; a person closes them afterwards), and then each fault is played as the
@@ -30,7 +30,7 @@ import pandas as pd
 from joblib import Parallel, delayed
 from tabulate import tabulate
 
-from service.faultbench import PLANS, QUIET_MINUTES, ApiFaultPlan, FaultEnvironment, ScenarioResult
+from harness.faultbench import PLANS, QUIET_MINUTES, ApiFaultPlan, FaultEnvironment, ScenarioResult
 from simulation.faults import FAULTS
 
 WEEK_OF = pd.Timestamp("2026-11-30T00:00:00Z")   # a Monday: the sweep's week

@@ -359,7 +359,7 @@ def run_load_benchmark(rate: float = 200.0, seconds: float = 60.0, series: int =
         port = _free_port()
         progress(f"bare FastAPI endpoint: {rate:g} requests/s for {seconds:g} s")
         results.append(_measure("bare FastAPI", [sys.executable, "-m", "uvicorn", "--factory",
-                                                 "service.loadbench:bare_app", "--port", str(port),
+                                                 "harness.loadbench:bare_app", "--port", str(port),
                                                  *uvicorn_flags], port, env, bodies, rate, seconds, {}))
         port = _free_port()
         progress(f"aiops serve: {rate:g} requests/s for {seconds:g} s")
