@@ -349,11 +349,12 @@ class _Sweep:
     def constant(self, value: float) -> np.ndarray:
         return np.full(len(self.rows.window), value)
 
-    def curve(self, anomaly: np.ndarray, cost: CostMatrix) -> pd.DataFrame:
-        """The raw NAB score and counts at every distinct threshold, highest threshold first.
+    def gains(self, anomaly: np.ndarray, cost: CostMatrix):
+        """The rows by descending score, and what detecting each adds to the raw score.
 
-        Row k is "detect every row whose score is >= threshold[k]"; the first row is NAB's
-        1.1, nothing detected.
+        Returns ``(order, ranked scores, gain, inside a window, first detection of its window)``,
+        all in that order; the raw score at a threshold is ``-fnWeight * windows`` plus the
+        gains of the rows detected.
         """
         rows = self.rows
         order = np.argsort(-anomaly, kind="stable")
@@ -362,6 +363,7 @@ class _Sweep:
         inside = window >= 0
         # Outside windows every detection adds its (negative) fp term.
         gain = np.where(inside, 0.0, rows.fp_part[order] * cost.fp_weight)
+        first = np.zeros(len(order), dtype=np.int64)
         # Inside, a window's term is the best (earliest) detection so far, from -fnWeight.
         if inside.any():
             win_ids = window[inside]
@@ -369,10 +371,17 @@ class _Sweep:
             best = sweep.groupby(win_ids).cummax()
             before = best.groupby(win_ids).shift(1).fillna(-cost.fn_weight)
             gain[inside] = (best - before).to_numpy()
-            first = np.zeros(len(order), dtype=np.int64)
             first[np.flatnonzero(inside)] = (~pd.Series(win_ids).duplicated()).to_numpy()
-        else:
-            first = np.zeros(len(order), dtype=np.int64)
+        return order, ranked, gain, inside, first
+
+    def curve(self, anomaly: np.ndarray, cost: CostMatrix) -> pd.DataFrame:
+        """The raw NAB score and counts at every distinct threshold, highest threshold first.
+
+        Row k is "detect every row whose score is >= threshold[k]"; the first row is NAB's
+        1.1, nothing detected.
+        """
+        rows = self.rows
+        order, ranked, gain, inside, first = self.gains(anomaly, cost)
         start = -cost.fn_weight * rows.windows_scored
         total = start + np.cumsum(gain)
         ends = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], len(ranked) > 0))
@@ -451,19 +460,28 @@ class _FileCurves:
         sweep = _Sweep(corpus)
         anomaly = sweep.scores(corpus, scores)
         self.files = list(corpus.files)
-        # the thresholds NAB sweeps: nothing detected, then every distinct score, descending
-        self.grid = np.concatenate([[_NOTHING_DETECTED], np.unique(anomaly)[::-1]])
-        self.raw = np.zeros((len(self.files), len(self.grid)))
-        self.null = np.zeros((len(self.files), 2))  # NAB's null detector: nothing, everything
         self.windows = np.array([len(corpus.windows.get(f, [])) for f in self.files])
-        for i, name in enumerate(self.files):
-            one = NabCorpus(None, (name,), {name: corpus.timestamps[name]},
-                            {name: corpus.windows.get(name, [])}, profiles=corpus.profiles)
-            part = _Sweep(one)
-            curve = part.curve(sweep.scores(one, scores), cost)
-            self.raw[i] = _step(curve, self.grid)
-            self.null[i] = part.curve(part.constant(NULL_SCORE), cost)["raw_score"].to_numpy()[[0, -1]]
         self.tp_weight = cost.tp_weight
+        # the file of every scorable row, in the sweep's row order
+        kept = [int(sweep.keep[f].sum()) for f in self.files]
+        file_of = np.repeat(np.arange(len(self.files)), kept)
+        window = sweep.rows.window
+        scored = np.array([len(np.unique(window[(file_of == i) & (window >= 0)]))
+                           for i in range(len(self.files))])
+        start = -cost.fn_weight * scored  # each file's raw score with nothing detected
+        order, ranked, gain, _, _ = sweep.gains(anomaly, cost)
+        ends = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], len(ranked) > 0))
+        # the thresholds NAB sweeps: nothing detected, then every distinct score, descending
+        self.grid = np.concatenate([[_NOTHING_DETECTED], ranked[ends]])
+        per_file = np.zeros((len(self.files), len(order)))
+        per_file[file_of[order], np.arange(len(order))] = gain
+        self.raw = start[:, None] + np.hstack([np.zeros((len(self.files), 1)),
+                                               np.cumsum(per_file, axis=1)[:, ends]])
+        # NAB's null detector (one constant score): each file's raw score detecting nothing, all
+        _, _, null_gain, _, _ = sweep.gains(sweep.constant(NULL_SCORE), cost)
+        everything = np.bincount(file_of[np.argsort(-sweep.constant(NULL_SCORE), kind="stable")],
+                                 weights=null_gain, minlength=len(self.files))
+        self.null = np.column_stack([start, start + everything])
 
     def held_out(self, files: Sequence[str], profile: str) -> HeldOut:
         rows = np.isin(self.files, list(files))
@@ -474,13 +492,6 @@ class _FileCurves:
         perfect = self.tp_weight * float(self.windows[rows].sum())
         score = 100.0 * (raw - null) / (perfect - null) if perfect != null else 0.0
         return HeldOut(tuple(files), profile, float(self.grid[k]), raw, score)
-
-
-def _step(curve: pd.DataFrame, grid: np.ndarray) -> np.ndarray:
-    """A curve's raw score at every threshold of ``grid`` (detect rows scoring >= it)."""
-    thresholds = curve["threshold"].to_numpy()[::-1]  # ascending
-    at = np.searchsorted(thresholds, grid, side="left")  # the lowest curve threshold >= each
-    return curve["raw_score"].to_numpy()[::-1][np.minimum(at, len(thresholds) - 1)]
 
 
 class CrossValidation:
