@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from service import usecases
 from service.cli.common import emit, existing_store, handle_errors, settings_from
 
 
@@ -97,6 +96,8 @@ def _who(by: str | None) -> str:
 @handle_errors
 def ack_incident(ctx, incident_id: int, by: str | None, as_json: bool) -> None:
     """Acknowledge an incident: you own it, escalation stops paging."""
+    from service import usecases
+
     incident = usecases.acknowledge(_platform(ctx), incident_id, _who(by))
     emit(incident.to_dict(), as_json, [["incident", incident.id], ["status", incident.status],
                                         ["acknowledged by", incident.acked_by]])
@@ -110,6 +111,8 @@ def ack_incident(ctx, incident_id: int, by: str | None, as_json: bool) -> None:
 @handle_errors
 def approve_incident(ctx, incident_id: int, by: str | None, as_json: bool) -> None:
     """Approve the CRITICAL action an incident waits for; the watcher runs it on its next tick."""
+    from service import usecases
+
     incident = usecases.approve(_platform(ctx), incident_id, _who(by))
     action = incident.auto_action or "the action"
     emit(incident.to_dict(), as_json, [["incident", incident.id], ["approved", action],
@@ -128,6 +131,8 @@ def approve_incident(ctx, incident_id: int, by: str | None, as_json: bool) -> No
 @handle_errors
 def resolve_incident(ctx, incident_id: int, by: str | None, note: str, config_path, as_json: bool) -> None:
     """Resolve an incident by hand and send its RCA report to the on-call engineer."""
+    from service import usecases
+
     platform = _platform(ctx, config_path)
     incident, sent = usecases.resolve(platform, incident_id, _who(by), note)
     role = platform.on_call
