@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from detection.metrics import spec_for
+from harness.environment import SimulatedEnvironment
 from models.store import LocalModelStore
 from service.aws import ClientFactory, local_aws, reset_local_aws
 from service.bootstrap import build_platform
@@ -77,7 +77,7 @@ class DemoResult:
     training: ServiceResult | None = None
 
 
-class DemoEnvironment:
+class DemoEnvironment(SimulatedEnvironment):
     """The embedded environment, ready to play faults: moto, the simulated service, the watcher.
 
     Use as a context manager; ``play(fault)`` runs one fault to its verification and returns
@@ -97,18 +97,6 @@ class DemoEnvironment:
         self.mlflow_uri = mlflow_uri
         self.speed = speed
         self.false_alarms = 0
-        self._stack = ExitStack()
-
-    def __enter__(self) -> "DemoEnvironment":
-        try:
-            self._start()
-        except BaseException:
-            self._stack.close()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stack.close()
 
     def _start(self) -> None:
         settings, say = self.settings, self.progress

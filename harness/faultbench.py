@@ -17,12 +17,12 @@ import io
 import time
 from collections import Counter
 from collections.abc import Callable
-from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from harness.environment import SimulatedEnvironment
 from models.store import LocalModelStore
 from service.aws import ClientFactory, local_aws, reset_local_aws
 from service.bootstrap import build_platform
@@ -114,7 +114,7 @@ class FaultReport:
                 "seconds": self.seconds, **self.details}
 
 
-class FaultEnvironment:
+class FaultEnvironment(SimulatedEnvironment):
     """The simulated service with healthy clients, and a watcher whose AWS calls can fail.
 
     Parameters
@@ -137,18 +137,6 @@ class FaultEnvironment:
         self.max_attempts = max_attempts
         self.detector = detector
         self.false_alarms = 0
-        self._stack = ExitStack()
-
-    def __enter__(self) -> "FaultEnvironment":
-        try:
-            self._start()
-        except BaseException:
-            self._stack.close()
-            raise
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stack.close()
 
     def _start(self) -> None:
         endpoint = self._stack.enter_context(local_aws())
