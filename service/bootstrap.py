@@ -60,7 +60,8 @@ class Platform:
     classifier_override: RootCauseClassifier | None = None
     guardrails_override: Guardrails | None = None
     _remediators: dict[bool, Remediator] = field(default_factory=dict, repr=False)
-    _classifier: tuple[RootCauseClassifier, str] | None = field(default=None, repr=False)
+    _classifiers: dict[float | None, tuple[RootCauseClassifier, str]] = field(default_factory=dict,
+                                                                            repr=False)
 
     @property
     def on_call(self) -> str:
@@ -91,16 +92,18 @@ class Platform:
                                                     mode, on_call=self.on_call, guardrails=guardrails)
         return self._remediators[dry_run]
 
-    def classifier(self) -> tuple[RootCauseClassifier, str]:
-        """The root-cause classifier and, in words, which one (loaded once)."""
-        if self._classifier is None:
+    def classifier(self, threshold: float | None = None) -> tuple[RootCauseClassifier, str]:
+        """The root-cause classifier and, in words, which one; loaded once per threshold (the rules'
+        fallback scores anomalies against it), so a fleet of watchers reads the model file once."""
+        if threshold not in self._classifiers:
             if self.classifier_override is not None:
-                self._classifier = (self.classifier_override, type(self.classifier_override).__name__)
+                chosen = (self.classifier_override, type(self.classifier_override).__name__)
             else:
                 from service.diagnose import load_rca_classifier
 
-                self._classifier = load_rca_classifier(self.settings, self.playbook)
-        return self._classifier
+                chosen = load_rca_classifier(self.settings, self.playbook, threshold)
+            self._classifiers[threshold] = chosen
+        return self._classifiers[threshold]
 
     def watcher(self, target: ServiceTarget, detector: Detector, source: MetricSource | None = None,
                 settings: Settings | None = None) -> Watcher:
@@ -114,11 +117,7 @@ class Platform:
             source = CloudWatchMetrics(self.factory.client("cloudwatch"), settings.metrics, target,
                                        settings.period_seconds)
         remediator = self.remediator()
-        classifier = self.classifier_override
-        if classifier is None:
-            from service.diagnose import load_rca_classifier
-
-            classifier, _ = load_rca_classifier(settings, self.playbook, detector.threshold)
+        classifier, _ = self.classifier(detector.threshold)
         return Watcher(target, source, detector, classifier, remediator, self.store, self.notifier,
                        self.playbook, settings, self.clock, ecs=remediator.actions)
 
