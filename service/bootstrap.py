@@ -37,7 +37,7 @@ from service.notify import (
 )
 from service.remediation import Remediator
 from service.repository import IncidentRepository
-from service.settings import Mode, ServiceTarget, Settings
+from service.settings import Mode, ServiceTarget, Settings, StoreKind
 from service.store import IncidentStore
 from service.watch_config import NotifyConfig, WatchConfig, load_watch_config
 from service.watcher import Detector, MetricSource, Watcher
@@ -147,6 +147,16 @@ def real_actions(settings: Settings, factory: ClientFactory) -> ActionsFactory:
     return make
 
 
+def open_store(settings: Settings, factory: ClientFactory | None = None) -> IncidentRepository:
+    """The incident log the settings choose: the SQLite file, or the shared DynamoDB table."""
+    if settings.store is StoreKind.DYNAMODB:
+        from service.dynamo_store import DynamoIncidentStore
+
+        return DynamoIncidentStore((factory or ClientFactory()).client("dynamodb"), settings.dynamodb_table,
+                                   settings.dynamodb_retention_days)
+    return IncidentStore(settings.db_path)
+
+
 def build_platform(settings: Settings | None = None, config: WatchConfig | str | Path | None = None, *,
                    factory: ClientFactory | None = None, actions: ActionsFactory | None = None,
                    store: IncidentRepository | None = None, notifier: Notifier | None = None,
@@ -155,8 +165,8 @@ def build_platform(settings: Settings | None = None, config: WatchConfig | str |
     """The platform from settings and the watch config (an object, a path, or None for none).
 
     The config's ``mode`` applies unless the settings set one explicitly. Every piece not handed
-    in is the real one: boto3 clients, the SQLite log at ``settings.db_path``, the notifiers the
-    config names (the console when none), the wall clock shifted as the settings say.
+    in is the real one: boto3 clients, the incident log the settings choose (:func:`open_store`),
+    the notifiers the config names (the console when none), the wall clock shifted as the settings say.
     """
     settings = settings or Settings()
     if not isinstance(config, WatchConfig):
@@ -167,7 +177,7 @@ def build_platform(settings: Settings | None = None, config: WatchConfig | str |
     if notifier is None:
         notifier = build_notifier(config.notify, factory, notify_stream or sys.stderr)
     return Platform(settings=settings, config=config, playbook=load_playbook(settings.playbook),
-                    store=store or IncidentStore(settings.db_path), notifier=notifier,
+                    store=store or open_store(settings, factory), notifier=notifier,
                     clock=clock or settings.clock, factory=factory,
                     actions=actions or real_actions(settings, factory), classifier_override=classifier,
                     guardrails_override=guardrails)

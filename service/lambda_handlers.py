@@ -73,7 +73,7 @@ def _platform():
                 settings = settings.model_copy(update={"data_dir": Path("/tmp") / settings.data_dir})
             _cache["platform"] = build_platform(settings, os.environ.get("AIOPS_CONFIG"),
                                                 notify_stream=sys.stdout)
-        except ValueError as exc:  # ConfigError, or a setting pydantic refused
+        except (ValueError, OSError) as exc:  # ConfigError, a refused setting, an unusable store
             raise Misconfigured(str(exc).splitlines()[0]) from None
         _cache["environment"] = environment
     return _cache["platform"]

@@ -24,6 +24,13 @@ class Mode(str, Enum):
     DRY_RUN = "dry-run"
 
 
+class StoreKind(str, Enum):
+    """Where the incident log lives: an embedded SQLite file, or a DynamoDB table replicas share."""
+
+    SQLITE = "sqlite"
+    DYNAMODB = "dynamodb"
+
+
 class MetricMapping(BaseModel, frozen=True):
     """Where a canonical metric lives in CloudWatch.
 
@@ -88,6 +95,13 @@ class Settings(BaseSettings):
                                         "command agrees with a simulator running at another time")
     mode: Mode = Mode.AUTO
     playbook: Path | None = None
+    store: StoreKind = Field(StoreKind.SQLITE, description="the incident log: `sqlite` (DATA_DIR/"
+                             "incidents.sqlite) or `dynamodb` (one table every replica, the API and "
+                             "the Lambdas share)")
+    dynamodb_table: str = Field("aiops-incidents", pattern=r"^[A-Za-z0-9_.-]{3,255}$",
+                                description="the DynamoDB table of the incident log (store=dynamodb)")
+    dynamodb_retention_days: int = Field(400, ge=7, description="days a DynamoDB item lives (TTL) "
+                                         "after it is written; an incident's after it is resolved")
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="bearer tokens the HTTP API accepts on mutating endpoints "
                                           "(AIOPS_API_TOKENS: comma-separated or a JSON list)")

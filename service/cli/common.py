@@ -17,7 +17,8 @@ from rca.playbook import PlaybookError
 from service.clock import utc
 from service.cloudwatch import MetricSourceError
 from service.ecs import EcsActionError
-from service.settings import ServiceTarget, Settings
+from service.repository import IncidentRepository
+from service.settings import ServiceTarget, Settings, StoreKind
 from service.store import IncidentStore
 from training.baselines import TrainingError
 
@@ -87,8 +88,16 @@ def with_target(func):
     return func
 
 
-def existing_store(settings: Settings) -> IncidentStore:
+def existing_store(settings: Settings, required: bool = True) -> IncidentRepository | None:
+    """The incident log the settings choose (``AIOPS_STORE``): the shared DynamoDB table, or the
+    SQLite file, which must exist (None when it does not and ``required`` is False)."""
+    if settings.store is StoreKind.DYNAMODB:
+        from service.bootstrap import open_store
+
+        return open_store(settings)
     if not settings.db_path.is_file():
+        if not required:
+            return None
         raise OSError(f"no incident log at {settings.db_path} (set --data-dir or AIOPS_DATA_DIR)")
     return IncidentStore(settings.db_path)
 

@@ -13,7 +13,7 @@ import json
 import click
 import pandas as pd
 
-from service.cli.common import emit, fail, handle_errors, settings_from, with_target
+from service.cli.common import emit, existing_store, fail, handle_errors, settings_from, with_target
 
 
 @click.command()
@@ -41,7 +41,6 @@ def dashboard(ctx: click.Context, cloudwatch: bool, cluster: str | None, service
         put_service_dashboard,
         recent_incidents,
     )
-    from service.store import IncidentStore
 
     if not cloudwatch:
         raise click.UsageError("the HTML incident dashboard is served by `aiops serve` at "
@@ -51,9 +50,9 @@ def dashboard(ctx: click.Context, cloudwatch: bool, cluster: str | None, service
     name = name or dashboard_name(target)
     now = settings.clock()
     incidents, note = [], None
-    if settings.db_path.is_file():
-        incidents = recent_incidents(IncidentStore(settings.db_path), target,
-                                     now - pd.Timedelta(hours=hours))
+    store = existing_store(settings, required=False)
+    if store is not None:
+        incidents = recent_incidents(store, target, now - pd.Timedelta(hours=hours))
     else:
         note = f"no incident log at {settings.db_path}: the graphs carry no incident marks"
         click.echo(f"aiops dashboard: {note}", err=True)

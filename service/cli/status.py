@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 import click
 from tabulate import tabulate
 
-from service.cli.common import emit, handle_errors, settings_from, with_target
+from service.cli.common import emit, existing_store, handle_errors, settings_from, with_target
 
 if TYPE_CHECKING:
     from service.store import Incident
@@ -30,7 +30,6 @@ def status(ctx, cluster, service, n_events: int, as_json: bool) -> None:
     """Show an ECS service's deployments, newest events, scaler, open incident and action in flight."""
     from service.aws import ClientFactory
     from service.ecs import EcsActions
-    from service.store import IncidentStore
 
     settings = settings_from(ctx, cluster=cluster, service=service)
     target = settings.target
@@ -38,8 +37,8 @@ def status(ctx, cluster, service, n_events: int, as_json: bool) -> None:
     actions = EcsActions(factory.client("ecs"), autoscaling_client=factory.client("application-autoscaling"))
     found = actions.status(target.cluster, target.service, events=n_events)
     incidents, flying = [], None
-    if settings.db_path.is_file():
-        store = IncidentStore(settings.db_path)
+    store = existing_store(settings, required=False)
+    if store is not None:
         incidents = store.open_incidents(target.cluster, target.service)
         history = store.history(target.cluster, target.service, settings.clock())
         flying = history.in_flight[0] if history.in_flight else None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from service.dynamo_store import IAM_PERMISSIONS as STORE_PERMISSIONS
 from service.ecs import IAM_PERMISSIONS
 
 POLICY = Path(__file__).resolve().parents[2] / "deploy" / "iam-policy.json"
@@ -23,7 +24,8 @@ def granted() -> dict[str, list[dict]]:
 
 
 def test_every_declared_permission_is_granted_and_nothing_else() -> None:
-    needed = {p for permissions in IAM_PERMISSIONS.values() for p in permissions} | OTHER_PERMISSIONS
+    needed = ({p for permissions in IAM_PERMISSIONS.values() for p in permissions} | OTHER_PERMISSIONS
+              | set(STORE_PERMISSIONS))
     assert set(granted()) == needed
 
 
@@ -33,3 +35,6 @@ def test_writes_are_scoped_to_the_cluster_and_no_wildcard_actions() -> None:
     for action in ("ecs:UpdateService", "ecs:StopTask"):
         assert all(s["Resource"] != "*" and "CLUSTER" in s["Resource"] for s in policy[action])
     assert all(s["Resource"] != "*" for s in policy["sns:Publish"] + policy["ses:SendEmail"])
+    writes = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem")
+    assert all("table/TABLE" in r for a in writes for s in policy[a] for r in s["Resource"]), \
+        "the incident log's writes reach its one table only"

@@ -1,7 +1,11 @@
-"""The incident repository contract: the SQLite log and the in-memory store answer every step the
-same way, so the application (and the shared store that comes next) can rely on the port alone."""
+"""The incident repository contract: the SQLite log, the in-memory store and the shared DynamoDB
+table (on the local AWS endpoint) answer every step the same way, so the application can rely on
+the port alone."""
 
 from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
@@ -10,6 +14,8 @@ import pytest
 from detection.anomaly import Anomaly
 from detection.zscore import RobustZDetector
 from service.action import ActionRequest
+from service.aws import ClientFactory, local_aws
+from service.dynamo_store import DynamoIncidentStore, create_table
 from service.incident import IncidentStateError
 from service.memory_store import MemoryIncidentStore
 from service.repository import IncidentRepository
@@ -22,8 +28,28 @@ LEAK = {"root_cause": "memory_leak", "severity": "CRITICAL", "auto_action": "res
         "manual_action": "Fix memory leak", "confidence": 0.9, "explanation": "memory climbing"}
 
 
-def adapters(tmp_path) -> dict[str, IncidentRepository]:
-    return {"sqlite": IncidentStore(tmp_path / "log.sqlite"), "memory": MemoryIncidentStore()}
+ADAPTERS = ("sqlite", "memory", "dynamodb")
+_tables = itertools.count(1)
+
+
+@pytest.fixture(scope="module")
+def dynamodb() -> Iterator[ClientFactory]:
+    """The local AWS endpoint (a moto server on loopback) for the DynamoDB adapter."""
+    with local_aws():
+        yield ClientFactory()
+
+
+def dynamo_store(factory: ClientFactory) -> DynamoIncidentStore:
+    """A DynamoDB incident log in a table of its own (one per test, on the module's endpoint)."""
+    table = f"incidents-{next(_tables)}"
+    create_table(factory.client("dynamodb"), table)
+    return DynamoIncidentStore(factory.client("dynamodb"), table)
+
+
+@pytest.fixture()
+def adapters(tmp_path, dynamodb) -> dict[str, IncidentRepository]:
+    return {"sqlite": IncidentStore(tmp_path / "log.sqlite"), "memory": MemoryIncidentStore(),
+            "dynamodb": dynamo_store(dynamodb)}
 
 
 def _minute(n: int) -> pd.Timestamp:
@@ -85,11 +111,12 @@ def lifecycle(store: IncidentRepository) -> list:
     return seen
 
 
-def test_both_adapters_answer_every_step_the_same(tmp_path) -> None:
-    transcripts = {name: lifecycle(store) for name, store in adapters(tmp_path).items()}
-    for (name, sqlite), (_, memory) in zip(transcripts["sqlite"], transcripts["memory"], strict=True):
-        assert sqlite == memory, name
-    steps = dict(transcripts["memory"])
+def test_every_adapter_answers_every_step_the_same(adapters) -> None:
+    transcripts = {name: lifecycle(store) for name, store in adapters.items()}
+    for other in ("memory", "dynamodb"):
+        for (name, sqlite), (_, answer) in zip(transcripts["sqlite"], transcripts[other], strict=True):
+            assert sqlite == answer, (other, name)
+    steps = dict(transcripts["dynamodb"])
     assert steps["anomalies"] == 1 and steps["again"] == 0, "the same anomaly twice is stored once"
     assert steps["bad diagnosis"] == "ValueError" and steps["bad move"] == "IncidentStateError"
     assert steps["await again"] is False and steps["verified twice"] is False, "a step is taken once"
@@ -98,16 +125,16 @@ def test_both_adapters_answer_every_step_the_same(tmp_path) -> None:
     assert steps["counts"] == {"resolved": 2} and steps["open"] is None
 
 
-def test_both_adapters_are_the_port() -> None:
-    assert isinstance(MemoryIncidentStore(), IncidentRepository)
+def test_every_adapter_is_the_port(adapters) -> None:
+    assert all(isinstance(store, IncidentRepository) for store in adapters.values())
 
 
-@pytest.mark.parametrize("adapter", ["sqlite", "memory"])
-def test_the_watcher_runs_the_same_on_either_adapter(adapter, tmp_path) -> None:
+@pytest.mark.parametrize("adapter", ADAPTERS)
+def test_the_watcher_runs_the_same_on_every_adapter(adapter, adapters, tmp_path) -> None:
     history = pd.date_range(T0 - pd.Timedelta(days=14), T0, freq="1min", inclusive="left")
     detector = RobustZDetector().fit(normal(history, np.random.default_rng(0)))
     clock = Clock(T0)
-    store = adapters(tmp_path)[adapter]
+    store = adapters[adapter]
     platform = fake_platform(Settings(data_dir=tmp_path), clock=clock, store=store)
     source = FakeSource([(_minute(3), _minute(10), "high_cpu")])
     watcher = platform.watcher(ServiceTarget(), detector, source=source)

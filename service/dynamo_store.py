@@ -1,0 +1,678 @@
+"""The incident repository in DynamoDB: one table that watchers, the API and both Lambdas share.
+
+SQLite (:mod:`service.store`) stays the embedded default; this adapter is what several processes
+on several hosts use (``AIOPS_STORE=dynamodb``, ``AIOPS_DYNAMODB_TABLE``), because a SQLite file
+in WAL mode must not sit on a network filesystem. It passes the same contract as the SQLite log
+and the in-memory store (``tests/unit/test_repository.py``).
+
+One table, on-demand capacity, a TTL attribute, and one sparse index (``by_kind``) for listings:
+
+==========================  ====================  ===============================================
+``pk``                      ``sk``                what
+==========================  ====================  ===============================================
+``INC#<id>``                ``INC``               the incident (``rev`` counts its writes)
+``INC#<id>``                ``EV#<seq>``          one event of its timeline (``PLATFORM`` for none)
+``INC#<id>``                ``AN#<time>#<metric>`` one anomaly (the same one twice is one item)
+``SVC#<cluster>/<service>`` ``OPEN#<id>``         the service's open incidents (gone on resolve)
+``SVC#<cluster>/<service>`` ``GUARD``             the guard: ``rev`` and the actions that still
+                                                  count for the guardrails (``live``)
+``ACT#<id>``                ``ACT``               an action and what became of it
+``KEY#<key>``               ``KEY``               an idempotency key and the action it names
+``COUNTER``                 ``ids``               the next incident, action and event numbers
+==========================  ====================  ===============================================
+
+Every step is one conditional write (``TransactWriteItems``):
+
+- an incident's move is written only if its ``rev`` is still the one read, after the Incident
+  aggregate allowed it, so two processes cannot both take the same step;
+- an action is judged on the service's history read with strongly consistent reads through the
+  guard, and recorded only if the guard's ``rev`` is still the one the judge saw (otherwise it is
+  judged again on the new history): one action in flight per service, the cooldown and the daily
+  cap hold across every process that shares the table, exactly as the guardrails decide them
+  (:mod:`service.guardrails`), without a second copy of their rules in condition expressions;
+- an idempotency key is a ``KEY#`` item put with ``attribute_not_exists``: the same request
+  through two processes is one action.
+
+Listings (``list``, ``count_by_status``, ``actions``, ``events_of_kind``) read the index, which
+DynamoDB keeps eventually consistent; everything the guardrails and the moves read is consistent.
+Items expire ``retention_days`` after they are written (an incident: after it is resolved); the
+guard and the open-incident index never do.
+
+IAM: :data:`IAM_PERMISSIONS` on the table and its index (a transaction is authorised item by
+item as the puts, updates, deletes and condition checks it holds).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import asdict, fields, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+from detection.anomaly import Anomaly
+from service.action import ActionHistory, ActionRecord, ActionRequest, finished_event
+from service.incident import Incident, Status, diagnosis_from_dict
+from service.repository import Judge
+
+IAM_PERMISSIONS = ("dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query",
+                   "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+                   "dynamodb:ConditionCheckItem", "dynamodb:BatchWriteItem")
+EFFECTIVE_ACTIONS = ("started", "done", "interrupted")
+KIND_INDEX = "by_kind"
+TTL_ATTRIBUTE = "expires_at"
+MAX_ATTEMPTS = 20          # optimistic retries before a step gives up (contention, not errors)
+KEEP_LIVE = pd.Timedelta(days=2)   # a finished action counts for cooldowns and caps this long
+
+# The table as CloudFormation and create_table declare it (deploy/template.yaml must match).
+TABLE_SCHEMA: dict[str, Any] = {
+    "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"},
+                             {"AttributeName": "sk", "AttributeType": "S"},
+                             {"AttributeName": "kind", "AttributeType": "S"},
+                             {"AttributeName": "seq", "AttributeType": "N"}],
+    "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"},
+                  {"AttributeName": "sk", "KeyType": "RANGE"}],
+    "GlobalSecondaryIndexes": [{
+        "IndexName": KIND_INDEX,
+        "KeySchema": [{"AttributeName": "kind", "KeyType": "HASH"},
+                      {"AttributeName": "seq", "KeyType": "RANGE"}],
+        "Projection": {"ProjectionType": "ALL"}}],
+    "BillingMode": "PAY_PER_REQUEST",
+}
+
+_ser, _deser = TypeSerializer(), TypeDeserializer()
+
+
+class StoreUnavailable(OSError):
+    """The table is missing or unreachable; the message names it and how to create it."""
+
+
+class Contention(RuntimeError):
+    """A step lost the race for its item more than :data:`MAX_ATTEMPTS` times in a row."""
+
+
+def _iso(ts: Any) -> str:
+    t = pd.Timestamp(ts)
+    return (t.tz_localize("UTC") if t.tz is None else t.tz_convert("UTC")).isoformat()
+
+
+def _ts(value: str | None) -> pd.Timestamp | None:
+    return pd.Timestamp(value) if value else None
+
+
+def _dump(value: Any) -> str:
+    return json.dumps(value, default=str)
+
+
+def _item(values: dict) -> dict:
+    """A plain dict as a DynamoDB item (None values left out)."""
+    return {k: _ser.serialize(v) for k, v in values.items() if v is not None}
+
+
+def _plain(item: dict) -> dict:
+    out = {k: _deser.deserialize(v) for k, v in item.items()}
+    return {k: int(v) if k in ("seq", "rev", "id", "incident_id", "related_to", "action_id", "n_incident",
+                               "n_action", "n_event") and v is not None else v
+            for k, v in out.items()}
+
+
+def _service_pk(cluster: str, service: str) -> str:
+    return f"SVC#{cluster}/{service}"
+
+
+def _incident_key(incident_id: int) -> dict:
+    return {"pk": {"S": f"INC#{incident_id}"}, "sk": {"S": "INC"}}
+
+
+def _action_key(action_id: int) -> dict:
+    return {"pk": {"S": f"ACT#{action_id}"}, "sk": {"S": "ACT"}}
+
+
+_INCIDENT_TIMES = ("opened_at", "updated_at", "verify_due_at", "closed_at", "escalated_at", "acked_at",
+                   "approved_at", "verified_at")
+
+
+def _incident_values(incident: Incident) -> dict:
+    values: dict[str, Any] = {f.name: getattr(incident, f.name) for f in fields(incident)}
+    for name in _INCIDENT_TIMES:
+        values[name] = _iso(values[name]) if values[name] is not None else None
+    values["status"] = incident.status.value
+    values["diagnosis"] = _dump(asdict(incident.diagnosis)) if incident.diagnosis is not None else None
+    return values
+
+
+def _incident_from(item: dict) -> tuple[Incident, int]:
+    v = _plain(item)
+    times = {name: _ts(v.get(name)) for name in _INCIDENT_TIMES}
+    diagnosis = diagnosis_from_dict(json.loads(v["diagnosis"])) if v.get("diagnosis") else None
+    incident = Incident(v["id"], v["cluster"], v["service"], Status(v["status"]), diagnosis=diagnosis,
+                        acked_by=v.get("acked_by"), approved_by=v.get("approved_by"),
+                        related_to=v.get("related_to"), **times)
+    return incident, v.get("rev", 0)
+
+
+def _action_from(item: dict) -> ActionRecord:
+    v = _plain(item)
+    return ActionRecord(v["id"], v.get("incident_id"), v["cluster"], v["service"], v["action"], v["origin"],
+                        v.get("key"), v["status"], _ts(v["requested_at"]), _ts(v.get("finished_at")),
+                        v.get("reason"), json.loads(v.get("params") or "{}"),
+                        json.loads(v["result"]) if v.get("result") else None, v.get("error"))
+
+
+class DynamoIncidentStore:
+    """The incident log in one DynamoDB table, shared by every process that names it.
+
+    Parameters
+    ----------
+    client : a boto3 DynamoDB client (from :class:`service.aws.ClientFactory`).
+    table : the table's name; it must exist (the stack in ``deploy/`` makes it, and
+        :func:`create_table` does for a local endpoint).
+    retention_days : items expire (TTL) this long after they are written; an incident only
+        after it is resolved.
+    """
+
+    def __init__(self, client: Any, table: str, retention_days: int = 400):
+        if retention_days < 7:
+            raise ValueError("retention_days must be at least 7: the guardrails read a day of history")
+        self.client = client
+        self.table = table
+        self.retention = pd.Timedelta(days=retention_days)
+        self.path = Path(f"dynamodb:{table}")
+        try:
+            client.describe_table(TableName=table)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            hint = ("deploy the stack (`aiops deploy create`) or create it with "
+                    "`aiops store create-table`" if code == "ResourceNotFoundException" else code)
+            raise StoreUnavailable(f"DynamoDB table {table!r} is not usable: {hint}") from None
+
+    # ------------------------------------------------------------------ low level
+
+    def _expires(self, at: Any) -> int:
+        return int((pd.Timestamp(_iso(at)) + self.retention).timestamp())
+
+    def _get(self, key: dict) -> dict | None:
+        return self.client.get_item(TableName=self.table, Key=key, ConsistentRead=True).get("Item")
+
+    def _next(self, what: str, count: int = 1) -> int:
+        """The first of ``count`` new numbers of ``what`` (incident, action, event)."""
+        answer = self.client.update_item(
+            TableName=self.table, Key={"pk": {"S": "COUNTER"}, "sk": {"S": "ids"}},
+            UpdateExpression="ADD #n :c", ExpressionAttributeNames={"#n": f"n_{what}"},
+            ExpressionAttributeValues={":c": {"N": str(count)}}, ReturnValues="UPDATED_NEW")
+        return int(answer["Attributes"][f"n_{what}"]["N"]) - count + 1
+
+    def _transact(self, items: list[dict]) -> list[str] | None:
+        """Write ``items`` atomically; None when done, else the cancellation reason per item."""
+        try:
+            self.client.transact_write_items(TransactItems=items, ClientRequestToken=str(uuid.uuid4()))
+            return None
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
+                raise
+            reasons = exc.response.get("CancellationReasons") or []
+            return [r.get("Code", "None") for r in reasons] or ["ConditionalCheckFailed"]
+
+    @staticmethod
+    def _pause(attempt: int) -> None:
+        """A short random wait before a lost race is tried again, so racers spread out."""
+        time.sleep(random.uniform(0, 0.01 * (attempt + 1)))
+
+    def _put(self, values: dict, condition: str | None = None, names: dict | None = None,
+             extra: dict | None = None) -> dict:
+        put: dict[str, Any] = {"TableName": self.table, "Item": _item(values)}
+        if condition:
+            put["ConditionExpression"] = condition
+        if names:
+            put["ExpressionAttributeNames"] = names
+        if extra:
+            put["ExpressionAttributeValues"] = extra
+        return {"Put": put}
+
+    def _event_put(self, seq: int, incident_id: int | None, at: Any, kind: str, payload: dict) -> dict:
+        pk = f"INC#{incident_id}" if incident_id is not None else "PLATFORM"
+        return self._put({"pk": pk, "sk": f"EV#{seq:015d}", "kind": f"event#{kind}", "seq": seq,
+                          "incident_id": incident_id, "at": _iso(at), "event_kind": kind,
+                          "data": _dump(payload), TTL_ATTRIBUTE: self._expires(at)})
+
+    def _incident_put(self, incident: Incident, rev: int | None) -> dict:
+        """The incident's item, written only if its ``rev`` is still ``rev`` (None: a new one)."""
+        values = {"pk": f"INC#{incident.id}", "sk": "INC", "kind": "incident", "seq": incident.id,
+                  "rev": (rev or 0) + 1, **_incident_values(incident)}
+        if incident.status is Status.RESOLVED:
+            values[TTL_ATTRIBUTE] = self._expires(incident.closed_at or incident.updated_at)
+        if rev is None:
+            return self._put(values, "attribute_not_exists(pk)")
+        return self._put(values, "#rev = :rev", {"#rev": "rev"}, {":rev": {"N": str(rev)}})
+
+    def _open_index(self, incident: Incident) -> dict:
+        key = {"pk": {"S": _service_pk(incident.cluster, incident.service)},
+               "sk": {"S": f"OPEN#{incident.id:012d}"}}
+        if incident.status is Status.RESOLVED:
+            return {"Delete": {"TableName": self.table, "Key": key}}
+        return self._put({"pk": key["pk"]["S"], "sk": key["sk"]["S"], "incident_id": incident.id})
+
+    def _query(self, **kwargs: Any) -> Iterator[dict]:
+        kwargs["TableName"] = self.table
+        while True:
+            page = self.client.query(**kwargs)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _batch_get(self, keys: list[dict]) -> list[dict]:
+        found: list[dict] = []
+        for start in range(0, len(keys), 100):
+            pending = {self.table: {"Keys": keys[start:start + 100], "ConsistentRead": True}}
+            while pending:
+                answer = self.client.batch_get_item(RequestItems=pending)
+                found.extend(answer.get("Responses", {}).get(self.table, []))
+                pending = answer.get("UnprocessedKeys") or {}
+        return found
+
+    # ------------------------------------------------------------------ incidents
+
+    def _read(self, incident_id: int) -> tuple[Incident, int]:
+        item = self._get(_incident_key(incident_id))
+        if item is None:
+            raise KeyError(f"no incident {incident_id} in {self.path}")
+        return _incident_from(item)
+
+    def open_incident(self, cluster: str, service: str, at: Any, related_to: int | None = None,
+                      payload: dict | None = None) -> int:
+        at = pd.Timestamp(_iso(at))
+        incident_id = self._next("incident")
+        incident = Incident(incident_id, cluster, service, Status.OPEN, at, at, None, None, None,
+                            related_to=related_to)
+        items = [self._incident_put(incident, None), self._open_index(incident)]
+        opened = {"cluster": cluster, "service": service, **(payload or {})}
+        seq = self._next("event", 2 if related_to is not None else 1)
+        items.append(self._event_put(seq, incident_id, at, "opened", opened))
+        if related_to is not None:
+            items.append(self._event_put(seq + 1, related_to, at, "split", {
+                "incident": incident_id, "root_cause": (payload or {}).get("root_cause"),
+                "summary": f"another fault, {(payload or {}).get('root_cause', '?')}: incident "
+                           f"{incident_id}"}))
+        if self._transact(items) is not None:
+            raise Contention(f"incident {incident_id} could not be written")
+        return incident_id
+
+    def split_incident(self, cluster: str, service: str, at: Any, related_to: int, payload: dict) -> int:
+        """Open an incident told apart from ``related_to``; both timelines say so, in one write."""
+        return self.open_incident(cluster, service, at, related_to=related_to,
+                                  payload={"related_to": related_to, **payload})
+
+    def get(self, incident_id: int) -> Incident:
+        return self._read(incident_id)[0]
+
+    def open_for(self, cluster: str, service: str) -> Incident | None:
+        found = self.open_incidents(cluster, service)
+        return found[-1] if found else None
+
+    def open_incidents(self, cluster: str, service: str) -> list[Incident]:
+        """Every incident of the service still in progress, oldest first (consistent reads)."""
+        index = self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :open)",
+                            ExpressionAttributeValues={":pk": {"S": _service_pk(cluster, service)},
+                                                       ":open": {"S": "OPEN#"}}, ConsistentRead=True)
+        ids = [int(i["incident_id"]["N"]) for i in index]
+        incidents = [_incident_from(i)[0] for i in self._batch_get([_incident_key(n) for n in ids])]
+        return sorted((i for i in incidents if i.status.is_open), key=lambda i: i.id)
+
+    def _listing(self, kind: str, descending: bool = False, **kwargs: Any) -> Iterator[dict]:
+        return self._query(IndexName=KIND_INDEX, KeyConditionExpression="kind = :k",
+                           ExpressionAttributeValues={":k": {"S": kind}, **kwargs.pop("values", {})},
+                           ScanIndexForward=not descending, **kwargs)
+
+    def list(self, status: str | None = None, limit: int = 50) -> list[Incident]:
+        extra: dict[str, Any] = {}
+        if status:
+            extra = {"FilterExpression": "#s = :s", "ExpressionAttributeNames": {"#s": "status"},
+                     "values": {":s": {"S": status}}}
+        out: list[Incident] = []
+        for item in self._listing("incident", descending=True, **extra):
+            if len(out) >= limit:
+                break
+            out.append(_incident_from(item)[0])
+        return out
+
+    def count_by_status(self) -> dict[str, int]:
+        items = self._listing("incident", ProjectionExpression="#s",
+                              ExpressionAttributeNames={"#s": "status"})
+        return dict(Counter(i["status"]["S"] for i in items))
+
+    # ------------------------------------------------------------------ moves
+
+    def _move(self, incident_id: int, at: Any, change, event: tuple[str, dict] | list) -> Incident | None:
+        """Read the incident, let ``change(current)`` make the new one (None: no move), and write it
+        with its events only if no one wrote the incident in between; read again and retry if one did."""
+        for attempt in range(MAX_ATTEMPTS):
+            current, rev = self._read(incident_id)
+            new = change(current)
+            if new is None:
+                return None
+            events = event(current, new) if callable(event) else event
+            events = events if isinstance(events, list) else [events]
+            seq = self._next("event", len(events))
+            items = [self._incident_put(new, rev)]
+            if new.status is not current.status:
+                items.append(self._open_index(new))
+            items += [self._event_put(seq + n, incident_id, at, kind, payload)
+                      for n, (kind, payload) in enumerate(events)]
+            if self._transact(items) is None:
+                return new
+            self._pause(attempt)
+        raise Contention(f"incident {incident_id}: {MAX_ATTEMPTS} writers in a row got there first")
+
+    def set_diagnosis(self, incident_id: int, at: Any, diagnosis: dict) -> None:
+        typed = diagnosis_from_dict(diagnosis)   # refused here, not when read back
+        stamp = pd.Timestamp(_iso(at))
+        self._move(incident_id, at, lambda cur: replace(cur, diagnosis=typed, updated_at=stamp),
+                   ("diagnosed", json.loads(_dump(diagnosis))))
+
+    def set_status(self, incident_id: int, at: Any, status: str, *, verify_due_at: Any = None,
+                   closed: bool = False, payload: dict | None = None,
+                   expect: tuple[str, ...] | None = None) -> bool:
+        """Move an incident to ``status`` and log the move; with ``expect``, only from one of those."""
+        stamp = pd.Timestamp(_iso(at))
+
+        def change(current: Incident) -> Incident | None:
+            if expect and current.status not in expect:
+                return None
+            target = current.check_move(status)
+            paging = current.escalated_at
+            if target is Status.ESCALATED and current.status is not Status.ESCALATED:
+                paging = stamp
+            elif target is Status.AWAITING_APPROVAL:
+                paging = paging or stamp
+            elif target is Status.VERIFYING:
+                paging = None
+            due = pd.Timestamp(_iso(verify_due_at)) if verify_due_at is not None else current.verify_due_at
+            return replace(current, status=target, updated_at=stamp, escalated_at=paging,
+                           verify_due_at=due, closed_at=stamp if closed else None)
+
+        moved = self._move(incident_id, at, change,
+                           lambda cur, new: (f"status:{new.status}", payload or {}))
+        return moved is not None
+
+    def complete_verification(self, incident_id: int, at: Any, passed: bool, payload: dict) -> bool:
+        """Record the incident's one verification and move it on; False if it was done already."""
+        stamp = pd.Timestamp(_iso(at))
+        status = Status.RESOLVED if passed else Status.ESCALATED
+
+        def change(current: Incident) -> Incident | None:
+            if current.status is not Status.VERIFYING:
+                return None
+            return replace(current, status=status, updated_at=stamp, verified_at=stamp,
+                           closed_at=stamp if passed else None,
+                           escalated_at=current.escalated_at or (None if passed else stamp))
+
+        events = [("verification", {**payload, "passed": passed}),
+                  (f"status:{status}", {"summary" if passed else "reason": payload.get("summary", "")})]
+        return self._move(incident_id, at, change, events) is not None
+
+    def acknowledge(self, incident_id: int, at: Any, by: str) -> Incident:
+        stamp = pd.Timestamp(_iso(at))
+        return self._move(incident_id, at, lambda cur: cur.acknowledge(by, stamp),
+                          ("acknowledged", {"by": by}))
+
+    def approve(self, incident_id: int, at: Any, by: str) -> Incident:
+        stamp = pd.Timestamp(_iso(at))
+        return self._move(incident_id, at, lambda cur: cur.approve(by, stamp),
+                          lambda cur, new: ("approved", {"by": by, "action": new.auto_action}))
+
+    def resolve(self, incident_id: int, at: Any, by: str, note: str = "") -> Incident:
+        stamp = pd.Timestamp(_iso(at))
+        return self._move(incident_id, at, lambda cur: cur.resolve(stamp),
+                          ("status:resolved", {"by": by, "summary": note or f"resolved by {by}"}))
+
+    # ------------------------------------------------------------------ anomalies and the timeline
+
+    def add_anomalies(self, incident_id: int, anomalies: list[Anomaly]) -> int:
+        """Attach anomalies; the same metric and timestamp reported twice is stored once."""
+        pk = f"INC#{incident_id}"
+        seen = {i["sk"]["S"] for i in self._query(
+            KeyConditionExpression="pk = :pk AND begins_with(sk, :an)", ProjectionExpression="sk",
+            ExpressionAttributeValues={":pk": {"S": pk}, ":an": {"S": "AN#"}}, ConsistentRead=True)}
+        new: dict[str, dict] = {}
+        for a in anomalies:
+            stamp = _iso(a.timestamp)
+            sk = f"AN#{stamp}#{a.metric}"
+            if sk in seen or sk in new:
+                continue
+            row = {"metric": a.metric, "timestamp": stamp, "value": a.value, "expected": a.expected,
+                   "lower": a.lower, "upper": a.upper, "score": a.score, "text": a.render()}
+            new[sk] = {"PutRequest": {"Item": _item({"pk": pk, "sk": sk, "data": _dump(row),
+                                                     TTL_ATTRIBUTE: self._expires(a.timestamp)})}}
+        requests = list(new.values())
+        for start in range(0, len(requests), 25):
+            pending = {self.table: requests[start:start + 25]}
+            while pending:
+                pending = self.client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+        return len(requests)
+
+    def anomalies(self, incident_id: int) -> list[dict]:
+        items = self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :an)",
+                            ExpressionAttributeValues={":pk": {"S": f"INC#{incident_id}"},
+                                                       ":an": {"S": "AN#"}}, ConsistentRead=True)
+        rows = [json.loads(i["data"]["S"]) for i in items]
+        return sorted(rows, key=lambda r: (r["timestamp"], r["metric"]))
+
+    def record(self, incident_id: int | None, at: Any, kind: str, payload: dict | None = None) -> None:
+        """Append one event to an incident's timeline (or the platform's, with no incident)."""
+        put = self._event_put(self._next("event"), incident_id, at, kind, payload or {})["Put"]
+        self.client.put_item(**put)
+
+    def _timeline(self, incident_id: int | None, descending: bool = False) -> Iterator[dict]:
+        pk = f"INC#{incident_id}" if incident_id is not None else "PLATFORM"
+        for item in self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :ev)",
+                                ExpressionAttributeValues={":pk": {"S": pk}, ":ev": {"S": "EV#"}},
+                                ConsistentRead=True, ScanIndexForward=not descending):
+            v = _plain(item)
+            yield {"at": v["at"], "kind": v["event_kind"], "data": json.loads(v["data"])}
+
+    def events(self, incident_id: int) -> list[dict]:
+        return list(self._timeline(incident_id))
+
+    def last_event(self, incident_id: int, kind: str) -> dict | None:
+        """The incident's newest event of one kind (at, kind, data), or None."""
+        return next((e for e in self._timeline(incident_id, descending=True) if e["kind"] == kind), None)
+
+    def events_of_kind(self, kind: str) -> list[dict]:
+        """Every event of one kind, oldest first, with its incident id (None for the platform's)."""
+        out = []
+        for item in self._listing(f"event#{kind}"):
+            v = _plain(item)
+            out.append({"incident_id": v.get("incident_id"), "at": v["at"], "data": json.loads(v["data"])})
+        return out
+
+    def refusals(self) -> Counter:
+        """How many actions the guardrails refused, by reason."""
+        return Counter(e["data"].get("reason", "?") for e in self.events_of_kind("guardrail_refused"))
+
+    # ------------------------------------------------------------------ actions
+
+    def _guard(self, cluster: str, service: str) -> tuple[int | None, list[int]]:
+        """The service's guard: its ``rev`` (None before the first action) and its live action ids."""
+        item = self._get({"pk": {"S": _service_pk(cluster, service)}, "sk": {"S": "GUARD"}})
+        if item is None:
+            return None, []
+        v = _plain(item)
+        return v["rev"], [int(n) for n in v.get("live", [])]
+
+    def _live(self, ids: list[int]) -> tuple[list[ActionRecord], dict[int, Incident]]:
+        """The guard's actions and their incidents, read consistently."""
+        records = [_action_from(i) for i in self._batch_get([_action_key(n) for n in ids])]
+        incident_ids = sorted({r.incident_id for r in records if r.incident_id is not None})
+        incidents = {i.id: i for i in (_incident_from(item)[0] for item in
+                                       self._batch_get([_incident_key(n) for n in incident_ids]))}
+        return sorted(records, key=lambda r: r.id), incidents
+
+    @staticmethod
+    def _judged(records: list[ActionRecord], incidents: dict[int, Incident], at: Any,
+                dry_run: bool) -> ActionHistory:
+        counted = EFFECTIVE_ACTIONS + (("dry_run",) if dry_run else ())
+        since = pd.Timestamp(_iso(at)) - pd.Timedelta(days=1)
+        mine = [r for r in records if r.status in counted]
+        recent = sorted((r for r in mine if r.requested_at >= since), key=lambda r: r.requested_at)
+        flying = [r for r in mine if r.status == "started" or (
+            r.incident_id in incidents and incidents[r.incident_id].status is Status.VERIFYING)]
+        return ActionHistory(recent, flying)
+
+    @staticmethod
+    def _still_live(records: list[ActionRecord], incidents: dict[int, Incident], at: Any) -> list[int]:
+        """The actions that may still count for the guardrails after ``at`` (the guard keeps these)."""
+        horizon = pd.Timestamp(_iso(at)) - KEEP_LIVE
+        keep = []
+        for r in records:
+            incident = incidents.get(r.incident_id) if r.incident_id is not None else None
+            if r.status == "started" or (r.status in EFFECTIVE_ACTIONS + ("dry_run",) and (
+                    r.requested_at >= horizon or (incident is not None and incident.status.is_open))):
+                keep.append(r.id)
+        return keep
+
+    def _guard_write(self, cluster: str, service: str, rev: int | None, live: list[int] | None) -> dict:
+        """The guard's update, only if its ``rev`` is still ``rev``; ``live`` None: a check only."""
+        key = {"pk": {"S": _service_pk(cluster, service)}, "sk": {"S": "GUARD"}}
+        condition = "attribute_not_exists(pk)" if rev is None else "#rev = :rev"
+        names = None if rev is None else {"#rev": "rev"}
+        values = {} if rev is None else {":rev": {"N": str(rev)}}
+        if live is None:
+            check = {"TableName": self.table, "Key": key, "ConditionExpression": condition}
+            if names:
+                check.update(ExpressionAttributeNames=names, ExpressionAttributeValues=values)
+            return {"ConditionCheck": check}
+        update = {"TableName": self.table, "Key": key, "ConditionExpression": condition,
+                  "UpdateExpression": "SET #rev = :next, #live = :live",
+                  "ExpressionAttributeNames": {"#rev": "rev", "#live": "live"},
+                  "ExpressionAttributeValues": {**values, ":next": {"N": str((rev or 0) + 1)},
+                                                ":live": _ser.serialize(live)}}
+        return {"Update": update}
+
+    def begin_action(self, request: ActionRequest, at: Any, judge: Judge) -> tuple[int | None, dict]:
+        """Judge and record an action in one conditional write, before it is attempted.
+
+        The judge sees the service's history as read through the guard; the action (or the
+        refusal) is written only if the guard is unchanged since, otherwise the judge sees the
+        new history. A key seen before returns that action's id and ``{"duplicate": True}``.
+        """
+        base = {"action": request.action, "cluster": request.cluster, "service": request.service,
+                "origin": request.origin, **request.params}
+        for attempt in range(MAX_ATTEMPTS):
+            if request.key:
+                seen = self.actions_by_key(request.key)
+                if seen is not None:
+                    return seen.id, {"duplicate": True}
+            rev, ids = self._guard(request.cluster, request.service)
+            records, incidents = self._live(ids)
+            allowed, verdict = judge(self._judged(records, incidents, at, request.dry_run))
+            if not allowed:
+                refused = self._event_put(self._next("event"), request.incident_id, at, "guardrail_refused",
+                                          json.loads(_dump({**base, **verdict})))
+                if self._transact([self._guard_write(request.cluster, request.service, rev, None),
+                                   refused]) is None:
+                    return None, verdict
+                self._pause(attempt)
+                continue
+            action_id, seq = self._next("action"), self._next("event")
+            record = ActionRecord(action_id, request.incident_id, request.cluster, request.service,
+                                  request.action, request.origin, request.key, "started",
+                                  pd.Timestamp(_iso(at)), None, request.reason, dict(request.params),
+                                  None, None)
+            live = self._still_live(records, incidents, at) + [action_id]
+            kind = "action_started" if request.origin == "auto" else f"{request.origin}_action_started"
+            notes = {k: v for k, v in verdict.items() if k == "notes"}
+            items = [self._guard_write(request.cluster, request.service, rev, live),
+                     self._action_put(record, new=True),
+                     self._event_put(seq, request.incident_id, at, kind, json.loads(_dump(
+                         {**base, "action_id": action_id, "reason": request.reason, **notes})))]
+            if request.key:
+                items.append(self._put({"pk": f"KEY#{request.key}", "sk": "KEY", "action_id": action_id,
+                                        TTL_ATTRIBUTE: self._expires(at)}, "attribute_not_exists(pk)"))
+            if self._transact(items) is None:
+                return action_id, verdict
+            self._pause(attempt)
+        raise Contention(f"{request.cluster}/{request.service}: {MAX_ATTEMPTS} actions in a row were "
+                         "recorded by other processes while this one was judged")
+
+    def _action_put(self, record: ActionRecord, new: bool = False) -> dict:
+        values = {"pk": f"ACT#{record.id}", "sk": "ACT", "kind": "action", "seq": record.id,
+                  "id": record.id, "incident_id": record.incident_id, "cluster": record.cluster,
+                  "service": record.service, "action": record.action, "origin": record.origin,
+                  "key": record.key, "status": record.status, "requested_at": _iso(record.requested_at),
+                  "finished_at": _iso(record.finished_at) if record.finished_at is not None else None,
+                  "reason": record.reason, "params": _dump(record.params),
+                  "result": _dump(record.result) if record.result else None, "error": record.error,
+                  TTL_ATTRIBUTE: self._expires(record.requested_at)}
+        return self._put(values, "attribute_not_exists(pk)" if new else "attribute_exists(pk)")
+
+    def finish_action(self, action_id: int, at: Any, status: str, result: dict | None = None,
+                      error: str | None = None) -> None:
+        """Record what a started action came to; the guard moves on, so judges read it anew."""
+        record = self.action(action_id)
+        result = json.loads(_dump(result)) if result else None
+        done = replace(record, status=status, finished_at=pd.Timestamp(_iso(at)), result=result, error=error)
+        kind, payload = finished_event(record, status, result, error)
+        guard = {"Update": {"TableName": self.table,
+                            "Key": {"pk": {"S": _service_pk(record.cluster, record.service)},
+                                    "sk": {"S": "GUARD"}},
+                            "UpdateExpression": "ADD #rev :one", "ExpressionAttributeNames": {"#rev": "rev"},
+                            "ExpressionAttributeValues": {":one": {"N": "1"}}}}
+        reasons = self._transact([self._action_put(done), guard,
+                                  self._event_put(self._next("event"), record.incident_id, at, kind,
+                                                  json.loads(_dump(payload)))])
+        if reasons is not None:
+            raise KeyError(f"no action {action_id}")
+
+    def action(self, action_id: int) -> ActionRecord:
+        item = self._get(_action_key(action_id))
+        if item is None:
+            raise KeyError(f"no action {action_id}")
+        return _action_from(item)
+
+    def actions_by_key(self, key: str) -> ActionRecord | None:
+        """The action recorded under an idempotency key, if any."""
+        item = self._get({"pk": {"S": f"KEY#{key}"}, "sk": {"S": "KEY"}})
+        return self.action(int(item["action_id"]["N"])) if item else None
+
+    def actions(self, incident_id: int | None = None, cluster: str | None = None,
+                service: str | None = None, status: str | None = None) -> list[ActionRecord]:
+        """Actions, oldest first, filtered by incident, service or status."""
+        wanted = {"incident_id": incident_id, "cluster": cluster, "service": service, "status": status}
+        records = (_action_from(i) for i in self._listing("action"))
+        return [r for r in records if all(v is None or getattr(r, k) == v for k, v in wanted.items())]
+
+    def history(self, cluster: str, service: str, at: Any, dry_run: bool = False) -> ActionHistory:
+        """The service's action history as the guardrails see it at ``at``."""
+        records, incidents = self._live(self._guard(cluster, service)[1])
+        return self._judged(records, incidents, at, dry_run)
+
+    def close(self) -> None:
+        """Nothing to close: the client holds no connection of its own."""
+
+
+def create_table(client: Any, table: str) -> bool:
+    """Create the table (on-demand, TTL on ``expires_at``) if it is absent; True if it was made.
+
+    On AWS the stack in ``deploy/`` makes it (with point-in-time recovery); this is for a local
+    endpoint and for a user who runs the platform without the stack.
+    """
+    try:
+        client.describe_table(TableName=table)
+        return False
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            raise
+    client.create_table(TableName=table, **TABLE_SCHEMA)
+    client.get_waiter("table_exists").wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    client.update_time_to_live(TableName=table, TimeToLiveSpecification={
+        "Enabled": True, "AttributeName": TTL_ATTRIBUTE})
+    return True
