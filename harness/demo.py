@@ -15,25 +15,17 @@ from pathlib import Path
 import pandas as pd
 
 from detection.metrics import spec_for
-from harness.environment import SimulatedEnvironment
-from models.store import LocalModelStore
-from service.aws import ClientFactory, local_aws, reset_local_aws
-from service.bootstrap import build_platform
-from service.cloudwatch import CloudWatchMetrics
-from service.notify import SnsNotifier
+from harness.world import SimulatedPlatform
+from service import usecases
 from service.settings import Settings
 from service.store import IncidentStore
-from simulation.clock import DEFAULT_START, SimClock
-from simulation.ecs_world import EcsWorld
+from simulation.clock import DEFAULT_START
 from simulation.faults import FAULTS
-from simulation.simulator import Simulator
 from training.detectors import DEFAULT_DETECTOR, detector_config
-from training.pipeline import ServiceResult, TrainOptions, train_service
-from training.tracking import MlflowTracker
+from training.pipeline import ServiceResult, TrainOptions
 
 QUIET_MINUTES = 10
 MAX_FAULT_MINUTES = 45
-FAMILY = "aiops-platform"
 
 
 @dataclass(frozen=True)
@@ -77,7 +69,7 @@ class DemoResult:
     training: ServiceResult | None = None
 
 
-class DemoEnvironment(SimulatedEnvironment):
+class DemoEnvironment(SimulatedPlatform):
     """The embedded environment, ready to play faults: moto, the simulated service, the watcher.
 
     Use as a context manager; ``play(fault)`` runs one fault to its verification and returns
@@ -88,9 +80,7 @@ class DemoEnvironment(SimulatedEnvironment):
                  progress: Callable[[str], None] = print, detector: str = DEFAULT_DETECTOR,
                  mlflow_uri: str | None = None, speed: float = 0.0,
                  start: pd.Timestamp = DEFAULT_START):
-        self.settings = settings
-        self.start = start
-        self.seed = seed
+        super().__init__(settings, start, seed=seed)
         self.days = history_days or settings.history_days
         self.progress = progress
         self.detector = detector
@@ -99,42 +89,29 @@ class DemoEnvironment(SimulatedEnvironment):
         self.false_alarms = 0
 
     def _start(self) -> None:
+        super()._start()
         settings, say = self.settings, self.progress
-        self.endpoint = self._stack.enter_context(local_aws())
-        # moto keeps its state per process, not per server: start from an empty AWS, or a second
-        # environment in the same process would add its metrics to the first one's sums.
-        reset_local_aws(self.endpoint)
         say(f"local AWS endpoint (moto) at {self.endpoint}")
-        self.factory = ClientFactory()
-        self.clock = SimClock(self.start)
-        self.cloudwatch = CloudWatchMetrics(self.factory.client("cloudwatch"), settings.metrics,
-                                            settings.target, settings.period_seconds)
-        world = EcsWorld(self.factory.client("ecs"), settings.target.cluster, settings.target.service,
-                         FAMILY, endpoint_url=self.endpoint, ec2_client=self.factory.client("ec2"))
-        self.sim = Simulator(world, self.cloudwatch.write, self.clock, seed=self.seed)
+        self.simulated = self.make_service()
+        self.cloudwatch, self.sim = self.simulated.metrics, self.simulated.sim
         say(f"creating ECS service {settings.target.service} and writing {self.days + 1} days of "
             "1-minute history to CloudWatch (the last day is held back to evaluate the model) ...")
         self.history = self.sim.bootstrap(self.days + 1)
         self.trained = self._train()
-        sns = self.factory.client("sns")
-        self.notifier = SnsNotifier(sns, sns.create_topic(Name="aiops-escalations")["TopicArn"])
-        platform = build_platform(settings, None, factory=self.factory, notifier=self.notifier,
-                                  clock=self.clock)
-        self.store = platform.store
-        self.watcher = platform.watcher(settings.target, self.trained.model, source=self.cloudwatch)
+        self.notifier = self.escalation_notifier()
+        self.built = self.make_platform()
+        self.store = self.built.store
+        self.watcher = self.built.watcher(settings.target, self.trained.model, source=self.cloudwatch)
 
     def _train(self) -> ServiceResult:
         """Train the service's model through the nightly pipeline, tracked in MLflow."""
-        settings, target = self.settings, self.settings.target
+        settings = self.settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         uri = self.mlflow_uri or f"sqlite:///{(settings.data_dir / 'mlflow.db').resolve()}"
         self.progress(f"training the {self.detector} model from CloudWatch history "
                       f"({self.history.size:,} points), tracked in MLflow at {uri} ...")
         options = TrainOptions(detector=detector_config(self.detector), days=self.days, n_jobs=1)
-        result = train_service(target.cluster, target.service, self.cloudwatch, end=self.clock.now,
-                               store=LocalModelStore(settings.model_dir / "registry"),
-                               options=options, deploy_root=settings.model_dir,
-                               tracker=MlflowTracker(uri, experiment="aiops-demo"))
+        result = self.train(self.simulated, options, mlflow_uri=uri)
         self.progress(f"model {result.status} (F1 on the held-back day "
                       f"{result.evaluation.get('f1', float('nan')):.2f}); bundle {result.deployed}; "
                       f"MLflow: {result.tracking or 'run ' + str(result.run_id)}")
@@ -184,15 +161,13 @@ class DemoEnvironment(SimulatedEnvironment):
         second = self.watcher.playbook.escalation[min(1, len(self.watcher.playbook.escalation) - 1)]
         for _ in range(int(second.after_minutes) + 1):
             self.step()
-        self.store.acknowledge(incident_id, self.clock.now, by="demo operator")
+        usecases.acknowledge(self.built, incident_id, by="demo operator")
         self.sim.clear()   # the operator restores the dependency by hand ...
         for _ in range(self.settings.group_window + 1):   # ... and waits for clean minutes
             self.step()
-        now = self.clock.now
-        incident = self.store.get(incident_id)
-        if incident.status != "resolved":
-            self.store.resolve(incident_id, now, by="demo operator",
-                               note="dependency restored by hand after escalation")
+        if self.store.get(incident_id).status != "resolved":
+            usecases.resolve(self.built, incident_id, by="demo operator",
+                             note="dependency restored by hand after escalation")
 
 
 def run_demo(settings: Settings, faults: list[str] | None = None, seed: int = 7,

@@ -22,25 +22,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.environment import SimulatedEnvironment
-from models.store import LocalModelStore
-from service.aws import ClientFactory, local_aws, reset_local_aws
-from service.bootstrap import build_platform
-from service.cloudwatch import CloudWatchMetrics
+from harness.world import SimulatedPlatform
+from service.aws import ClientFactory
 from service.guardrails import GuardrailConfig
-from service.notify import SnsNotifier
 from service.retry_log import RetryLog
 from service.settings import Settings
 from service.watch_config import ServiceConfig, WatchConfig
 from simulation.api_faults import ApiFaults
-from simulation.clock import DEFAULT_START, SimClock
-from simulation.ecs_world import EcsWorld
+from simulation.clock import DEFAULT_START
 from simulation.faults import FAULTS
-from simulation.simulator import Simulator
 from training.detectors import BASELINES_ONLY, detector_config
-from training.pipeline import TrainOptions, train_service
+from training.pipeline import TrainOptions
 
-FAMILY = "aiops-platform"
 QUIET_MINUTES = 5
 SCENARIO_MINUTES = 45
 FAULTED = ("ecs", "cloudwatch", "application-autoscaling", "sns")
@@ -114,7 +107,7 @@ class FaultReport:
                 "seconds": self.seconds, **self.details}
 
 
-class FaultEnvironment(SimulatedEnvironment):
+class FaultEnvironment(SimulatedPlatform):
     """The simulated service with healthy clients, and a watcher whose AWS calls can fail.
 
     Parameters
@@ -130,52 +123,35 @@ class FaultEnvironment(SimulatedEnvironment):
 
     def __init__(self, data_dir: Path, start: pd.Timestamp, seed: int = 11, history_days: int = 3,
                  max_attempts: int = 5, detector: str = BASELINES_ONLY):
+        super().__init__(Settings(data_dir=data_dir), start, seed=seed)
         self.data_dir = data_dir
-        self.start = start
-        self.seed = seed
         self.days = history_days
         self.max_attempts = max_attempts
         self.detector = detector
         self.false_alarms = 0
 
     def _start(self) -> None:
-        endpoint = self._stack.enter_context(local_aws())
-        # moto keeps state per process, not per server: a second environment in one process (the
-        # calendar sweep plays many) must not add its metrics to the first one's
-        reset_local_aws(endpoint)
-        self.settings = Settings(data_dir=self.data_dir)
+        super()._start()
         target = self.settings.target
-        world = ClientFactory(endpoint_url=endpoint)
-        self.clock = SimClock(self.start)
-        metrics = CloudWatchMetrics(world.client("cloudwatch"), self.settings.metrics, target)
-        self.ecs_world = EcsWorld(world.client("ecs"), target.cluster, target.service, FAMILY,
-                                  endpoint_url=endpoint, ec2_client=world.client("ec2"))
-        self.sim = Simulator(self.ecs_world, metrics.write, self.clock, seed=self.seed)
+        simulated = self.make_service()
+        self.ecs_world, self.sim = simulated.world, simulated.sim
         self.sim.bootstrap(self.days)
-        detector = self._train(metrics)
-        topic = world.client("sns").create_topic(Name="aiops-escalations")["TopicArn"]
-        platform = ClientFactory(endpoint_url=endpoint, max_attempts=self.max_attempts)
+        options = TrainOptions(detector=detector_config(self.detector), days=self.days,
+                               holdout=pd.Timedelta(0), promote="always", n_jobs=1,
+                               backend="sequential")
+        detector = self.train(simulated, options).model
+        # the platform's own clients: their calls fail as the scenario says, and are counted
+        platform = ClientFactory(endpoint_url=self.endpoint, max_attempts=self.max_attempts)
         self.faults, self.retry_log = ApiFaults(seed=self.seed), RetryLog()
         for name in FAULTED:
             self.faults.attach(platform.client(name))
             self.retry_log.attach(platform.client(name))
         config = WatchConfig(services=[ServiceConfig(cluster=target.cluster, service=target.service)],
                              guardrails=GUARDRAILS)
-        built = build_platform(self.settings, config, factory=platform, clock=self.clock,
-                               notifier=SnsNotifier(platform.client("sns"), topic))
+        built = self.make_platform(config, factory=platform,
+                                   notifier=self.escalation_notifier(platform))
         self.store = built.store
         self.watcher = built.watcher(target, detector)
-
-    def _train(self, metrics: CloudWatchMetrics):
-        """The service's detector, fitted on its CloudWatch history by the nightly pipeline."""
-        options = TrainOptions(detector=detector_config(self.detector), days=self.days,
-                               holdout=pd.Timedelta(0), promote="always", n_jobs=1,
-                               backend="sequential")
-        target = self.settings.target
-        result = train_service(target.cluster, target.service, metrics, end=self.clock.now,
-                               store=LocalModelStore(self.settings.model_dir / "registry"),
-                               options=options, deploy_root=self.settings.model_dir)
-        return result.model
 
     def minute(self):
         self.sim.step()

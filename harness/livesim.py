@@ -23,16 +23,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from service.aws import ClientFactory
+from harness.world import SimulatedPlatform
 from service.clock import Clock, SystemClock
-from service.cloudwatch import CloudWatchMetrics
 from service.settings import Settings
-from simulation.clock import SimClock
-from simulation.ecs_world import EcsWorld
 from simulation.faults import get_fault
-from simulation.simulator import Simulator
 
-FAMILY = "aiops-platform"
 HEARTBEAT = "heartbeat.json"
 STALE_HEARTBEAT = pd.Timedelta(minutes=3)
 
@@ -84,13 +79,10 @@ class LiveSimulation:
         self.endpoint = endpoint
         self.directory = control_dir(settings)
         self.directory.mkdir(parents=True, exist_ok=True)
-        factory = ClientFactory(endpoint_url=endpoint)
-        target = settings.target
-        self.clock = SimClock(start)
-        self.metrics = CloudWatchMetrics(factory.client("cloudwatch"), settings.metrics, target)
-        self.world = EcsWorld(factory.client("ecs"), target.cluster, target.service, FAMILY,
-                              endpoint_url=endpoint, ec2_client=factory.client("ec2"))
-        self.sim = Simulator(self.world, self.metrics.write, self.clock, seed=seed)
+        world = SimulatedPlatform.on(endpoint, settings, start, seed=seed)
+        self.clock = world.clock
+        simulated = world.make_service()
+        self.metrics, self.world, self.sim = simulated.metrics, simulated.world, simulated.sim
         self.log: list[str] = []
 
     def start(self, history_days: int) -> int:

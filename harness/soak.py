@@ -32,19 +32,17 @@ import numpy as np
 import pandas as pd
 
 from detection.anomaly import Anomaly
+from harness.world import SimulatedPlatform
 from rca.playbook import load_playbook
 from rca.rules import RuleClassifier
 from service import usecases
-from service.aws import ClientFactory, local_aws
-from service.bootstrap import build_platform
+from service.aws import ClientFactory
 from service.ecs import EcsActions, parse_task_definition
 from service.guardrails import GuardrailConfig, Guardrails
 from service.requests import ActionCommand, RollbackCommand
 from service.settings import Mode, ServiceTarget, Settings
 from service.store import OPEN_STATUSES, IncidentStore
 from service.watch_config import WatchConfig
-from simulation.clock import SimClock
-from simulation.ecs_world import EcsWorld
 
 CLUSTER = "soak"
 NOMINAL = 2
@@ -258,38 +256,36 @@ class SoakReport:
 class SoakWorld:
     """The simulated services, their incidents and deployments, and the people around them."""
 
-    def __init__(self, endpoint: str, data_dir: Path, seed: int, incidents: int,
-                 progress: Callable[[str], None], guardrails: Guardrails | None = None,
-                 start: pd.Timestamp = SOAK_START):
-        self.rng = random.Random(seed)
-        self.start = start
+    def __init__(self, world: SimulatedPlatform, incidents: int, progress: Callable[[str], None],
+                 guardrails: Guardrails | None = None):
+        self.rng = random.Random(world.seed)
+        self.start = world.start
         self.target_incidents = incidents
         self.progress = progress
-        self.clock = SimClock(start)
         self.plans = {p.name: p for p in PLANS}
-        world_factory = ClientFactory(endpoint_url=endpoint)  # the world's own calls: not audited
-        self.ecs = world_factory.client("ecs")
-        self.aas = world_factory.client("application-autoscaling")
-        self.worlds = {p.name: EcsWorld(self.ecs, CLUSTER, p.name, p.name, endpoint_url=endpoint,
-                                        ec2_client=world_factory.client("ec2")) for p in PLANS}
+        self.settings = world.settings
+        self.clock = world.clock
+        self.ecs = world.factory.client("ecs")   # the world's own calls: not audited
+        self.aas = world.factory.client("application-autoscaling")
+        self.worlds = {p.name: world.ecs_world(CLUSTER, p.name, family=p.name) for p in PLANS}
         self.sources = {p.name: SymptomSource() for p in PLANS}
         self.rollouts: dict[str, pd.Timestamp] = {}
         self.task_owner: dict[str, str] = {}
         self.dirty: set[str] = set(self.plans)
-        self.settings = Settings(data_dir=data_dir, verify_after_minutes=15)
         self.store = IncidentStore(self.settings.db_path)
         self.auditor = Auditor(self)
-        platform_factory = ClientFactory(endpoint_url=endpoint)   # the platform's calls: audited
+        platform_factory = ClientFactory(endpoint_url=world.endpoint)   # the platform's calls: audited
         ecs = platform_factory.client("ecs")
         self.auditor.attach(ecs)
         ecs.meta.events.register("after-call.ecs.DescribeServices", self._show_rollouts)
         actions = EcsActions(ecs, autoscaling_client=platform_factory.client("application-autoscaling"))
         self.pages = Counter()
         classifier = RuleClassifier(load_playbook())
-        platforms = {mode: build_platform(self.settings.model_copy(update={"mode": mode}),
-                                          WatchConfig(guardrails=GUARDRAILS), factory=platform_factory,
-                                          actions=lambda dry_run: actions, store=self.store, notifier=self,
-                                          clock=self.clock, classifier=classifier, guardrails=guardrails)
+        platforms = {mode: world.make_platform(WatchConfig(guardrails=GUARDRAILS),
+                                               settings=self.settings.model_copy(update={"mode": mode}),
+                                               factory=platform_factory, actions=lambda dry_run: actions,
+                                               store=self.store, notifier=self, classifier=classifier,
+                                               guardrails=guardrails)
                      for mode in (Mode.AUTO, Mode.APPROVE)}
         self.platforms = platforms
         self.watchers = {p.name: platforms[p.mode].watcher(ServiceTarget(cluster=CLUSTER, service=p.name),
@@ -539,8 +535,9 @@ def run_soak(data_dir: Path, incidents: int = 1000, seed: int = 7,
     auditor does catch breaches).
     """
     started = time.monotonic()
-    with local_aws() as endpoint:
-        world = SoakWorld(endpoint, data_dir, seed, incidents, progress, guardrails, start)
+    settings = Settings(data_dir=data_dir, verify_after_minutes=15)
+    with SimulatedPlatform(settings, start, seed=seed) as simulated:
+        world = SoakWorld(simulated, incidents, progress, guardrails)
         world.run()
         return world.report(time.monotonic() - started)
 
