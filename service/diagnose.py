@@ -127,32 +127,26 @@ class WindowDiagnosis:
     upper: pd.DataFrame
 
 
-def read_metric_csv(path: str | Path, name: str) -> pd.DataFrame:
-    """A CSV of canonical metric columns and a ``timestamp`` column, as a checked frame.
+def read_window_file(path: str | Path, name: str) -> pd.DataFrame:
+    """A history or window file (CSV or Parquet) of canonical metric columns, as a checked frame.
 
-    Raises PayloadError naming the file (``name``) and what is wrong with it.
+    Read by the one metric-file reader; the root-cause rules on top: known metric names only,
+    timestamps unique and increasing, no negative value. Raises PayloadError naming the file
+    (``name``) or its column, and what is wrong.
     """
-    try:
-        raw = pd.read_csv(path)
-    except (OSError, ValueError) as exc:
-        raise PayloadError(name, f"cannot read {path}: {exc}") from None
-    if "timestamp" not in raw.columns:
-        raise PayloadError(name, f"{path} has no 'timestamp' column (columns: {', '.join(raw.columns)})")
-    unknown = [c for c in raw.columns if c != "timestamp" and c not in DEFAULT_SPECS]
+    from training.metric_files import read_metric_file  # file input only: not on the Lambda's path
+
+    parsed = read_metric_file(path, name)
+    unknown = [c for c in parsed.metrics if c not in DEFAULT_SPECS] + parsed.keys
     if unknown:
         raise PayloadError(f"{name}.{unknown[0]}",
                            f"unknown metric column; known: {', '.join(DEFAULT_SPECS)}")
-    try:
-        index = pd.to_datetime(raw.pop("timestamp"), utc=True, format="ISO8601")
-    except (ValueError, TypeError) as exc:
-        raise PayloadError(f"{name}.timestamp", f"unparseable timestamp: {exc}") from None
-    if index.isna().any():
-        raise PayloadError(f"{name}.timestamp", "missing timestamps")
+    raw = parsed.frame()
+    index = raw.index
     if index.duplicated().any():
         raise PayloadError(f"{name}.timestamp", f"duplicate timestamp {index[index.duplicated()][0]}")
     if not index.is_monotonic_increasing:
         raise PayloadError(f"{name}.timestamp", "timestamps are not in increasing order")
-    raw.index = pd.DatetimeIndex(index)
     try:
         frame = check_metric_frame(raw, min_rows=1)
     except MetricFrameError as exc:

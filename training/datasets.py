@@ -21,8 +21,7 @@ import numpy as np
 import pandas as pd
 
 from detection.frames import MetricFrameError, check_metric_frame
-
-KEY_COLUMNS = ("cluster", "service")
+from training.metric_files import KEY_COLUMNS, read_metric_file
 
 
 class HistorySource(Protocol):
@@ -115,42 +114,13 @@ class FrameSource:
         return self.frame[(index >= pd.Timestamp(start)) & (index < pd.Timestamp(end))]
 
 
-def read_metric_file(path: str | Path) -> pd.DataFrame:
-    """A CSV or Parquet history file as a frame indexed by UTC timestamp.
+def read_history_file(path: str | Path) -> pd.DataFrame:
+    """A CSV or Parquet history file as float metric columns indexed by UTC timestamp, with its
+    ``cluster``/``service`` columns kept (see :func:`select_service`).
 
-    Keeps ``cluster``/``service`` columns as they are (see ``select_service``); every other
-    column must be numeric. Raises DatasetError naming the file and what is wrong with it.
+    Read by the one metric-file reader; raises its MetricFileError naming the file and the line.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"no history file at {path}")
-    try:
-        if path.suffix.lower() in (".parquet", ".pq"):
-            raw = pd.read_parquet(path)
-        else:
-            raw = pd.read_csv(path)
-    except (ValueError, OSError, ImportError) as exc:
-        raise DatasetError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
-    if "timestamp" not in raw.columns:
-        if isinstance(raw.index, pd.DatetimeIndex):
-            raw = raw.rename_axis("timestamp").reset_index()
-        else:
-            columns = ", ".join(map(str, raw.columns))
-            raise DatasetError(f"{path} has no 'timestamp' column (columns: {columns})")
-    try:
-        stamps = pd.to_datetime(raw.pop("timestamp"), utc=True, format="ISO8601")
-    except (ValueError, TypeError) as exc:
-        raise DatasetError(f"{path}: unreadable timestamps: {str(exc).splitlines()[0]}") from None
-    if stamps.isna().any():
-        raise DatasetError(f"{path}: {int(stamps.isna().sum())} rows have no timestamp")
-    raw.index = pd.DatetimeIndex(stamps, name="timestamp")
-    metrics = [c for c in raw.columns if c not in KEY_COLUMNS]
-    if not metrics:
-        raise DatasetError(f"{path} has no metric columns")
-    bad = [c for c in metrics if not pd.api.types.is_numeric_dtype(raw[c])]
-    if bad:
-        raise DatasetError(f"{path}: metric column(s) {', '.join(bad)} are not numeric")
-    return raw
+    return read_metric_file(path).frame()
 
 
 def select_service(frame: pd.DataFrame, cluster: str, service: str, path: str = "the file") -> pd.DataFrame:

@@ -96,7 +96,7 @@ def rca(ctx: click.Context, train_services: int | None, test_services: int | Non
     """
     from rca.payload import PayloadError
     from rca.playbook import load_playbook
-    from service.diagnose import read_metric_csv
+    from service.diagnose import read_window_file
     from training.rca_benchmark import (
         DEFAULT_TEST_SERVICES,
         log_to_mlflow,
@@ -117,7 +117,7 @@ def rca(ctx: click.Context, train_services: int | None, test_services: int | Non
     sets = []
     if dev_set is not None:
         try:
-            sets.append(load_dev_set(dev_set, read_metric_csv, settings.threshold, settings.group_window))
+            sets.append(load_dev_set(dev_set, read_window_file, settings.threshold, settings.group_window))
         except (DevSetError, PayloadError) as exc:
             fail(f"--dev-set: {exc}")
     else:

@@ -30,8 +30,8 @@ import numpy as np
 import pandas as pd
 
 from service.cli.common import handle_errors
+from training.metric_files import MetricFileError, read_metric_file
 
-MISSING = {"", "nan", "na", "n/a", "null", "none"}
 USAGE_ERROR = 2
 
 
@@ -51,54 +51,29 @@ class FileResult:
     note: str = ""
 
 
-def read_metric_csv(path: Path) -> tuple[pd.DataFrame, pd.DatetimeIndex, np.ndarray]:
+def read_series(path: Path) -> tuple[pd.DataFrame, pd.DatetimeIndex, np.ndarray]:
     """The file's rows as text (to write back unchanged), its timestamps and its values.
 
-    Raises UnusableInput naming the first problem and the line it is on (line 1 is the header).
+    Read by the one metric-file reader; raises UnusableInput naming the first problem and the
+    line it is on (line 1 is the header).
     """
-    if path.stat().st_size == 0:
-        raise UnusableInput("the file is empty")
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise UnusableInput("the file is empty") from None
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise UnusableInput(f"not a readable CSV: {str(exc).splitlines()[0]}") from None
-    columns = {str(c).strip().lower(): c for c in frame.columns}
-    if "timestamp" not in columns or "value" not in columns:
-        found = ",".join(str(c) for c in frame.columns)
-        raise UnusableInput(f"needs a header with timestamp and value columns; the first line is {found!r}")
-    if len(frame) == 0:
-        raise UnusableInput("has a header but no data rows")
-    if len(frame) == 1:
+        parsed = read_metric_file(path, required=("value",))
+        values = parsed.values("value")
+    except MetricFileError as exc:
+        raise UnusableInput(exc.message) from None
+    if len(values) == 1:
         raise UnusableInput("has a single data row; at least 2 are needed to score a series")
-    stamps_text = frame[columns["timestamp"]].str.strip()
-    values_text = frame[columns["value"]].str.strip()
-    try:
-        stamps = pd.to_datetime(stamps_text, errors="coerce", format="mixed")
-    except (ValueError, TypeError) as exc:  # e.g. naive and zoned timestamps mixed
-        raise UnusableInput(f"timestamps could not be read: {str(exc).splitlines()[0]}") from None
-    bad = np.flatnonzero(stamps.isna().to_numpy())
-    if bad.size:
-        raise UnusableInput(f"line {bad[0] + 2}: timestamp {stamps_text.iloc[bad[0]]!r} is not a date/time")
-    missing = values_text.str.lower().isin(MISSING).to_numpy()
-    values = pd.to_numeric(values_text.where(~missing, None), errors="coerce").to_numpy(dtype=float)
-    bad = np.flatnonzero(np.isnan(values) & ~missing)
-    if bad.size:
-        raise UnusableInput(f"line {bad[0] + 2}: value {values_text.iloc[bad[0]]!r} is not a number")
-    bad = np.flatnonzero(np.isinf(values))
-    if bad.size:
-        raise UnusableInput(f"line {bad[0] + 2}: value {values_text.iloc[bad[0]]!r} is infinite")
-    if missing.all():
+    if np.isnan(values).all():
         raise UnusableInput("has no values, only missing ones")
-    return frame, pd.DatetimeIndex(stamps), values
+    return parsed.table, parsed.stamps, values
 
 
 def detect_file(source: Path, output: Path, threshold: float | None) -> FileResult:
     """Score one CSV and write it with ``anomaly_score`` and ``anomaly`` appended."""
     from detection.streaming import StreamingUnivariateDetector
 
-    frame, stamps, values = read_metric_csv(source)
+    frame, stamps, values = read_series(source)
     detector = StreamingUnivariateDetector()
     if threshold is not None:
         detector.set_params(threshold=threshold)

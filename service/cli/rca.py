@@ -102,10 +102,10 @@ def rca(ctx, payload, history, window, deployed_minutes_ago, oom_stopped, use_ru
             texts = [_render(a) for a in request.anomalies]
             plots = {}
         else:
-            from service.diagnose import diagnose_window, read_metric_csv
+            from service.diagnose import diagnose_window, read_window_file
             context = EcsContext(minutes_since_deployment=deployed_minutes_ago,
                                  oom_stopped_tasks=oom_stopped)
-            frames = read_metric_csv(history, "history"), read_metric_csv(window, "window")
+            frames = read_window_file(history, "history"), read_window_file(window, "window")
             classifier, source = _classifier(settings, playbook, use_rules)
             result = diagnose_window(*frames, classifier, settings, context)
             diagnosis, texts = result.diagnosis, [a.render() for a in result.anomalies]

@@ -83,13 +83,13 @@ def history_sources(settings: Settings, targets: list[ServiceTarget], from_csv: 
     whole hour (so two runs in the same hour read the same data); a file: its rows, ending
     after its last timestamp, with whatever metric columns it has.
     """
-    from training.datasets import FrameSource, PerMetricSource, infer_freq, read_metric_file, select_service
+    from training.datasets import FrameSource, PerMetricSource, infer_freq, read_history_file, select_service
 
     if from_csv and from_parquet:
         raise click.UsageError("give --from-csv or --from-parquet, not both")
     path = from_csv or from_parquet
     if path is not None:
-        frame = read_metric_file(path)
+        frame = read_history_file(path)
         sources = [FrameSource(select_service(frame, t.cluster, t.service, str(path))) for t in targets]
         end = frame.index.max() + infer_freq(frame.index.unique().sort_values())
         return sources, end, None

@@ -6,15 +6,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from rca.payload import PayloadError
 from training.datasets import (
     DatasetError,
     FrameSource,
     PerMetricSource,
     build_dataset,
-    read_metric_file,
+    read_history_file,
     select_service,
     split_tail,
 )
+from training.metric_files import MetricFileError
 
 
 def frame(days: float = 3, start: str = "2026-11-02") -> pd.DataFrame:
@@ -71,27 +73,52 @@ def test_csv_and_parquet_files_with_several_services(tmp_path) -> None:
     table.reset_index().to_csv(tmp_path / "h.csv", index=False)
     table.reset_index().to_parquet(tmp_path / "h.parquet")
     for name in ("h.csv", "h.parquet"):
-        loaded = read_metric_file(tmp_path / name)
+        loaded = read_history_file(tmp_path / name)
         web = select_service(loaded, "any", "web")
         assert list(web.columns) == ["cpu_utilization", "error_count"]
         assert web["cpu_utilization"].mean() == pytest.approx(two["cpu_utilization"].mean())
         assert str(web.index.tz) == "UTC"
     with pytest.raises(DatasetError, match="no rows for any/db; services in it: api, web"):
-        select_service(read_metric_file(tmp_path / "h.csv"), "any", "db")
+        select_service(read_history_file(tmp_path / "h.csv"), "any", "db")
 
 
-def test_bad_files_are_named(tmp_path) -> None:
-    with pytest.raises(DatasetError, match="no history file at"):
-        read_metric_file(tmp_path / "none.csv")
+def test_bad_files_are_named_with_the_line_to_fix(tmp_path) -> None:
+    with pytest.raises(MetricFileError, match="no such file"):
+        read_history_file(tmp_path / "none.csv")
     (tmp_path / "no_ts.csv").write_text("cpu\n1\n")
-    with pytest.raises(DatasetError, match="no 'timestamp' column"):
-        read_metric_file(tmp_path / "no_ts.csv")
-    (tmp_path / "text.csv").write_text("timestamp,cpu\n2026-11-02T00:00Z,high\n")
-    with pytest.raises(DatasetError, match="cpu are not numeric"):
-        read_metric_file(tmp_path / "text.csv")
+    with pytest.raises(MetricFileError, match="needs a header with a timestamp column; the columns are cpu"):
+        read_history_file(tmp_path / "no_ts.csv")
+    (tmp_path / "text.csv").write_text("timestamp,cpu\n2026-11-02T00:00Z,1\n2026-11-02T00:01Z,high\n")
+    with pytest.raises(MetricFileError, match="text.csv: line 3: cpu 'high' is not a number"):
+        read_history_file(tmp_path / "text.csv")
     (tmp_path / "bad_ts.csv").write_text("timestamp,cpu\nyesterday,1\n")
-    with pytest.raises(DatasetError, match="unreadable timestamps"):
-        read_metric_file(tmp_path / "bad_ts.csv")
+    with pytest.raises(MetricFileError, match="line 2: timestamp 'yesterday' is not a date/time"):
+        read_history_file(tmp_path / "bad_ts.csv")
+    (tmp_path / "header.csv").write_text("timestamp,cpu\n")
+    with pytest.raises(MetricFileError, match="has a header but no data rows"):
+        read_history_file(tmp_path / "header.csv")
+
+
+def test_one_reader_for_every_command_that_takes_a_metric_file(tmp_path) -> None:
+    """Training, the root-cause window and detect read the same file the same way: the same
+    stamps, missing markers as NaN, and the same error for the same bad cell."""
+    from service.cli.detect import UnusableInput, read_series
+    from service.diagnose import read_window_file
+
+    (tmp_path / "m.csv").write_text("Timestamp , cpu_utilization\n2026-11-02 00:00,5\n"
+                                    "2026-11-02T00:01:00Z,NA\n2026-11-02T00:02:00+00:00,7\n")
+    history = read_history_file(tmp_path / "m.csv")
+    window = read_window_file(tmp_path / "m.csv", "window")
+    assert list(history.index) == list(window.index) == list(pd.date_range("2026-11-02", periods=3,
+                                                                           freq="min", tz="UTC"))
+    np.testing.assert_array_equal(history["cpu_utilization"], [5, np.nan, 7])
+    np.testing.assert_array_equal(window["cpu_utilization"], [5, np.nan, 7])
+    (tmp_path / "v.csv").write_text("timestamp,value\n2026-11-02 00:00,1\n2026-11-02 00:01,high\n")
+    (tmp_path / "w.csv").write_text("timestamp,cpu_utilization\n2026-11-02 00:00,1\n2026-11-02 00:01,high\n")
+    with pytest.raises(UnusableInput, match="^line 3: value 'high' is not a number$"):
+        read_series(tmp_path / "v.csv")
+    with pytest.raises(PayloadError, match="^window: line 3: cpu_utilization 'high' is not a number$"):
+        read_window_file(tmp_path / "w.csv", "window")
 
 
 def test_a_per_metric_source_reports_each_metric() -> None:
