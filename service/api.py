@@ -36,7 +36,7 @@ from service.dashboard import dashboard_router
 from service.http_auth import bearer_auth
 from service.http_metrics import ApiMetrics
 from service.requests import MAX_ID, ActionCommand, PersonStep
-from service.scoring import NoModelError, Series, ServiceModels, load_service_models, score_series
+from service.scoring import NoModelError, Series, ServiceModels, load_service_models
 from service.settings import Settings
 from service.store import STATUSES, IncidentStateError, IncidentStore
 
@@ -113,7 +113,6 @@ async def _no_model(request: Request, exc: NoModelError) -> JSONResponse:
 def score_router(ctx: ApiContext) -> APIRouter:
     """POST /v1/score: metric points in, anomalies with their explanation out."""
     router = APIRouter(tags=["score"])
-    known = list(ctx.settings.metrics)
 
     @router.post("/v1/score", response_model=ScoreResponse, summary="Score metric points",
                  responses={404: {"description": "A service has no model loaded"},
@@ -127,10 +126,9 @@ def score_router(ctx: ApiContext) -> APIRouter:
         series = [Series(s.cluster or default_cluster, s.service, s.metric, s.timestamps, s.values)
                   for s in request.series]
         if ctx.models.all_fast:   # table look-ups: cheaper than a hop to the thread pool
-            results = score_series(series, ctx.models, known, ctx.settings.api_max_points)
+            results = usecases.score(ctx.models, series, ctx.settings)
         else:                     # a model's own detect (pandas, ms per service): off the event loop
-            results = await run_in_threadpool(score_series, series, ctx.models, known,
-                                              ctx.settings.api_max_points)
+            results = await run_in_threadpool(usecases.score, ctx.models, series, ctx.settings)
         out = [r.to_dict() for r in results]
         points = sum(r.points for r in results)
         found = [a for r in results for a in r.anomalies]

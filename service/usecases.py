@@ -15,14 +15,21 @@ They hold the policy, so it is the same whichever door a request comes through:
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rca.diagnosis import Diagnosis
 from service.bootstrap import Platform
 from service.remediation import Outcome
 from service.reporting import resolve_and_report
 from service.requests import ActionCommand
+from service.settings import Settings
 from service.store import ActionRequest, Incident
+
+if TYPE_CHECKING:
+    from service.file_detection import FileResult
+    from service.scoring import Series, ServiceModels, ServiceResult
 
 DOORS = ("manual", "api", "lambda")    # the origins of actions a caller asks for
 STATUS_CODES = {"refused": 409, "failed": 502}   # an outcome's HTTP status (else 200)
@@ -81,3 +88,22 @@ def diagnose(platform: Platform, payload: Any) -> tuple[Diagnosis, str]:
 
     classifier, source = platform.classifier()
     return diagnose_payload(check_depth(payload), classifier), source
+
+
+def score(models: ServiceModels, series: Sequence[Series], settings: Settings) -> list[ServiceResult]:
+    """Score metric points with each service's champion model (``POST /v1/score``).
+
+    Only the configured metrics, at most ``settings.api_max_points`` points; raises PayloadError
+    (bad input, named) or NoModelError (a service without a model) before anything is scored.
+    """
+    from service.scoring import score_series
+
+    return score_series(series, models, list(settings.metrics), settings.api_max_points)
+
+
+def detect_file(source: Path, output: Path, threshold: float | None = None) -> FileResult:
+    """Score one metric file row by row as a live stream would have, and write it with
+    ``anomaly_score`` and ``anomaly`` appended (``aiops detect``); raises UnusableInput."""
+    from service.file_detection import detect_file as run
+
+    return run(source, output, threshold)

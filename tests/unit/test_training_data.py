@@ -102,8 +102,8 @@ def test_bad_files_are_named_with_the_line_to_fix(tmp_path) -> None:
 def test_one_reader_for_every_command_that_takes_a_metric_file(tmp_path) -> None:
     """Training, the root-cause window and detect read the same file the same way: the same
     stamps, missing markers as NaN, and the same error for the same bad cell."""
-    from service.cli.detect import UnusableInput, read_series
     from service.diagnose import read_window_file
+    from service.file_detection import UnusableInput, read_series
 
     (tmp_path / "m.csv").write_text("Timestamp , cpu_utilization\n2026-11-02 00:00,5\n"
                                     "2026-11-02T00:01:00Z,NA\n2026-11-02T00:02:00+00:00,7\n")
