@@ -174,6 +174,8 @@ class Auditor:
             self._check(service, "rollback", params)
         elif "desiredCount" in params:
             self._check(service, "scale", params)
+        elif params.get("forceNewDeployment"):   # a restart is a rolling deployment
+            self._check(service, "restart_tasks", params)
 
     def _stop(self, params: dict, **_: Any) -> None:
         at = self.world.clock()
@@ -199,6 +201,8 @@ class Auditor:
             if origin == "auto" and count != truth["desired"] + 1:
                 self._breach(at, service, "scale up by one", f"{truth['desired']} -> {count}")
             kind = self.action_hint if origin == "manual" and self.action_hint else "scale_up"
+        if kind == "restart_tasks" and world.rolling_out(service, at):
+            self._breach(at, service, "rolling out", "restart while a deployment rolls out")
         if kind == "rollback":
             _, target = parse_task_definition(params["taskDefinition"])
             if world.rolling_out(service, at):

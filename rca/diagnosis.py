@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Protocol
 
+from detection.forecast import OomForecast
 from rca.features import Features
 from rca.playbook import Playbook
 
@@ -25,7 +26,12 @@ class Evidence:
 
 @dataclass(frozen=True)
 class Diagnosis:
-    """What the platform believes happened and what the playbook says to do about it."""
+    """What the platform believes happened and what the playbook says to do about it.
+
+    ``time_to_oom``: for a memory leak, when memory reaches its limit at the current trend (the
+    watcher adds it; a diagnosis of a payload has none). Left out of :meth:`to_dict` when absent,
+    so the diagnosis contract of the doors is unchanged.
+    """
 
     root_cause: str
     severity: str
@@ -34,9 +40,21 @@ class Diagnosis:
     confidence: float
     explanation: str
     evidence: list[Evidence] = field(default_factory=list)
+    time_to_oom: OomForecast | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "time_to_oom"}
+        out["evidence"] = [asdict(e) for e in self.evidence]
+        if self.time_to_oom is not None:
+            out["time_to_oom"] = self.time_to_oom.to_dict()
+        return out
+
+    def with_forecast(self, forecast: OomForecast | None) -> "Diagnosis":
+        """This diagnosis carrying ``forecast``, its explanation ending with it in words."""
+        if forecast is None:
+            return self
+        return replace(self, time_to_oom=forecast,
+                       explanation=f"{self.explanation} Time to OOM: {forecast.summary()}.".strip())
 
     @classmethod
     def from_cause(cls, playbook: Playbook, cause_id: str, confidence: float, explanation: str,

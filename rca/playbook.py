@@ -49,6 +49,24 @@ class EscalationStep(BaseModel, frozen=True):
     role: str = Field(min_length=1)
 
 
+class OomPolicy(BaseModel, frozen=True):
+    """When a memory leak's forecast time to OOM restarts the tasks before the anomaly detector
+    would (the ``[oom]`` table).
+
+    ``horizon_minutes``: restart when even the slowest plausible trend (the forecast interval's
+    far end) reaches ``limit_percent`` within this many minutes; 0 turns the pre-emptive restart
+    off (a memory_leak diagnosis still carries the forecast). ``lookback_minutes``: the history
+    the trend is read from; ``confidence``: the level of the forecast's interval.
+    """
+
+    model_config = {"extra": "forbid"}
+
+    limit_percent: float = Field(100.0, gt=0, le=100)
+    horizon_minutes: float = Field(60.0, ge=0)
+    lookback_minutes: float = Field(180.0, ge=15)
+    confidence: float = Field(0.9, gt=0, lt=1)
+
+
 class Playbook(BaseModel, frozen=True):
     """The response matrix as data: causes, the error boundary, the guards and the escalation path.
 
@@ -64,6 +82,7 @@ class Playbook(BaseModel, frozen=True):
     min_confidence_destructive: float = Field(0.85, ge=0, le=1)
     causes: list[Cause]
     escalation: list[EscalationStep] = Field(min_length=1)
+    oom: OomPolicy = OomPolicy()
 
     @model_validator(mode="after")
     def _complete(self) -> "Playbook":

@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import html
 
+from detection.forecast import OomForecast
+
 
 def render_markdown(incident: dict, anomalies: list[dict], events: list[dict]) -> str:
     """A short report a person reads in a minute.
@@ -30,6 +32,7 @@ def render_markdown(incident: dict, anomalies: list[dict], events: list[dict]) -
         f"- Root cause: **{diagnosis.get('root_cause', '-')}** (severity {diagnosis.get('severity', '-')}, "
         f"confidence {diagnosis.get('confidence', 0):.2f})",
         f"- Why: {diagnosis.get('explanation', '-')}",
+        *[f"- Time to OOM: {text}" for text in [oom_text(diagnosis)] if text],
         f"- Automatic action: {diagnosis.get('auto_action', '-')}; manual follow-up: "
         f"{diagnosis.get('manual_action', '-')}",
         "",
@@ -40,6 +43,19 @@ def render_markdown(incident: dict, anomalies: list[dict], events: list[dict]) -
     lines += ["", "## Timeline", "", "| time | event | detail |", "|---|---|---|"]
     lines += [f"| {e['at']} | {e['kind']} | {_detail(e)} |" for e in events]
     return "\n".join(lines) + "\n"
+
+
+def oom_text(diagnosis: dict) -> str | None:
+    """The diagnosis' time-to-OOM forecast in words (when it was made), or None without one."""
+    data = (diagnosis or {}).get("time_to_oom")
+    if not data:
+        return None
+    try:
+        forecast = OomForecast.from_dict(data)
+    except (ValueError, TypeError):
+        return None
+    return (f"{forecast.minutes:.0f} min, at {forecast.reaches_at:%Y-%m-%d %H:%M} UTC "
+            f"(forecast at {forecast.at:%H:%M}: {forecast.summary()})")
 
 
 def _related(incident: dict, events: list[dict]) -> list[str]:
@@ -149,6 +165,7 @@ def render_html(title: str, diagnosis: dict, anomalies: list[str], plots: dict[s
                        f"(severity {esc(str(d.get('severity', '-')))}, "
                        f"confidence {float(d.get('confidence') or 0):.2f})"),
         ("Why", esc(str(d.get("explanation", "-")))),
+        *[("Time to OOM", esc(text)) for text in [oom_text(d)] if text],
         ("Automatic action", esc(str(d.get("auto_action", "-")))),
         ("Manual follow-up", esc(str(d.get("manual_action", "-"))))]
     parts = ["<!DOCTYPE html>", "<html><head><meta charset=\"utf-8\">", f"<title>{esc(title)}</title>",

@@ -16,7 +16,6 @@ from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-RESTART_REASON = "aiops: restart_tasks"
 DESCRIBE_TASKS_BATCH = 100  # DescribeTasks takes at most 100 ARNs per call
 
 IAM_PERMISSIONS: dict[str, tuple[str, ...]] = {
@@ -27,8 +26,7 @@ IAM_PERMISSIONS: dict[str, tuple[str, ...]] = {
                  "application-autoscaling:DescribeScalableTargets"),
     "scale_to": ("ecs:DescribeServices", "ecs:UpdateService",
                  "application-autoscaling:DescribeScalableTargets"),
-    "restart_tasks": ("ecs:DescribeServices", "ecs:ListTasks", "ecs:DescribeTasks",
-                      "ecs:StopTask"),
+    "restart_tasks": ("ecs:DescribeServices", "ecs:UpdateService"),
     "rollback": ("ecs:DescribeServices", "ecs:ListTaskDefinitions", "ecs:UpdateService"),
     "oom_stopped_tasks": ("ecs:ListTasks", "ecs:DescribeTasks"),
 }
@@ -282,24 +280,27 @@ class EcsActions:
     # ---------------------------------------------------------------- restart
 
     def restart_tasks(self, cluster: str, service: str) -> ActionResult:
-        """Stop the service's running tasks so that its scheduler replaces them.
+        """Replace the service's tasks in a rolling deployment (UpdateService forceNewDeployment).
 
-        Tasks are listed with serviceName (AWS filters on it; moto ignores it) and kept only when
-        their group is ``service:NAME``, so other tasks of the cluster are never touched.
+        ECS starts new tasks and stops the old ones in batches within the service's deployment
+        configuration (``minimumHealthyPercent``/``maximumPercent``), so capacity holds while a
+        leak's memory is released; stopping every task at once would take the service down for a
+        minute. Refused while a deployment is still rolling out (it would fight it).
 
-        IAM: ecs:DescribeServices, ecs:ListTasks, ecs:DescribeTasks, ecs:StopTask.
+        IAM: ecs:DescribeServices, ecs:UpdateService.
         """
         before = self._active(cluster, service)
-        arns = self.service_task_arns(cluster, service)
-        tasks = f"{len(arns)} task{'s' if len(arns) != 1 else ''}"
+        if before.rolling_out:
+            raise EcsActionError(f"restart of service {service} in cluster {cluster} refused: a "
+                                 "deployment is still rolling out")
+        tasks = f"{before.desired_count} task{'s' if before.desired_count != 1 else ''}"
         if self.dry_run:
-            return ActionResult("restart_tasks", before, before, f"would stop {tasks}",
-                                dry_run=True)
-        change = f"stopped {tasks}"
-        for arn in arns:
-            self._call("restart tasks of", cluster, service, lambda arn=arn: self.ecs.stop_task(
-                cluster=cluster, task=arn, reason=RESTART_REASON))
-        return ActionResult("restart_tasks", before, self.describe(cluster, service), change)
+            return ActionResult("restart_tasks", before, before,
+                                f"would replace {tasks} in a rolling deployment", dry_run=True)
+        self._call("restart tasks of", cluster, service, lambda: self.ecs.update_service(
+            cluster=cluster, service=service, forceNewDeployment=True))
+        return ActionResult("restart_tasks", before, self.describe(cluster, service),
+                            f"rolling restart: {tasks} replaced by a new deployment")
 
     def service_task_arns(self, cluster: str, service: str) -> list[str]:
         """ARNs of the service's tasks whose desired status is RUNNING.

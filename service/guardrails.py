@@ -10,7 +10,8 @@ The checks, in the order they are applied (the first that fails names the refusa
 ``desired_count_cap``   the new desired count would exceed ``max_desired_count``
 ``autoscaling_max``     ... or the max capacity of an attached Application Auto Scaling target
 ``autoscaling_min``     a scale-to below the target's min capacity (the scaler would undo it)
-``rolling_out``         a rollback while a deployment is still rolling out
+``rolling_out``         a rollback or a restart while a deployment is still rolling out (a restart
+                        is itself a rolling deployment: started during another it would fight it)
 ``no_previous_revision`` a rollback with no earlier ACTIVE revision (or the named one missing)
 
 Cooldown and the daily cap limit what automation does (the watcher, and the rollback Lambda,
@@ -159,6 +160,9 @@ class Guardrails:
             return self._check_count(request, facts, notes)
         if request.action == "rollback":
             return self._check_rollback(request, facts, notes)
+        if request.action == "restart_tasks" and facts.state.rolling_out:
+            return Verdict(False, "rolling_out", f"a deployment of {request.service} is still rolling "
+                           "out; a restart (a new deployment) now would fight it", notes)
         return Verdict(True, notes=notes)
 
     def _history_refusal(self, request: ActionRequest, history: ActionHistory,

@@ -15,12 +15,13 @@ update, so two processes cannot both take the same step.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import dataclass, fields, replace
 from enum import StrEnum
 from typing import Any
 
 import pandas as pd
 
+from detection.forecast import OomForecast
 from rca.diagnosis import Diagnosis, Evidence
 
 
@@ -67,11 +68,14 @@ def diagnosis_from_dict(data: dict[str, Any] | None) -> Diagnosis | None:
     known = {f.name for f in fields(Diagnosis)}
     evidence_fields = {f.name for f in fields(Evidence)}
     kept = {"explanation": "", "manual_action": "", **{k: v for k, v in data.items() if k in known}}
-    missing = [f.name for f in fields(Diagnosis) if f.name not in kept and f.name != "evidence"]
+    optional = {"evidence", "time_to_oom"}
+    missing = [f.name for f in fields(Diagnosis) if f.name not in kept and f.name not in optional]
     if missing:
         raise ValueError(f"a diagnosis needs {', '.join(missing)}")
     kept["evidence"] = [Evidence(**{k: v for k, v in e.items() if k in evidence_fields})
                         for e in data.get("evidence") or []]
+    if data.get("time_to_oom") is not None:
+        kept["time_to_oom"] = OomForecast.from_dict(data["time_to_oom"])
     return Diagnosis(**kept)
 
 
@@ -154,7 +158,7 @@ class Incident:
         """Plain data (ISO times, the diagnosis as a dict), with root cause, severity, confidence."""
         out = {f.name: getattr(self, f.name) for f in fields(self)}
         out["status"] = self.status.value
-        out["diagnosis"] = asdict(self.diagnosis) if self.diagnosis else None
+        out["diagnosis"] = self.diagnosis.to_dict() if self.diagnosis else None
         out.update(root_cause=self.root_cause, severity=self.severity, confidence=self.confidence)
         for key, value in out.items():
             if isinstance(value, pd.Timestamp):

@@ -40,8 +40,9 @@ from typing import Any, Protocol
 import pandas as pd
 
 from detection.anomaly import Anomaly
+from detection.forecast import OomForecast, time_to_limit
 from detection.metrics import spec_for
-from rca.diagnosis import Diagnosis, RootCauseClassifier
+from rca.diagnosis import Diagnosis, Evidence, RootCauseClassifier
 from rca.features import incident_features
 from rca.playbook import Playbook
 from service.cloudwatch import MetricSourceError
@@ -53,7 +54,7 @@ from service.remediation import Outcome, Remediator
 from service.reporting import send_report, unsent_reports, write_report
 from service.settings import ServiceTarget, Settings
 from service.store import Incident, IncidentStore
-from service.triage import Filing, decide, left_to_others
+from service.triage import Filing, decide, in_automated_phase, left_to_others
 
 try:  # ECS facts for the classifier, in rca versions whose feature builder takes them
     from rca.features import EcsContext
@@ -61,6 +62,7 @@ except ImportError:  # pragma: no cover - an rca without ECS context
     EcsContext = None
 
 FEATURE_WINDOW = pd.Timedelta(minutes=15)
+MEMORY = "memory_utilization"   # the metric whose trend gives the time to OOM
 BLIND_ALERT_TICKS = 5  # periods without metrics before the on-call engineer is told
 log = logging.getLogger("aiops.watcher")
 
@@ -171,6 +173,7 @@ class Watcher:
         self._resumed = False
         self._blind_ticks = 0
         self._blind_alerted = False
+        self._memory = pd.Series(dtype=float)   # the last lookback minutes of memory (time to OOM)
 
     @property
     def name(self) -> str:
@@ -193,6 +196,8 @@ class Watcher:
                 # it); the anomalies of the recent periods are this tick's
                 anomalies = [a for a in self.detector.detect(window) if a.timestamp >= recent.index[0]]
         opened, joined = self._file(anomalies, window, now)
+        if opened is None and joined is None:
+            opened = self._restart_before_oom(window, now)
         steps = tuple(self._advance(incident, window, now) for incident in self._open_incidents())
         return TickResult.of(now, anomalies, error, steps, opened, joined)
 
@@ -213,8 +218,12 @@ class Watcher:
     def _read(self, now: pd.Timestamp) -> tuple[pd.DataFrame | None, str | None]:
         """The metric window, or None and the error; a long outage pages the on-call engineer once."""
         where = {"cluster": self.target.cluster, "service": self.target.service}
+        # the first read (and the first after a spell without metrics) reaches back far enough
+        # for memory's trend; the scored window is always the last FEATURE_WINDOW of it
+        reach = FEATURE_WINDOW if not self._memory.empty and not self._blind_ticks else max(
+            FEATURE_WINDOW, pd.Timedelta(minutes=self.playbook.oom.lookback_minutes))
         try:
-            window = self.source.read(now - FEATURE_WINDOW, now + self.period)
+            read = self.source.read(now - reach, now + self.period)
         except MetricSourceError as exc:
             if self._blind_ticks == 0:
                 self.store.record(None, now, "read_failed", {**where, "error": str(exc)})
@@ -223,11 +232,75 @@ class Watcher:
             if self._blind_ticks >= BLIND_ALERT_TICKS and not self._blind_alerted:
                 self._alert_blind(now, str(exc))
             return None, str(exc)
+        self._remember_memory(read, now)
+        window = read[read.index >= now - FEATURE_WINDOW] if len(read) else read
         if self._blind_ticks:
             self.store.record(None, now, "read_recovered", {**where, "ticks_without_metrics":
                                                             self._blind_ticks})
             self._blind_ticks, self._blind_alerted = 0, False
         return window, None
+
+    # ------------------------------------------------------------------ time to OOM
+
+    def _remember_memory(self, read: pd.DataFrame, now: pd.Timestamp) -> None:
+        """Keep the newest ``lookback`` minutes of memory (newer reads of a minute win)."""
+        if MEMORY not in read.columns:
+            return
+        fresh = read[MEMORY].dropna()
+        merged = pd.concat([self._memory[~self._memory.index.isin(fresh.index)], fresh]).sort_index()
+        lookback = pd.Timedelta(minutes=self.playbook.oom.lookback_minutes)
+        self._memory = merged[merged.index > now - lookback]
+
+    def forecast(self) -> OomForecast | None:
+        """Memory's time to its limit at the current trend (:mod:`detection.forecast`), if rising."""
+        policy = self.playbook.oom
+        return time_to_limit(self._memory, policy.limit_percent, policy.lookback_minutes,
+                             policy.confidence)
+
+    def _restart_before_oom(self, window: pd.DataFrame | None, now: pd.Timestamp) -> int | None:
+        """Open a memory_leak incident when the forecast puts OOM inside the playbook's horizon.
+
+        Only when automation is not already working on an incident of the service and no open
+        incident is a memory leak; the incident then takes the memory_leak row's action (restart,
+        a rolling deployment) through the guardrails like any other. Returns the incident opened.
+        """
+        horizon = self.playbook.oom.horizon_minutes
+        if window is None or horizon <= 0:
+            return None
+        incidents = self._open_incidents()
+        if in_automated_phase(incidents) is not None or any(i.root_cause == "memory_leak"
+                                                            for i in incidents):
+            return None
+        forecast = self.forecast()
+        if forecast is None or not forecast.within(horizon):
+            return None
+        expected = None
+        try:
+            frame = self.detector.expected_frame(window.index[-1:], [MEMORY])
+            expected = float(frame[MEMORY].iloc[-1])
+        except (KeyError, ValueError, IndexError):
+            pass   # no baseline for memory: the forecast stands on its own
+        diagnosis = Diagnosis.from_cause(
+            self.playbook, "memory_leak", forecast.confidence,
+            f"Memory is climbing towards its limit: even the slowest plausible trend reaches "
+            f"{forecast.limit:.0f}% within the {horizon:.0f}-minute horizon, so the tasks are "
+            "restarted before they are killed.",
+            [Evidence(MEMORY, round(forecast.level, 3), None if expected is None else round(expected, 3)),
+             Evidence("memory_slope_per_minute", round(forecast.slope_per_minute, 4), 0.0)],
+        ).with_forecast(forecast)
+        payload = {"reason": "oom_forecast", "root_cause": "memory_leak",
+                   "summary": f"time to OOM inside the {horizon:.0f}-minute horizon: {forecast.summary()}"}
+        if incidents:
+            payload.update(other_root_cause=incidents[-1].root_cause, other_status=incidents[-1].status)
+            opened = self.store.split_incident(self.target.cluster, self.target.service, now,
+                                               incidents[-1].id, payload)
+        else:
+            opened = self.store.open_incident(self.target.cluster, self.target.service, now)
+        self.store.record(opened, now, "oom_forecast", {**forecast.to_dict(), **payload})
+        self._record_window(opened, window, now, "opened")
+        self.store.set_diagnosis(opened, now, diagnosis.to_dict())
+        log.warning("%s: incident %s opened ahead of OOM: %s", self.name, opened, forecast.summary())
+        return opened
 
     def _alert_blind(self, now: pd.Timestamp, error: str) -> None:
         """Tell the on-call engineer the watcher cannot see the service (it cannot detect anything)."""
@@ -376,7 +449,10 @@ class Watcher:
         """
         expected = self.detector.expected_frame(window.index, list(window.columns))
         features = self._features(anomalies, window, expected)
-        return features, self.classifier.diagnose(features)
+        diagnosis = self.classifier.diagnose(features)
+        if diagnosis.root_cause == "memory_leak":
+            diagnosis = diagnosis.with_forecast(self.forecast())
+        return features, diagnosis
 
     def _features(self, anomalies: list[Anomaly], window: pd.DataFrame,
                   expected: pd.DataFrame) -> dict:

@@ -4,8 +4,12 @@ moto stores clusters, services, task definitions and tasks but schedules nothing
 starts tasks, a stopped task is never replaced and a new task definition never rolls out. The
 simulator calls :meth:`EcsWorld.sync` once per simulated minute to do what the scheduler would,
 so that actions taken through the ECS API (scale, restart, rollback) show up as running tasks the
-metric physics can react to. Task start times are kept in *simulated* time, keyed by task ARN,
-because moto's own timestamps are wall clock.
+metric physics can react to. A new deployment of the same revision (UpdateService
+forceNewDeployment: moto gives the PRIMARY deployment a new id) is rolled out as ECS does with
+its default deployment configuration (``minimumHealthyPercent`` 100, ``maximumPercent`` 200):
+new tasks start first, and old ones stop once as many new ones have run for a minute, so the
+running count never falls below the desired count. Task start times are kept in *simulated*
+time, keyed by task ARN, because moto's own timestamps are wall clock.
 
 A steady-state sync costs two API calls (DescribeServices, ListTasks); DescribeTasks is only
 called for task ARNs this world has not seen yet, RunTask/StopTask only when something changes.
@@ -37,6 +41,7 @@ class TaskInfo:
     arn: str
     started_at: pd.Timestamp  # simulated time (UTC) at which our scheduler started it
     revision: int  # task definition revision it runs
+    deployment: str = ""  # the deployment id that started it (its startedBy)
 
 
 @dataclass(frozen=True)
@@ -92,13 +97,15 @@ class EcsWorld:
     """
 
     def __init__(self, ecs_client: Any, cluster: str, service: str, family: str,
-                 endpoint_url: str | None = None, ec2_client: Any | None = None) -> None:
+                 endpoint_url: str | None = None, ec2_client: Any | None = None,
+                 maximum_percent: int = 200) -> None:
         self.ecs = ecs_client
         self.cluster = cluster
         self.service = service
         self.family = family
         self.endpoint_url = endpoint_url
         self._ec2 = ec2_client
+        self.maximum_percent = maximum_percent
         self._tasks: dict[str, TaskInfo] = {}  # our running tasks, in start order
         self._foreign: set[str] = set()  # running task ARNs of the cluster that are not ours
 
@@ -151,6 +158,11 @@ class EcsWorld:
         """Set the service's desired count (the scenario runner resets it between faults)."""
         self.ecs.update_service(cluster=self.cluster, service=self.service, desiredCount=count)
 
+    def kill(self, arn: str, reason: str) -> None:
+        """Stop one of the service's tasks as ECS itself would (an OOM kill); the next
+        :meth:`sync` sees it gone and replaces it."""
+        self.ecs.stop_task(cluster=self.cluster, task=arn, reason=reason)
+
     def started_at(self, arn: str) -> pd.Timestamp | None:
         """Simulated start time of one of the service's running tasks, None if unknown."""
         info = self._tasks.get(arn)
@@ -175,12 +187,32 @@ class EcsWorld:
         for arn in replaced:
             del self._tasks[arn]
         self._stop([a for a, t in self._tasks.items() if t.revision != revision], "deployment")
-        surplus = list(self._tasks)[desired:][::-1] if len(self._tasks) > desired else []
-        self._stop(surplus, "desired count lowered")
-        started = self._start(desired - len(self._tasks), task_definition, revision, service, now)
+        deployment = (service.get("deployments") or [{}])[0].get("id") or SIM_STARTED_BY
+        # tasks someone else started in the service's group (no startedBy) are adopted as they are
+        outdated = [a for a, t in self._tasks.items() if t.deployment and t.deployment != deployment]
+        if outdated:
+            surplus, started = self._roll(outdated, deployment, desired, task_definition, revision,
+                                          service, now)
+        else:
+            surplus = list(self._tasks)[desired:][::-1] if len(self._tasks) > desired else []
+            self._stop(surplus, "desired count lowered")
+            started = self._start(desired - len(self._tasks), task_definition, revision, service, now)
         return EcsSnapshot(desired_count=desired, tasks=tuple(self._tasks.values()),
                            task_definition=f"{family}:{revision}", revision=revision,
                            replaced=replaced, started=started, stopped=len(surplus))
+
+    def _roll(self, outdated: list[str], deployment: str, desired: int, task_definition: str,
+              revision: int, service: dict, now: pd.Timestamp) -> tuple[list[str], int]:
+        """One step of a rolling deployment: stop old tasks that new, settled ones replace, then
+        start new ones within ``maximumPercent``. Returns (stopped, started)."""
+        fresh = [a for a, t in self._tasks.items() if t.deployment in (deployment, "")]
+        settled = [a for a in fresh if self._tasks[a].started_at < now]
+        stop = outdated[:max(0, len(settled) + len(outdated) - desired)]
+        self._stop(stop, "rolling deployment")
+        room = desired * self.maximum_percent // 100 - len(self._tasks)
+        started = self._start(max(0, min(desired - len(fresh), room)), task_definition, revision,
+                              service, now)
+        return stop, started
 
     def _describe_service(self) -> dict:
         response = self.ecs.describe_services(cluster=self.cluster, services=[self.service])
@@ -206,7 +238,7 @@ class EcsWorld:
                 arn = task["taskArn"]
                 if task.get("group") == self.group:
                     revision = parse_task_definition(task["taskDefinitionArn"])[1]
-                    self._tasks[arn] = TaskInfo(arn, now, revision)
+                    self._tasks[arn] = TaskInfo(arn, now, revision, task.get("startedBy") or "")
                 else:
                     self._foreign.add(arn)
 
@@ -225,7 +257,7 @@ class EcsWorld:
                 failures = response.get("failures")
                 raise RuntimeError(f"run_task failed for {self.service}: {failures}")
             for task in response["tasks"]:
-                self._tasks[task["taskArn"]] = TaskInfo(task["taskArn"], now, revision)
+                self._tasks[task["taskArn"]] = TaskInfo(task["taskArn"], now, revision, args["startedBy"])
             started += len(response["tasks"])
         return started
 

@@ -2,7 +2,9 @@
 
 Each ``step`` plays one simulated minute: the ECS side plays the scheduler (so actions taken
 through the ECS API show up as tasks), the physics turns load, tasks and faults into metrics,
-and the metrics go to CloudWatch through the writer handed in.
+and the metrics go to CloudWatch through the writer handed in. A task whose own memory (the
+service's share plus what a leak added to it) reaches 100% is killed as ECS kills it
+(``OutOfMemoryError``, see :attr:`Simulator.oom_kills`) and the scheduler replaces it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from simulation.physics import (
 
 MetricWriter = Callable[[pd.DataFrame], int]
 OVERLOAD_SHARE = 1.15   # a task 15% over its usual share of requests starts timing out
+MEMORY_LIMIT = 100.0    # a task is killed when its memory reaches this (% of its reservation)
+OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
 
 
 class Simulator:
@@ -47,6 +51,7 @@ class Simulator:
         self.rng = np.random.default_rng(seed)
         self.faults: list[ActiveFault] = []
         self.snapshot: EcsSnapshot | None = None
+        self.oom_kills: list[tuple[pd.Timestamp, str]] = []   # (when, task ARN) killed for memory
 
     def bootstrap(self, history_days: int = 14) -> pd.DataFrame:
         """Create the ECS service and write ``history_days`` of normal metrics before now."""
@@ -73,6 +78,8 @@ class Simulator:
         """Play the current minute: sync ECS, write the minute's metrics. The clock stays."""
         now = self.clock.now
         self.snapshot = self.world.sync(now)
+        if self._kill_out_of_memory(now, self.snapshot):
+            self.snapshot = self.world.sync(now)   # the scheduler replaces them at once
         frame = self.metrics_at(now, self.snapshot)
         self.write(frame)
         return frame
@@ -95,6 +102,28 @@ class Simulator:
                           fault_errors=sum(self._errors(f, snap, share) for f in active),
                           latency_add=sum(f.fault.latency_add for f in active))
         return service_metrics(index, cond, self.shape, self.rng)
+
+    def task_memory(self, now: pd.Timestamp, snap: EcsSnapshot) -> dict[str, float]:
+        """Each running task's memory without noise: its share of the load plus what leaked into it."""
+        if not snap.tasks:
+            return {}
+        index = pd.DatetimeIndex([now])
+        active = [f for f in self.faults if f.active(now)]
+        normal = normal_load(index, self.shape)
+        load = normal * np.prod([f.fault.load_factor for f in active] or [1.0])
+        share = float(load[0] / self.shape.peak_rpm) * self.shape.nominal_tasks / len(snap.tasks)
+        base = self.shape.memory_base + self.shape.memory_at_peak * share
+        return {t.arn: base + sum(f.fault.leak_per_minute * (now - f.start).total_seconds() / 60
+                                  for f in active if f.fault.leak_per_minute and t.started_at <= f.start)
+                for t in snap.tasks}
+
+    def _kill_out_of_memory(self, now: pd.Timestamp, snap: EcsSnapshot) -> int:
+        """Kill the tasks whose memory reached the limit, as ECS does; returns how many."""
+        doomed = [arn for arn, memory in self.task_memory(now, snap).items() if memory >= MEMORY_LIMIT]
+        for arn in doomed:
+            self.world.kill(arn, OOM_REASON)
+            self.oom_kills.append((now, arn))
+        return len(doomed)
 
     @staticmethod
     def _leak(active: ActiveFault, snap: EcsSnapshot, now: pd.Timestamp) -> float:

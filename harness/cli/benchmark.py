@@ -338,3 +338,8 @@ def load(rate: float, seconds: float, series: int, points: int, detector: str, a
         emit(report.to_dict(), True)
     else:
         click.echo(report.render())
+
+
+from harness.cli.oom import oom  # noqa: E402 - the time-to-OOM benchmark lives in its own module
+
+benchmark.add_command(oom)

@@ -81,18 +81,21 @@ def test_scale_to_sets_the_count(world: EcsWorld, actions: EcsActions) -> None:
         actions.scale_to(CLUSTER, SERVICE, -1)
 
 
-def test_restart_stops_tasks_and_the_next_sync_replaces_them(world: EcsWorld,
+def test_restart_is_a_rolling_deployment_that_keeps_capacity(world: EcsWorld,
                                                              actions: EcsActions, ecs) -> None:
     old = {t.arn for t in world.sync(T0).tasks}
+    made: list[str] = []
+    ecs.meta.events.register("before-call.ecs.*", lambda model, **_: made.append(model.name))
     result = actions.restart_tasks(CLUSTER, SERVICE)
-    assert result.change == "stopped 2 tasks"
-    assert ecs.list_tasks(cluster=CLUSTER, desiredStatus="RUNNING")["taskArns"] == []
-    stopped = ecs.describe_tasks(cluster=CLUSTER, tasks=sorted(old))["tasks"]
-    assert {t["stoppedReason"] for t in stopped} == {"aiops: restart_tasks"}
-    snap = world.sync(T0 + 7 * MINUTE)
-    assert set(snap.replaced) == old and snap.started == 2
-    assert not {t.arn for t in snap.tasks} & old
-    assert all(t.started_at == T0 + 7 * MINUTE for t in snap.tasks)
+    assert result.change == "rolling restart: 2 tasks replaced by a new deployment"
+    assert "StopTask" not in made, "no task is stopped by hand: ECS rolls the deployment"
+    running = []
+    for minute in range(1, 4):
+        snap = world.sync(T0 + minute * MINUTE)
+        running.append(snap.running)
+        assert snap.running >= 2, "capacity never falls below the desired count"
+    assert running[0] == 4, "new tasks start before old ones stop"
+    assert len(snap.tasks) == 2 and not {t.arn for t in snap.tasks} & old, "every task replaced"
 
 
 def test_restart_leaves_other_tasks_of_the_cluster_alone(world: EcsWorld, actions: EcsActions,
@@ -100,9 +103,10 @@ def test_restart_leaves_other_tasks_of_the_cluster_alone(world: EcsWorld, action
     service = ecs.describe_services(cluster=CLUSTER, services=[SERVICE])["services"][0]
     other = ecs.run_task(cluster=CLUSTER, taskDefinition=f"{FAMILY}:1", launchType="FARGATE",
                          networkConfiguration=service["networkConfiguration"])["tasks"][0]
-    assert actions.restart_tasks(CLUSTER, SERVICE).change == "stopped 2 tasks"
-    assert ecs.list_tasks(cluster=CLUSTER, desiredStatus="RUNNING")["taskArns"] == [
-        other["taskArn"]]
+    actions.restart_tasks(CLUSTER, SERVICE)
+    for minute in range(1, 4):
+        world.sync(T0 + minute * MINUTE)
+    assert other["taskArn"] in ecs.list_tasks(cluster=CLUSTER, desiredStatus="RUNNING")["taskArns"]
 
 
 def test_rollback_after_a_bad_deploy_returns_to_the_previous_revision(
@@ -160,7 +164,8 @@ def test_dry_run_changes_nothing_on_the_server(world: EcsWorld, ecs) -> None:
     results = [dry.scale_up(CLUSTER, SERVICE, by=2), dry.restart_tasks(CLUSTER, SERVICE),
                dry.rollback(CLUSTER, SERVICE)]
     assert [r.change for r in results] == [
-        "desired count 2 -> 4", "would stop 2 tasks", f"task definition {FAMILY}:3 -> {FAMILY}:2"]
+        "desired count 2 -> 4", "would replace 2 tasks in a rolling deployment",
+        f"task definition {FAMILY}:3 -> {FAMILY}:2"]
     assert all(r.dry_run and r.after == r.before for r in results)
     assert server_view(ecs) == before
     assert world.sync(T0 + 2 * MINUTE).started == 0

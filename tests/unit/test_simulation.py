@@ -60,3 +60,26 @@ def test_an_extra_task_ends_overload_errors() -> None:
     snap = snapshot(["2026-11-17 08:00"] * 2)
     assert Simulator._errors(overload, snap, np.array([1.5])) == 25.0
     assert Simulator._errors(overload, snap, np.array([1.0])) == 0.0
+
+
+class KillingWorld:
+    """The one call the simulator makes to kill a task, recorded."""
+
+    def __init__(self):
+        self.killed: list[tuple[str, str]] = []
+
+    def kill(self, arn: str, reason: str) -> None:
+        self.killed.append((arn, reason))
+
+
+def test_a_task_whose_memory_reaches_its_limit_is_oom_killed() -> None:
+    world = KillingWorld()
+    sim = Simulator(world, write=lambda frame: len(frame), clock=None)
+    leak = ActiveFault(FAULTS["memory_leak"], pd.Timestamp("2026-11-17 10:00", tz="UTC"))
+    sim.faults.append(leak)
+    tasks = snapshot(["2026-11-17 08:00", "2026-11-17 10:30"])   # the second started after the leak
+    assert sim._kill_out_of_memory(pd.Timestamp("2026-11-17 10:20", tz="UTC"), tasks) == 0
+    later = pd.Timestamp("2026-11-17 10:50", tz="UTC")
+    assert sim._kill_out_of_memory(later, tasks) == 1
+    assert world.killed == [("arn:0", "OutOfMemoryError: Container killed due to memory usage")]
+    assert sim.oom_kills == [(later, "arn:0")]
