@@ -226,6 +226,11 @@ def incidents_router(ctx: ApiContext) -> APIRouter:
                 if step == "resolve":
                     incident, sent = call(ctx.platform, incident_id, body.by, body.note or "")
                     return {"incident": incident.to_dict(), "report_message_id": sent}
+                if step == "alert":
+                    outcome = call(ctx.platform, incident_id, body.by, body.note or "")
+                    if outcome.status == "failed":
+                        raise HTTPException(502, detail=f"the page was not sent: {outcome.error}")
+                    return {"incident": ctx.store.get(incident_id).to_dict(), "outcome": outcome.to_dict()}
                 incident = call(ctx.platform, incident_id, body.by)
             except IncidentStateError as exc:
                 raise HTTPException(409, detail=str(exc)) from None
@@ -238,7 +243,8 @@ def incidents_router(ctx: ApiContext) -> APIRouter:
     for step, call, summary in (
             ("approve", usecases.approve, "Approve the action an incident waits for (approve mode)"),
             ("acknowledge", usecases.acknowledge, "Acknowledge an incident: escalation stops paging"),
-            ("resolve", usecases.resolve, "Resolve an incident by hand and send its RCA report")):
+            ("resolve", usecases.resolve, "Resolve an incident by hand and send its RCA report"),
+            ("alert", usecases.alert, "Page the on-call role now with the incident's diagnosis")):
         router.add_api_route(f"/v1/incidents/{{incident_id}}/{step}", person_step(step, call),
                              methods=["POST"], summary=summary, dependencies=guarded,
                              responses=responses, name=f"{step}_incident")

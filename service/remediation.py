@@ -140,14 +140,23 @@ class Remediator:
         return None
 
     def _alert(self, incident_id: int, diagnosis: Diagnosis, at: Any) -> Outcome:
+        return self.alert(incident_id, diagnosis, at)
+
+    def alert(self, incident_id: int, diagnosis: Diagnosis, at: Any, by: str | None = None,
+              note: str = "") -> Outcome:
+        """Page the on-call role with the incident's diagnosis: the playbook's ``alert_only``,
+        or a person's request (``by``). Nothing on ECS changes, so every mode sends it."""
         subject = f"[{diagnosis.severity}] incident {incident_id}: {diagnosis.root_cause}"
         body = f"{diagnosis.explanation}\nNext step: {diagnosis.manual_action}"
+        if by:
+            body += f"\nPaged by {by}" + (f": {note}" if note else "")
         try:
             message_id = self.notifier.notify(self.on_call, subject, body)
         except NotifyError as exc:
-            self.store.record(incident_id, at, "alert_failed", {"error": str(exc)})
+            self.store.record(incident_id, at, "alert_failed", {"error": str(exc), "by": by})
             return Outcome("alert_only", "failed", "none", str(exc))
-        self.store.record(incident_id, at, "alert_sent", {"role": self.on_call, "message_id": message_id})
+        self.store.record(incident_id, at, "alert_sent", {"role": self.on_call, "message_id": message_id}
+                          | ({"by": by, "note": note} if by else {}))
         return Outcome("alert_only", "alerted", f"alerted {self.on_call}", started_at=pd.Timestamp(at))
 
     # ------------------------------------------------------------------ every origin

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from rca.diagnosis import Diagnosis
 from service.bootstrap import Platform
+from service.incident import IncidentStateError
 from service.remediation import Outcome
 from service.reporting import resolve_and_report
 from service.requests import ActionCommand
@@ -79,6 +80,19 @@ def resolve(platform: Platform, incident_id: int, by: str, note: str = "") -> tu
     """Resolve by hand and send the RCA report to the on-call role; the report's message id."""
     return resolve_and_report(platform.store, platform.notifier, incident_id, by, note or "",
                               platform.on_call, platform.settings.reports_dir, platform.clock())
+
+
+def alert(platform: Platform, incident_id: int, by: str, note: str = "") -> Outcome:
+    """Page the on-call role now with an open incident's diagnosis (the playbook's alert, asked
+    for by a person); logged on its timeline. Raises KeyError for an unknown incident and
+    IncidentStateError for one that is closed or not yet diagnosed."""
+    incident = platform.store.get(incident_id)
+    if not incident.status.is_open:
+        raise IncidentStateError(f"incident {incident_id} is {incident.status}; "
+                                 "there is nothing to page about")
+    if incident.diagnosis is None:
+        raise IncidentStateError(f"incident {incident_id} has no diagnosis yet; page when it has one")
+    return platform.remediator().alert(incident_id, incident.diagnosis, platform.clock(), by=by, note=note)
 
 
 def diagnose(platform: Platform, payload: Any) -> tuple[Diagnosis, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from service.cli.common import emit, existing_store, handle_errors, settings_from
+from service.cli.common import emit, existing_store, fail, handle_errors, settings_from
 
 
 @click.group()
@@ -139,3 +139,23 @@ def resolve_incident(ctx, incident_id: int, by: str | None, note: str, config_pa
     emit(incident.to_dict() | {"report_message_id": sent}, as_json,
          [["incident", incident.id], ["status", incident.status], ["by", _who(by)],
           ["report sent to", role if sent else "not sent (see the incident log)"]])
+
+
+@incidents.command("alert")
+@click.argument("incident_id", type=int)
+@click.option("--by", default=None, help="Who pages [the current user].")
+@click.option("--note", default="", help="Why, added to the page.")
+@click.option("--config", "config_path", envvar="AIOPS_CONFIG",
+              type=click.Path(dir_okay=False), help="Notifiers for the page [env AIOPS_CONFIG].")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handle_errors
+def alert_incident(ctx, incident_id: int, by: str | None, note: str, config_path, as_json: bool) -> None:
+    """Page the on-call role now with an open incident's diagnosis (logged on its timeline)."""
+    from service import usecases
+
+    outcome = usecases.alert(_platform(ctx, config_path), incident_id, _who(by), note)
+    if outcome.status == "failed":
+        fail(f"the page was not sent: {outcome.error}")
+    emit(outcome.to_dict() | {"incident": incident_id}, as_json,
+         [["incident", incident_id], ["paged", outcome.change.removeprefix("alerted ")], ["by", _who(by)]])

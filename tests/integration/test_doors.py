@@ -13,11 +13,11 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+from harness.cli import cli
 from rca.playbook import load_playbook
 from rca.rules import RuleClassifier
 from service.api import create_app
 from service.bootstrap import build_platform
-from harness.cli import cli
 from service.ecs import EcsActions
 from service.lambda_handlers import rollback_handler
 from service.settings import Mode, ServiceTarget, Settings
@@ -136,7 +136,7 @@ def _awaiting(data_dir: Path) -> int:
 
 
 def _person_cli(data_dir: Path, step: str, incident: int) -> int:
-    command = {"approve": "approve", "acknowledge": "ack", "resolve": "resolve"}[step]
+    command = {"approve": "approve", "acknowledge": "ack", "resolve": "resolve", "alert": "alert"}[step]
     result = CliRunner().invoke(cli, ["incidents", command, str(incident), "--by", "alice", "--json"],
                                 env=_env(data_dir, Mode.APPROVE))
     return result.exit_code
@@ -149,7 +149,8 @@ def _person_http(data_dir: Path, step: str, incident: int) -> int:
     return 0 if reply.status_code == 200 else 1
 
 
-STEPS = [["approve", "resolve"], ["acknowledge", "resolve"], ["resolve", "approve"]]
+STEPS = [["approve", "resolve"], ["acknowledge", "resolve"], ["alert", "resolve"], ["resolve", "approve"],
+         ["resolve", "alert"]]
 
 
 @pytest.mark.parametrize("steps", STEPS, ids="-then-".join)
@@ -162,14 +163,42 @@ def test_a_person_s_steps_do_the_same_through_the_cli_and_http(steps, tmp_path) 
         store = IncidentStore(data_dir / "incidents.sqlite")
         final = store.get(incident)
         seen[door] = (codes, final.status, final.approved_by, final.acked_by,
-                      [e["kind"] for e in store.events(incident)])
+                      [e["kind"] for e in store.events(incident)],
+                      [e["data"].get("by") for e in store.events(incident) if e["kind"] == "alert_sent"])
     assert seen["cli"] == seen["http"], seen
-    codes, status, *_, kinds = seen["cli"]
+    codes, status, *_, kinds, paged_by = seen["cli"]
     if steps[-1] == "resolve":
         assert codes == [0, 0] and status == "resolved"
         assert kinds[-2:] == ["report", "report_sent"], "resolving sends the RCA report from every door"
     else:
-        assert codes == [0, 1], "approving a resolved incident is refused"
+        assert codes == [0, 1], f"{steps[-1]} on a resolved incident is refused"
+    assert paged_by == (["alice"] if steps[0] == "alert" else []), "a page names who asked for it"
+
+
+# --- diagnose: the same cause from every door, in every mode, and nothing acts ----------------------
+
+SEED_PAYLOAD = {"anomalies": ["CPU: 60% (expected 4%)"], "metrics": {"cpu_utilization": 60}}
+
+
+@pytest.mark.parametrize("mode", list(Mode), ids=[m.value for m in Mode])
+def test_diagnose_gives_the_same_answer_through_every_door_and_changes_nothing(mode, ecs, tmp_path,
+                                                                                monkeypatch) -> None:
+    from service import lambda_handlers
+
+    for name, value in _env(tmp_path, mode).items():
+        monkeypatch.setenv(name, value)
+    done = CliRunner().invoke(cli, ["rca", "--payload", json.dumps(SEED_PAYLOAD), "--json"])
+    assert done.exit_code == 0, done.stderr
+    by_http = TestClient(create_app(Settings(api_tokens=[TOKEN]))).post("/v1/rca", json=SEED_PAYLOAD,
+                                                                       headers=AUTH)
+    monkeypatch.setattr(lambda_handlers, "_cache", {})
+    by_lambda = lambda_handlers.rca_handler(SEED_PAYLOAD, None)
+    answers = [json.loads(done.stdout), by_http.json(), json.loads(by_lambda["body"])]
+    assert len({(a["root_cause"], a["auto_action"], a["confidence"]) for a in answers}) == 1, answers
+    assert answers[0]["root_cause"] == "high_cpu" and answers[0]["auto_action"] == "scale_up"
+    state = ecs.describe(CLUSTER, SERVICE)
+    assert (state.desired_count, state.revision) == (2, 3), "naming a cause never acts"
+    assert not (tmp_path / "incidents.sqlite").exists() or _log(tmp_path) == []
 
 
 # --- idempotency keys: a caller cannot cancel the platform's own action -----------------------------
