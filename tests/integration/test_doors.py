@@ -135,15 +135,15 @@ def _awaiting(data_dir: Path) -> int:
     return incident
 
 
-def _person_cli(data_dir: Path, step: str, incident: int) -> int:
+def _person_cli(data_dir: Path, step: str, incident: int, mode: Mode) -> int:
     command = {"approve": "approve", "acknowledge": "ack", "resolve": "resolve", "alert": "alert"}[step]
     result = CliRunner().invoke(cli, ["incidents", command, str(incident), "--by", "alice", "--json"],
-                                env=_env(data_dir, Mode.APPROVE))
+                                env=_env(data_dir, mode))
     return result.exit_code
 
 
-def _person_http(data_dir: Path, step: str, incident: int) -> int:
-    settings = Settings(data_dir=data_dir, mode=Mode.APPROVE, api_tokens=[TOKEN])
+def _person_http(data_dir: Path, step: str, incident: int, mode: Mode) -> int:
+    settings = Settings(data_dir=data_dir, mode=mode, api_tokens=[TOKEN])
     reply = TestClient(create_app(settings, RuleClassifier(load_playbook()))).post(
         f"/v1/incidents/{incident}/{step}", json={"by": "alice"}, headers=AUTH)
     return 0 if reply.status_code == 200 else 1
@@ -153,13 +153,14 @@ STEPS = [["approve", "resolve"], ["acknowledge", "resolve"], ["alert", "resolve"
          ["resolve", "alert"]]
 
 
+@pytest.mark.parametrize("mode", list(Mode), ids=[m.value for m in Mode])
 @pytest.mark.parametrize("steps", STEPS, ids="-then-".join)
-def test_a_person_s_steps_do_the_same_through_the_cli_and_http(steps, tmp_path) -> None:
+def test_a_person_s_steps_do_the_same_through_the_cli_and_http(steps, mode, tmp_path) -> None:
     seen = {}
     for door, run in (("cli", _person_cli), ("http", _person_http)):
         data_dir = tmp_path / door
         incident = _awaiting(data_dir)
-        codes = [run(data_dir, step, incident) for step in steps]
+        codes = [run(data_dir, step, incident, mode) for step in steps]
         store = IncidentStore(data_dir / "incidents.sqlite")
         final = store.get(incident)
         seen[door] = (codes, final.status, final.approved_by, final.acked_by,
