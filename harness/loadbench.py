@@ -140,6 +140,7 @@ def write_bundles(model_dir: Path, services: list[str], detector: str = "robust_
     from detection.ensemble import ServiceDetector
     from detection.zscore import RobustZDetector
     from models.bundle import save_bundle
+    from models.signing import local_key
     from simulation.physics import ServiceShape, history
 
     frame = history(SCORED_AT.floor("D"), days, ServiceShape(), np.random.default_rng(seed))
@@ -150,8 +151,10 @@ def write_bundles(model_dir: Path, services: list[str], detector: str = "robust_
     else:
         raise ValueError(f"unknown detector {detector!r}; known: robust_z, ensemble")
     window = (frame.index[0].isoformat(), frame.index[-1].isoformat())
+    # signed with the data directory's key, which the served process finds there too
+    key = local_key(model_dir.parent, create=True, announce=lambda _: None)
     for service in services:
-        save_bundle(model, {"detector": detector}, model_dir / f"{cluster}--{service}",
+        save_bundle(model, {"detector": detector}, model_dir / f"{cluster}--{service}", key=key,
                     metrics=list(frame.columns), data_window=window)
 
 

@@ -22,6 +22,7 @@ from service.bootstrap import Platform, build_platform
 from service.cloudwatch import CloudWatchMetrics
 from service.notify import SnsNotifier
 from service.settings import ServiceTarget, Settings
+from service.signing import bundle_trust
 from service.watch_config import WatchConfig
 from simulation.clock import SimClock
 from simulation.ecs_world import EcsWorld
@@ -93,11 +94,13 @@ class SimulatedPlatform(SimulatedEnvironment):
 
     def train(self, service: SimulatedService, options: TrainOptions,
               mlflow_uri: str | None = None, experiment: str = "aiops-demo") -> ServiceResult:
-        """The service's model, fitted on its CloudWatch history by the nightly pipeline."""
+        """The service's model, fitted on its CloudWatch history by the nightly pipeline; its
+        bundle signed with the data directory's key (generated on first use)."""
         target = service.target
-        tracker = MlflowTracker(mlflow_uri, experiment=experiment) if mlflow_uri else None
+        trust = bundle_trust(self.settings, "aiops demo", create=True, factory=self.factory)
+        tracker = MlflowTracker(trust, mlflow_uri, experiment=experiment) if mlflow_uri else None
         return train_service(target.cluster, target.service, service.metrics, end=self.clock.now,
-                             store=LocalModelStore(self.settings.model_dir / "registry"),
+                             store=LocalModelStore(self.settings.model_dir / "registry", trust),
                              options=options, deploy_root=self.settings.model_dir, tracker=tracker)
 
     def escalation_notifier(self, factory: ClientFactory | None = None) -> SnsNotifier:

@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 
 from models.bundle import Bundle, BundleError, bundle_digest, load_bundle, package_versions
+from models.signing import Trust
 from models.store import ModelStoreError, ModelVersion, _one_of
 
 DIGEST_TAG = "bundle_digest"
@@ -43,12 +44,16 @@ class MlflowModelStore:
     Parameters
     ----------
     tracking_uri : the tracking/registry URI, e.g. ``sqlite:///mlflow.db`` or ``http://host:5000``.
+    trust : the signing key and the loader's name (``models.signing.Trust``); a version is
+        loaded only when its bundle is signed with that key and its manifest matches the
+        ``bundle_digest`` tag recorded at publication (a missing tag is refused too).
     """
 
     kind = "mlflow"
 
-    def __init__(self, tracking_uri: str):
+    def __init__(self, tracking_uri: str, trust: Trust):
         self.tracking_uri = tracking_uri
+        self.trust = trust
         self._client = None
 
     @property
@@ -158,10 +163,17 @@ class MlflowModelStore:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=location, dst_path=tmp,
                                                              tracking_uri=self.tracking_uri))
             bundle_dir = local / "artifacts" / "bundle"
+            loader = f"{self.trust.loader} (MLflow registry {uri})"
             if not bundle_dir.is_dir():
-                raise BundleError(f"{uri} has no bundle artifact; it was not published by aiops train")
-            bundle = load_bundle(bundle_dir, expected_digest=found.digest or None)
-        return Bundle(bundle.config, bundle.model, bundle.manifest, bundle.path, uri, bundle.digest)
+                raise BundleError(f"{loader}: no bundle artifact; it was not published by aiops train")
+            if not found.digest:
+                raise BundleError(f"{loader}: version {found.version} has no {DIGEST_TAG} tag (removed, "
+                                  "or not published by aiops train), so nothing pins its bundle; "
+                                  "refusing to load it. Retrain with `aiops train`")
+            bundle = load_bundle(bundle_dir, trust=self.trust.named(loader),
+                                 expected_digest=found.digest)
+        return Bundle(bundle.config, bundle.model, bundle.manifest, bundle.path, uri, bundle.digest,
+                      bundle.signed)
 
 
 def _quote(value: str) -> str:

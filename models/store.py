@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from models.bundle import Bundle, BundleError, bundle_digest, load_bundle
+from models.signing import Trust
 
 CHAMPION = "champion"
 CHALLENGER = "challenger"
@@ -61,6 +62,7 @@ class ModelStore(Protocol):
     """What the pipeline and the scoring side need from a store."""
 
     kind: str
+    trust: Trust
 
     def versions(self, name: str) -> list[ModelVersion]: ...
 
@@ -83,12 +85,19 @@ class LocalModelStore:
     ``registry.json`` holds every version's digest and information and the aliases; it is
     rewritten atomically under a file lock, so two jobs publishing at once cannot lose a
     version. Version directories are never modified after publication.
+
+    Parameters
+    ----------
+    root : the store's directory.
+    trust : the signing key and the loader's name (``models.signing.Trust``): every bundle is
+        checked against it when published and when loaded, and training signs with its key.
     """
 
     kind = "local"
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, trust: Trust):
         self.root = Path(root)
+        self.trust = trust
 
     def _dir(self, name: str) -> Path:
         if not name or "/" in name or name.startswith("."):
@@ -150,7 +159,7 @@ class LocalModelStore:
         The same bundle again (same digest) returns its existing version, with ``info`` merged
         into what is recorded about it (the figures of the newest evaluation it met).
         """
-        load_bundle(bundle_dir)  # never publish what cannot be loaded back
+        load_bundle(bundle_dir, trust=self.trust)  # never publish what cannot be loaded back
         digest = bundle_digest(bundle_dir)
         with self._locked(name) as registry:
             for number, entry in registry["versions"].items():
@@ -194,7 +203,7 @@ class LocalModelStore:
         if found is None:
             what = f"alias {alias!r}" if alias is not None else f"version {version}"
             raise ModelStoreError(f"model {name} has no {what} in the local store {self.root}")
-        return load_bundle(found.source, expected_digest=found.digest)
+        return load_bundle(found.source, trust=self.trust, expected_digest=found.digest)
 
     def export(self, name: str, version: int, directory: str | Path) -> Path:
         """Replace ``directory`` with a copy of a version (the service's deployed bundle).
@@ -232,7 +241,8 @@ def load_champion(store: ModelStore, name: str, fallback_dir: str | Path | None 
     """The bundle the scoring side should use for model ``name``.
 
     The store's ``champion``; when the store has none, the bundle in ``fallback_dir`` (the
-    service's deployed bundle, which ``aiops baseline`` also writes). Errors name both places.
+    service's deployed bundle, which ``aiops baseline`` also writes), checked with the store's
+    trust. Errors name both places.
     """
     try:
         return store.load(name, alias=CHAMPION)
@@ -240,4 +250,4 @@ def load_champion(store: ModelStore, name: str, fallback_dir: str | Path | None 
         if fallback_dir is None or not (Path(fallback_dir) / "manifest.json").is_file():
             where = f" and no bundle at {fallback_dir}" if fallback_dir is not None else ""
             raise ModelStoreError(f"{exc}{where}; train one with `aiops train`") from None
-        return load_bundle(fallback_dir)
+        return load_bundle(fallback_dir, trust=store.trust)

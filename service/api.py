@@ -305,11 +305,17 @@ def build_context(settings: Settings, classifier: RootCauseClassifier | None = N
                   **pieces: Any) -> ApiContext:
     """What the routes share: the platform from the one bootstrap (``pieces`` go to
     :func:`~service.bootstrap.build_platform`: fakes for tests), the served models, metrics."""
+    pieces.setdefault("door", "aiops serve")
     platform = platform or build_platform(settings, config_path, classifier=classifier, **pieces)
     platform.classifier()   # loaded (and logged) once, at start-up, not on the first request
+    if models is None:
+        from service.signing import bundle_trust
+
+        trust = bundle_trust(platform.settings, platform.door, factory=platform.factory)
+        models = load_service_models(platform.settings.model_dir, trust=trust)
     return ApiContext(
         platform=platform,
-        models=models if models is not None else load_service_models(platform.settings.model_dir),
+        models=models,
         metrics=ApiMetrics(platform.store),
         require_token=bearer_auth(platform.settings.api_tokens, insecure_no_auth))
 

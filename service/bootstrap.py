@@ -58,6 +58,7 @@ class Platform:
     factory: ClientFactory
     actions: ActionsFactory
     classifier_override: RootCauseClassifier | None = None
+    door: str = "aiops"
     guardrails_override: Guardrails | None = None
     _remediators: dict[bool, Remediator] = field(default_factory=dict, repr=False)
     _classifiers: dict[float | None, tuple[RootCauseClassifier, str]] = field(default_factory=dict,
@@ -101,7 +102,8 @@ class Platform:
             else:
                 from service.diagnose import load_rca_classifier
 
-                chosen = load_rca_classifier(self.settings, self.playbook, threshold)
+                chosen = load_rca_classifier(self.settings, self.playbook, threshold, loader=self.door,
+                                             factory=self.factory)
             self._classifiers[threshold] = chosen
         return self._classifiers[threshold]
 
@@ -161,12 +163,15 @@ def build_platform(settings: Settings | None = None, config: WatchConfig | str |
                    factory: ClientFactory | None = None, actions: ActionsFactory | None = None,
                    store: IncidentRepository | None = None, notifier: Notifier | None = None,
                    clock: Clock | None = None, classifier: RootCauseClassifier | None = None,
-                   guardrails: Guardrails | None = None, notify_stream: Any = None) -> Platform:
+                   guardrails: Guardrails | None = None, notify_stream: Any = None,
+                   door: str = "aiops") -> Platform:
     """The platform from settings and the watch config (an object, a path, or None for none).
 
     The config's ``mode`` applies unless the settings set one explicitly. Every piece not handed
     in is the real one: boto3 clients, the incident log the settings choose (:func:`open_store`),
     the notifiers the config names (the console when none), the wall clock shifted as the settings say.
+    ``door`` names the process in what it logs and refuses (``aiops watch``, ``RCA Lambda``...),
+    e.g. a root-cause classifier bundle whose signature is wrong.
     """
     settings = settings or Settings()
     if not isinstance(config, WatchConfig):
@@ -180,4 +185,4 @@ def build_platform(settings: Settings | None = None, config: WatchConfig | str |
                     store=store or open_store(settings, factory), notifier=notifier,
                     clock=clock or settings.clock, factory=factory,
                     actions=actions or real_actions(settings, factory), classifier_override=classifier,
-                    guardrails_override=guardrails)
+                    guardrails_override=guardrails, door=door)

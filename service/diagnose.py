@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -27,7 +28,11 @@ from rca.playbook import Playbook
 from rca.rules import RuleClassifier
 from rca.window import window_features
 from service.settings import Settings
+from service.signing import bundle_trust, signing_key
 from service.store import IncidentStore
+
+if TYPE_CHECKING:
+    from service.aws import ClientFactory
 
 log = logging.getLogger("aiops.rca")
 
@@ -40,14 +45,16 @@ def rca_bundle_dir(settings: Settings) -> Path:
     return settings.model_dir / "rca"
 
 
-def load_rca_classifier(settings: Settings, playbook: Playbook,
-                        threshold: float | None = None) -> tuple[RootCauseClassifier, str]:
+def load_rca_classifier(settings: Settings, playbook: Playbook, threshold: float | None = None, *,
+                        loader: str = "aiops rca",
+                        factory: ClientFactory | None = None) -> tuple[RootCauseClassifier, str]:
     """The classifier every door uses, and which one it is, in words. Never trains.
 
     In order: a model retrained with ``aiops train-rca`` under the data dir (the linear model's
     JSON, or a scikit-learn bundle of ``--model forest|hgb|logistic``), else the model shipped
     with the package (:data:`rca.linear.SHIPPED`), else the rules. A file that fails its
-    checks (format, shapes, hashes, features) is refused with a warning, never used.
+    checks (signature, format, shapes, hashes, features) is refused with a warning naming
+    ``loader``, never used; nothing in it is unpickled.
     """
     from rca.classifier import TrainedClassifier
     from rca.linear import SHIPPED, LinearModel, ModelFileError
@@ -58,7 +65,8 @@ def load_rca_classifier(settings: Settings, playbook: Playbook,
     candidates = [(directory / LINEAR_FILE, f"trained model from {directory / LINEAR_FILE}")]
     if (directory / "manifest.json").is_file():
         try:
-            classifier = load_classifier(directory, playbook)
+            trust = bundle_trust(settings, f"{loader} (root-cause classifier)", factory=factory)
+            classifier = load_classifier(directory, playbook, trust=trust)
         except (BundleError, OSError, ValueError) as exc:
             log.warning("root-cause classifier: cannot use the trained bundle (%s)", exc)
         else:
@@ -104,7 +112,8 @@ def train_rca(settings: Settings, playbook: Playbook, n_services: int | None = N
     else:
         classifier, info = train(playbook, n_services or DEFAULT_SERVICES, kind, labels,
                                  threshold=settings.threshold, n_jobs=n_jobs, progress=progress)
-        path = save_classifier(classifier, info, rca_bundle_dir(settings))
+        key = signing_key(settings, create=True)
+        path = save_classifier(classifier, info, rca_bundle_dir(settings), key=key)
     log.info("root-cause classifier trained in %.0f s and saved to %s", info.seconds, path)
     return classifier, info, path
 

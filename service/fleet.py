@@ -133,14 +133,14 @@ def stop_on_signals(stop: threading.Event, signals=(signal.SIGTERM, signal.SIGIN
 def build_fleet(settings: Settings, config: WatchConfig, factory: ClientFactory,
                 load_detector: DetectorLoader, clock: Callable[[], pd.Timestamp],
                 notifier: Notifier | None = None, store: IncidentStore | None = None,
-                retry_log: RetryLog | None = None) -> Fleet:
+                retry_log: RetryLog | None = None, door: str = "aiops watch") -> Fleet:
     """One watcher per configured service, from the one bootstrap: they share the log, the
-    notifier and the guarded remediator."""
+    notifier and the guarded remediator. ``door`` names the process in refusals."""
     retry_log = retry_log or RetryLog()
     for name in ("ecs", "cloudwatch", "application-autoscaling", "sns", "ses"):
         retry_log.attach(factory.client(name))
     platform = build_platform(settings, config, factory=factory, notifier=notifier, store=store,
-                              clock=clock)
+                              clock=clock, door=door)
     settings = platform.settings
     services = config.services or [ServiceConfig(cluster=settings.target.cluster,
                                                  service=settings.target.service)]

@@ -72,7 +72,7 @@ def _platform():
             if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and not settings.data_dir.is_absolute():
                 settings = settings.model_copy(update={"data_dir": Path("/tmp") / settings.data_dir})
             _cache["platform"] = build_platform(settings, os.environ.get("AIOPS_CONFIG"),
-                                                notify_stream=sys.stdout)
+                                                notify_stream=sys.stdout, door="aiops Lambda")
         except (ValueError, OSError) as exc:  # ConfigError, a refused setting, an unusable store
             raise Misconfigured(str(exc).splitlines()[0]) from None
         _cache["environment"] = environment

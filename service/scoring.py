@@ -29,6 +29,7 @@ from detection.anomaly import Anomaly
 from detection.metrics import spec_for
 from detection.zscore import RobustZDetector
 from models.bundle import BundleError
+from models.signing import Trust
 from models.store import LocalModelStore, load_champion
 from rca.payload import PayloadError
 
@@ -256,20 +257,24 @@ class ServiceModels:
 
 def discover(model_dir: Path) -> list[str]:
     """Model names with a champion in the local store or a deployed bundle under ``model_dir``."""
-    names = set(LocalModelStore(model_dir / "registry").names())
+    registry = model_dir / "registry"
+    names = ({p.name for p in registry.iterdir() if (p / "registry.json").is_file()}
+             if registry.is_dir() else set())
     if model_dir.is_dir():
         names |= {p.name for p in model_dir.iterdir()
                   if "--" in p.name and (p / "manifest.json").is_file()}
     return sorted(names)
 
 
-def load_service_models(model_dir: Path, names: Iterable[str] | None = None) -> ServiceModels:
+def load_service_models(model_dir: Path, names: Iterable[str] | None = None, *,
+                        trust: Trust) -> ServiceModels:
     """Load the champion of each service under ``model_dir`` (or of ``names``), once.
 
-    A bundle that fails its checks is left out and its reason kept, so a request for that
-    service says why instead of being scored by a model nobody vetted.
+    A bundle that fails its checks (``trust``: its signature; its hashes, digest, versions) is
+    left out and its reason kept, so a request for that service says why instead of being
+    scored by a model nobody vetted.
     """
-    store = LocalModelStore(model_dir / "registry")
+    store = LocalModelStore(model_dir / "registry", trust)
     found = ServiceModels(where=str(model_dir))
     for name in names if names is not None else discover(model_dir):
         try:

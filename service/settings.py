@@ -109,6 +109,13 @@ class Settings(BaseSettings):
                                                                          "HTTP API reads (413 above)")
     api_max_points: int = Field(100_000, ge=1, description="most metric points one /v1/score request "
                                                            "may carry")
+    signing_key: SecretStr | None = Field(None, description="the key that signs and checks model "
+                                          "bundles (AIOPS_SIGNING_KEY, 32+ characters); else "
+                                          "signing_secret_id, else <data dir>/signing.key")
+    signing_secret_id: str | None = Field(None, description="an AWS Secrets Manager secret holding "
+                                          "the signing key (AIOPS_SIGNING_SECRET_ID)")
+    allow_unsigned: bool = Field(False, description="load model bundles whose signature is missing "
+                                 "or wrong (AIOPS_ALLOW_UNSIGNED; local experiments only)")
 
     @field_validator("api_tokens", mode="before")
     @classmethod

@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from models.signing import SigningKey, Trust
 from service.ecs import ActionResult, EcsActionError, ScalingTarget, ServiceState
+
+TEST_KEY = SigningKey(b"tests-only signing key, 32+ bytes long", "tests")
+
+
+def trusting(loader: str = "tests", key: SigningKey | None = TEST_KEY) -> Trust:
+    """A loader's trust with the tests' signing key (what a configured AIOPS_SIGNING_KEY gives)."""
+    return Trust(key, loader)
 
 MUTATING = ("scale_up", "scale_to", "restart_tasks", "rollback")
 

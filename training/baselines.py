@@ -16,6 +16,7 @@ import pandas as pd
 from detection.frames import MetricFrameError, check_metric_frame
 from detection.zscore import RobustZDetector
 from models.bundle import save_bundle
+from models.signing import SigningKey
 from training.errors import TrainingError
 
 __all__ = ["HistorySource", "TrainingError", "TrainingResult", "train_detector"]
@@ -37,8 +38,9 @@ class TrainingResult:
 
 
 def train_detector(source: HistorySource, end: pd.Timestamp, days: int, bundle_dir: Path,
-                   threshold: float = 4.0) -> TrainingResult:
-    """Read ``days`` of history ending at ``end``, fit the detector, write the bundle."""
+                   threshold: float = 4.0, *, key: SigningKey) -> TrainingResult:
+    """Read ``days`` of history ending at ``end``, fit the detector, write the bundle signed
+    with ``key``."""
     start = pd.Timestamp(end) - pd.Timedelta(days=days)
     history = source.read(start, end)
     present = [c for c in history.columns if history[c].notna().any()]
@@ -52,6 +54,6 @@ def train_detector(source: HistorySource, end: pd.Timestamp, days: int, bundle_d
     detector = RobustZDetector(threshold=threshold).fit(frame)
     window = (frame.index[0].isoformat(), frame.index[-1].isoformat())
     path = save_bundle(detector, {"detector": "robust_z", "threshold": threshold, "days": days},
-                       bundle_dir, metrics=present, data_window=window)
+                       bundle_dir, key=key, metrics=present, data_window=window)
     return TrainingResult(detector, path, int(frame.notna().sum().sum()), present,
                           detector.baseline_.resolution_, frame.index[0], frame.index[-1])

@@ -196,7 +196,8 @@ def train_services(targets: list[Target], options: TrainOptions, *, end: pd.Time
     targets : the services and their history sources.
     options : see ``TrainOptions``.
     end : the end of the history window (exclusive).
-    store : the local model store; every bundle is published there.
+    store : the local model store; every bundle is published there, signed with the key of
+        its ``trust`` (``models.signing``).
     deploy_root : the champion of each service is copied to ``deploy_root / name``.
     tracker : MLflow tracking; None (or an unreachable store) skips it, with the reason.
     progress : where progress bars and notes go.
@@ -206,6 +207,9 @@ def train_services(targets: list[Target], options: TrainOptions, *, end: pd.Time
     options.validate()
     if not targets:
         raise TrainingError("no services to train")
+    if store.trust.key is None:
+        raise TrainingError("no signing key to sign the model bundles with: set AIOPS_SIGNING_KEY "
+                            "or AIOPS_SIGNING_SECRET_ID (or let aiops generate the data directory's key)")
     progress = progress or NullProgress()
     start, stop = history_window(end, options)
     prepared = [_prepare(t, options, start, stop, progress) for t in targets]
@@ -311,7 +315,8 @@ def _finish(item: _Prepared, model: Any, state: bytes, options: TrainOptions, st
     champion = _current_champion(primary, name, result)
     with tempfile.TemporaryDirectory(prefix="aiops-bundle-") as tmp:
         bundle_dir = save_bundle(
-            model, options.detector, Path(tmp) / "bundle", metrics=list(split.train.columns),
+            model, options.detector, Path(tmp) / "bundle", key=store.trust.key,
+            metrics=list(split.train.columns),
             data_window=(split.train.index[0].isoformat(), split.train.index[-1].isoformat()),
             feature_names=feature_names(model, list(split.train.columns)),
             evaluation=result.evaluation, state=state)

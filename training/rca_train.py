@@ -19,7 +19,8 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from models.bundle import BundleError, load_bundle, save_bundle
+from models.bundle import RCA_CLASSIFIER, BundleError, load_bundle, save_bundle
+from models.signing import SigningKey, Trust
 from rca.classifier import CANDIDATES, TrainedClassifier, build_model
 from rca.features import Features
 from rca.guards import model_class
@@ -119,23 +120,27 @@ def rules_for(playbook: Playbook, threshold: float) -> Rules:
                  recent_deployment_minutes=playbook.recent_deployment_minutes, threshold=threshold)
 
 
-def save_classifier(classifier: TrainedClassifier, info: TrainInfo, directory: str | Path) -> Path:
-    """Write the fitted model as a bundle (config.json + state.joblib + manifest.json)."""
+def save_classifier(classifier: TrainedClassifier, info: TrainInfo, directory: str | Path, *,
+                    key: SigningKey) -> Path:
+    """Write the fitted model as a signed bundle (config.json + state.skops + manifest.json +
+    manifest.sig; skops, scikit-learn's format that loads without unpickling)."""
     config = {"kind": BUNDLE_KIND, "model": info.kind, "feature_names": list(FEATURE_NAMES),
               "classes": classifier.classes, "training": vars(info)}
-    return save_bundle(classifier.model, config, directory, metrics=list(MODEL_METRICS),
-                       data_window=(f"seed {info.seeds[0]}", f"seed {info.seeds[1]}"))
+    return save_bundle(classifier.model, config, directory, key=key, metrics=list(MODEL_METRICS),
+                       data_window=(f"seed {info.seeds[0]}", f"seed {info.seeds[1]}"),
+                       kind=RCA_CLASSIFIER)
 
 
-def load_classifier(directory: str | Path, playbook: Playbook) -> TrainedClassifier:
-    """Load a saved classifier bundle, checking its hashes, kind and feature names."""
-    bundle = load_bundle(directory)
+def load_classifier(directory: str | Path, playbook: Playbook, *, trust: Trust) -> TrainedClassifier:
+    """Load a saved classifier bundle, checking its signature, hashes, kind and feature names
+    (the kind before any of its state is read)."""
+    bundle = load_bundle(directory, trust=trust, kind=RCA_CLASSIFIER)
     if bundle.config.get("kind") != BUNDLE_KIND:
-        raise BundleError(f"model bundle {directory} is not a root-cause classifier "
+        raise BundleError(f"{trust.loader}: model bundle {directory} is not a root-cause classifier "
                           f"(kind {bundle.config.get('kind')!r})")
     if bundle.config.get("feature_names") != list(FEATURE_NAMES):
-        raise BundleError(f"root-cause classifier at {directory} was trained on other features; "
-                          "retrain it with `aiops train-rca`")
+        raise BundleError(f"{trust.loader}: root-cause classifier at {directory} was trained on other "
+                          "features; retrain it with `aiops train-rca`")
     return TrainedClassifier(bundle.model, playbook)
 
 

@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+import numpy as np
+
 from models.mlflow_store import MlflowModelStore, _quiet_mlflow
+from models.signing import Trust
 from models.store import ModelVersion
 
 DEFAULT_URI = "sqlite:///mlflow.db"
 DEFAULT_EXPERIMENT = "aiops-training"
-# skops refuses a fitted tree unless told it is trusted (STACK-NOTES: MLflow with SQLite).
-FOREST_TRUSTED_TYPES = ["sklearn.tree._tree.Tree"]
 
 
 @dataclass(frozen=True)
@@ -51,13 +52,15 @@ class MlflowTracker:
 
     Parameters
     ----------
+    trust : the signing key and loader name its registry store checks bundles with.
     uri : tracking URI (``sqlite:///mlflow.db`` by default, or ``http://host:5000``).
     experiment : the experiment runs go to.
     probe_timeout : seconds to wait for a tracking server's ``/health`` before giving up.
     """
 
-    def __init__(self, uri: str = DEFAULT_URI, experiment: str = DEFAULT_EXPERIMENT,
+    def __init__(self, trust: Trust, uri: str = DEFAULT_URI, experiment: str = DEFAULT_EXPERIMENT,
                  probe_timeout: float = 3.0):
+        self.trust = trust
         self.uri = uri
         self.experiment = experiment
         self.probe_timeout = probe_timeout
@@ -67,7 +70,7 @@ class MlflowTracker:
     @property
     def store(self) -> MlflowModelStore:
         if self._store is None:
-            self._store = MlflowModelStore(self.uri)
+            self._store = MlflowModelStore(self.uri, self.trust)
         return self._store
 
     def check(self) -> str | None:
@@ -143,6 +146,8 @@ class MlflowTracker:
 
     @staticmethod
     def _log_forest(model: Any) -> None:
+        """The ensemble's isolation forest alone, as its node arrays (``isolation_forest.npz``,
+        readable with ``np.load(allow_pickle=False)``); the bundle is what scoring loads."""
         import mlflow
 
         member = (getattr(model, "members_", None) or {}).get("iforest")
@@ -150,22 +155,21 @@ class MlflowTracker:
         if forest is None:
             return
         try:
-            mlflow.sklearn.log_model(forest, name="isolation_forest",
-                                     skops_trusted_types=FOREST_TRUSTED_TYPES,
-                                     pip_requirements=[f"scikit-learn=={_version('scikit-learn')}"])
-            mlflow.set_tag("isolation_forest", "logged (sklearn flavour)")
+            from detection.forest import CompiledForest
+
+            if not isinstance(forest, CompiledForest):
+                forest = CompiledForest.from_sklearn(forest)
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "isolation_forest.npz"
+                np.savez_compressed(path, **forest.arrays())
+                mlflow.log_artifact(str(path))
+            mlflow.set_tag("isolation_forest", "logged (node arrays, isolation_forest.npz)")
         except Exception as exc:  # noqa: BLE001 - an extra view of the model; the bundle is what counts
             mlflow.set_tag("isolation_forest", f"not logged: {_first_line(exc)}"[:250])
 
     def set_tags(self, run_id: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():
             self.store.client.set_tag(run_id, key, value)
-
-
-def _version(package: str) -> str:
-    from importlib import metadata
-
-    return metadata.version(package)
 
 
 def _param(value: Any) -> str:

@@ -15,7 +15,14 @@ import click
 import pandas as pd
 
 from service.cli.common import emit, fail, handle_errors, settings_from, with_target
-from service.cli.train import ClickProgress, history_sources, parse_end, source_options, store_paths
+from service.cli.train import (
+    ClickProgress,
+    history_sources,
+    parse_end,
+    source_options,
+    store_paths,
+    training_trust,
+)
 
 
 @click.command()
@@ -44,7 +51,8 @@ def baseline(ctx: click.Context, cluster: str | None, service: str | None, days:
                            n_jobs=1)
     root, deploy_root = store_paths(settings)
     result = train_services([Target(target.cluster, target.service, sources[0])], options,
-                            end=parse_end(end) or default_end, store=LocalModelStore(root),
+                            end=parse_end(end) or default_end,
+                            store=LocalModelStore(root, training_trust(settings, "aiops baseline")),
                             deploy_root=deploy_root, progress=ClickProgress(quiet=as_json),
                             published_at=settings.clock())[0]
     if not result.ok:

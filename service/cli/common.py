@@ -82,6 +82,12 @@ target_options = [
 ]
 
 
+allow_unsigned_option = click.option(
+    "--allow-unsigned", is_flag=True, default=None,
+    help="Load model bundles whose signature is missing or wrong (local experiments only) "
+         "[env AIOPS_ALLOW_UNSIGNED].")
+
+
 def with_target(func):
     for option in reversed(target_options):
         func = option(func)

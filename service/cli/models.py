@@ -14,6 +14,7 @@ import click
 
 from service.cli.common import emit, handle_errors, settings_from, with_target
 from service.cli.train import MLFLOW_ENV, store_paths
+from service.signing import bundle_trust
 
 FIGURES = ("events", "found", "recall", "precision", "f1", "false_alarms_per_day", "mean_delay_min")
 
@@ -32,10 +33,11 @@ def open_store(settings, store_kind: str, mlflow_uri: str | None):
         from models.mlflow_store import MlflowModelStore
         from training.tracking import DEFAULT_URI
 
-        return MlflowModelStore(mlflow_uri or os.environ.get(MLFLOW_ENV) or DEFAULT_URI)
+        return MlflowModelStore(mlflow_uri or os.environ.get(MLFLOW_ENV) or DEFAULT_URI,
+                                bundle_trust(settings, "aiops models"))
     from models.store import LocalModelStore
 
-    return LocalModelStore(store_paths(settings)[0])
+    return LocalModelStore(store_paths(settings)[0], bundle_trust(settings, "aiops models"))
 
 
 def _names(store, settings, explicit: bool) -> list[str]:

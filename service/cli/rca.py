@@ -15,7 +15,14 @@ from pathlib import Path
 
 import click
 
-from service.cli.common import emit, handle_errors, mlflow_options, settings_from, track
+from service.cli.common import (
+    allow_unsigned_option,
+    emit,
+    handle_errors,
+    mlflow_options,
+    settings_from,
+    track,
+)
 
 BAD_INPUT_EXIT = 2
 
@@ -51,7 +58,7 @@ def _classifier(settings, playbook, use_rules: bool):
 
     if use_rules:
         return RuleClassifier(playbook, threshold=settings.threshold), "rules (--rules)"
-    return load_rca_classifier(settings, playbook)
+    return load_rca_classifier(settings, playbook, loader="aiops rca")
 
 
 @click.command()
@@ -77,10 +84,11 @@ def _classifier(settings, playbook, use_rules: bool):
 @click.option("--email-from", envvar="AIOPS_MAIL_FROM", default=None,
               help="The SES-verified sender [env AIOPS_MAIL_FROM].")
 @click.option("--json", "as_json", is_flag=True, help="Print the diagnosis as JSON.")
+@allow_unsigned_option
 @click.pass_context
 @handle_errors
 def rca(ctx, payload, history, window, deployed_minutes_ago, oom_stopped, use_rules, no_train,
-        train_services, report_dir, email_to, email_from, as_json) -> None:
+        train_services, report_dir, email_to, email_from, as_json, allow_unsigned) -> None:
     """Name the root cause of an incident, with severity, actions, confidence and evidence."""
     from rca.features import EcsContext
     from rca.payload import PayloadError, parse_payload
@@ -92,7 +100,7 @@ def rca(ctx, payload, history, window, deployed_minutes_ago, oom_stopped, use_ru
         _bad_input(f"--{'window' if window is None else 'history'} is needed too")
     if email_to and not email_from:
         _bad_input("--email-to needs --email-from (or AIOPS_MAIL_FROM): an SES-verified sender")
-    settings = settings_from(ctx)
+    settings = settings_from(ctx, allow_unsigned=allow_unsigned)
     playbook = load_playbook(settings.playbook)
     try:
         if payload is not None:

@@ -13,7 +13,7 @@ import logging
 
 import click
 
-from service.cli.common import fail, handle_errors, settings_from
+from service.cli.common import allow_unsigned_option, fail, handle_errors, settings_from
 from service.cli.watch import config_option
 
 
@@ -34,16 +34,17 @@ def _loopback(host: str) -> bool:
               help="One log line per request on stderr.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
               show_default=True)
+@allow_unsigned_option
 @click.pass_context
 @handle_errors
 def serve(ctx, host: str, port: int, config_path, insecure_no_auth: bool, access_log: bool,
-          log_level: str) -> None:
+          log_level: str, allow_unsigned: bool | None) -> None:
     """Serve the HTTP API (OpenAPI at /docs) until Ctrl-C or SIGTERM."""
     import uvicorn
 
     from service.api import create_app
 
-    settings = settings_from(ctx)
+    settings = settings_from(ctx, allow_unsigned=allow_unsigned)
     if not settings.api_tokens and not insecure_no_auth:
         fail("refusing to start: POST /v1/remediate and the incident actions would be open to anyone; "
              "set AIOPS_API_TOKENS (e.g. `export AIOPS_API_TOKENS=$(openssl rand -hex 32)`) or pass "

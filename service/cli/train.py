@@ -126,12 +126,20 @@ def parse_excludes(values: tuple[str, ...]) -> tuple[tuple[pd.Timestamp, pd.Time
     return tuple(out)
 
 
-def tracker_from(mlflow_uri: str | None, experiment: str, no_tracking: bool):
+def tracker_from(mlflow_uri: str | None, experiment: str, no_tracking: bool, trust):
     from training.tracking import DEFAULT_URI, MlflowTracker
 
     if no_tracking:
         return None
-    return MlflowTracker(mlflow_uri or os.environ.get(MLFLOW_ENV) or DEFAULT_URI, experiment)
+    return MlflowTracker(trust, mlflow_uri or os.environ.get(MLFLOW_ENV) or DEFAULT_URI, experiment)
+
+
+def training_trust(settings: Settings, loader: str):
+    """The trust training publishes with: the configured key, or the data directory's own
+    (generated on first use and announced on stderr)."""
+    from service.signing import bundle_trust
+
+    return bundle_trust(settings, loader, create=True)
 
 
 def store_paths(settings: Settings) -> tuple[Path, Path]:
@@ -204,9 +212,10 @@ def train(ctx: click.Context, cluster, services, config_path, days, holdout_hour
                            scheduler=dask_scheduler)
     root, deploy_root = store_paths(settings)
     targets = [Target(t.cluster, t.service, source) for t, source in zip(chosen, sources, strict=True)]
+    trust = training_trust(settings, "aiops train")
     results = train_services(targets, options, end=parse_end(end) or default_end,
-                             store=LocalModelStore(root), deploy_root=deploy_root,
-                             tracker=tracker_from(mlflow_uri, experiment, no_tracking),
+                             store=LocalModelStore(root, trust), deploy_root=deploy_root,
+                             tracker=tracker_from(mlflow_uri, experiment, no_tracking, trust),
                              progress=ClickProgress(quiet=as_json), published_at=settings.clock())
     if as_json:
         emit([r.to_dict() for r in results], True)

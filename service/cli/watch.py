@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import click
 import pandas as pd
 
-from service.cli.common import handle_errors, settings_from, with_target
+from service.cli.common import allow_unsigned_option, handle_errors, settings_from, with_target
 from service.settings import Mode
 
 if TYPE_CHECKING:
@@ -39,18 +39,22 @@ def config_option(func):
               help="auto, approve (CRITICAL actions wait) or dry-run [env AIOPS_MODE; config; auto].")
 @click.option("--json", "as_json", is_flag=True, help="One JSON line per service and tick.")
 @click.option("-v", "--verbose", is_flag=True, help="Log retries and lifecycle steps to stderr.")
+@allow_unsigned_option
 @click.pass_context
 @handle_errors
-def watch(ctx, cluster, service, config_path, bundle, once, mode, as_json, verbose) -> None:
+def watch(ctx, cluster, service, config_path, bundle, once, mode, as_json, verbose,
+          allow_unsigned) -> None:
     """Watch services: every period score the newest points and act on incidents."""
     from models.bundle import load_bundle
     from service.aws import ClientFactory
     from service.fleet import build_fleet, default_bundle, exclusive, stop_on_signals
+    from service.signing import bundle_trust
     from service.watch_config import ServiceConfig, load_watch_config
 
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = settings_from(ctx, cluster=cluster, service=service, mode=mode)
+    settings = settings_from(ctx, cluster=cluster, service=service, mode=mode,
+                             allow_unsigned=allow_unsigned)
     config = load_watch_config(config_path)
     if cluster or service or bundle:  # the command line names one service: watch only that one
         config = config.model_copy(update={"services": [ServiceConfig(
@@ -58,14 +62,17 @@ def watch(ctx, cluster, service, config_path, bundle, once, mode, as_json, verbo
             load_balancer=settings.target.load_balancer, target_group=settings.target.target_group,
             bundle=bundle)]})
 
+    factory = ClientFactory()
+    trust = bundle_trust(settings, "aiops watch", factory=factory)
+
     def load_detector(svc, svc_settings):
-        return load_bundle(default_bundle(svc_settings, svc)).model
+        return load_bundle(default_bundle(svc_settings, svc), trust=trust).model
 
     wall = settings.clock
     clock = lambda: wall().floor("min") - pd.Timedelta(minutes=1)  # noqa: E731
     stop = threading.Event()
     with exclusive(settings.data_dir):
-        fleet = build_fleet(settings, config, ClientFactory(), load_detector, clock)
+        fleet = build_fleet(settings, config, factory, load_detector, clock)
         names = ", ".join(w.name for w in fleet.watchers)
         mode_used = fleet.watchers[0].remediator.mode.value
         click.echo(f"watching {names} every {settings.period_seconds} s in {mode_used} mode "

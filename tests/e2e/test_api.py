@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from harness.loadbench import SCORED_AT, score_payloads, write_bundles
+from models.signing import Trust, local_key
 from rca.playbook import load_playbook
 from rca.rules import RuleClassifier
 from service.api import create_app
@@ -35,7 +36,7 @@ def model_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def models(model_dir) -> ServiceModels:
-    return load_service_models(model_dir)
+    return load_service_models(model_dir, trust=Trust(local_key(model_dir.parent, create=False), "tests"))
 
 
 class World:
@@ -317,11 +318,13 @@ def test_a_tampered_bundle_is_not_served_and_says_why(tmp_path, model_dir) -> No
     import shutil
 
     shutil.copytree(model_dir / "prod--web", tmp_path / "models" / "prod--web")
+    shutil.copy2(model_dir.parent / "signing.key", tmp_path / "signing.key")  # the same key
     (tmp_path / "models" / "prod--web" / "config.json").write_text("{}")
     settings = Settings(data_dir=tmp_path, api_tokens=[TOKEN], target={"cluster": "prod", "service": "web"})
     client = TestClient(create_app(settings, RuleClassifier(load_playbook())))
     reply = client.post("/v1/score", json=cpu([30, 31]))
-    assert reply.status_code == 404 and "sha256" in reply.json()["detail"][0]["msg"]
+    message = reply.json()["detail"][0]["msg"]
+    assert reply.status_code == 404 and "sha256" in message and "aiops serve" in message
     assert client.get("/readyz").status_code == 503
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from models.signing import local_key
 from service.aws import ClientFactory, local_aws
 from service.cloudwatch import CloudWatchMetrics
 from service.settings import ServiceTarget, Settings
@@ -44,7 +45,8 @@ def world(tmp_path_factory) -> Iterator[tuple[dict, Path, Path]]:
                      ec2_client=factory.client("ec2")).setup(now)
             source = CloudWatchMetrics(factory.client("cloudwatch"), settings.metrics, target)
             source.write(history(now + pd.Timedelta(minutes=1), 1, ServiceShape(), np.random.default_rng(i)))
-            train_detector(source, now, 1, settings.model_dir / f"prod--{name}")
+            train_detector(source, now, 1, settings.model_dir / f"prod--{name}",
+                           key=local_key(data, create=True))
             lines += ["[[services]]", 'cluster = "prod"', f'service = "{name}"',
                       f'target_group = "{target.target_group}"']
         config = data / "aiops.toml"

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from models.bundle import load_bundle
+from models.signing import Trust, local_key
 from harness.cli import cli
 from simulation.physics import ServiceShape, history
 
@@ -45,7 +46,9 @@ def test_every_service_of_a_watch_config_is_trained_from_a_file(files, tmp_path)
     results = {r["name"]: r for r in json.loads(done.stdout)}
     assert set(results) == {"prod--api", "prod--web"}
     assert all(r["status"] == "champion" and r["evaluation"]["events"] == 8 for r in results.values())
-    api, web = (load_bundle(tmp_path / "data" / "models" / n) for n in ("prod--api", "prod--web"))
+    trust = Trust(local_key(tmp_path / "data", create=False), "tests")
+    api, web = (load_bundle(tmp_path / "data" / "models" / n, trust=trust)
+                for n in ("prod--api", "prod--web"))
     assert web.model.expected_frame(pd.DatetimeIndex([END]), ["request_count"]).iloc[0, 0] > \
         2 * api.model.expected_frame(pd.DatetimeIndex([END]), ["request_count"]).iloc[0, 0], \
         "each service learnt its own traffic"
@@ -65,7 +68,8 @@ def test_models_list_compare_and_promote_by_hand(files, tmp_path) -> None:
         (1, ["champion"]), (2, ["challenger"])]
     promoted = run(tmp_path, "models", "promote", "--cluster", "prod", "--service", "api", "2")
     assert promoted.exit_code == 0, promoted.output
-    assert load_bundle(tmp_path / "data" / "models" / "prod--api").model.threshold == 40
+    trust = Trust(local_key(tmp_path / "data", create=False), "tests")
+    assert load_bundle(tmp_path / "data" / "models" / "prod--api", trust=trust).model.threshold == 40
     missing = run(tmp_path, "models", "promote", "--cluster", "prod", "--service", "api", "9")
     assert missing.exit_code == 1 and "has no version 9" in missing.output
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import joblib
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from detection.ensemble import EnsembleConfig, ServiceDetector
 from detection.frames import MetricFrameError
 from detection.zscore import RobustZDetector
+from models.codec import decode, encode
 from simulation.physics import ServiceShape, history
 
 # Not checked with sklearn's parametrize_with_checks: it fits on metric DataFrames on a
@@ -185,9 +185,9 @@ def test_configuration_switches_members_and_post_processing(tmp_path) -> None:
     assert len(mean.alarms(frame)) == 1
     config = EnsembleConfig.from_dict(mean.config_.to_dict())
     assert config == mean.config_
-    path = tmp_path / "model.joblib"
-    joblib.dump(mean, path)
-    pd.testing.assert_frame_equal(joblib.load(path).score(frame), mean.score(frame))
+    path = tmp_path / "state.npz"
+    path.write_bytes(encode(mean))   # what a bundle stores: data, never a pickle
+    pd.testing.assert_frame_equal(decode(path.read_bytes()).score(frame), mean.score(frame))
 
 
 # ------------------------------------------------------------------ one detection core

@@ -19,6 +19,7 @@ from rca.payload import PayloadError, parse_payload
 from rca.playbook import load_playbook
 from rca.rules import RuleClassifier
 from service.store import IncidentStore
+from tests.fakes import TEST_KEY, trusting
 from training.rca_dataset import HOLDOUT_SEEDS, TRAIN_SEEDS, generate_incidents
 from training.rca_train import TrainInfo, fit_classifier, load_classifier, operator_labels, save_classifier
 
@@ -244,20 +245,21 @@ def test_the_model_beats_chance_on_held_out_incidents(trained) -> None:
 
 def test_a_saved_classifier_loads_and_diagnoses_the_same(trained, playbook, tmp_path) -> None:
     classifier, info = trained
-    path = save_classifier(classifier, info, tmp_path / "rca")
-    loaded = load_classifier(path, playbook)
+    path = save_classifier(classifier, info, tmp_path / "rca", key=TEST_KEY)
+    loaded = load_classifier(path, playbook, trust=trusting())
     features = payload_features(SEED)
     assert loaded.diagnose(features) == classifier.diagnose(features)
-    (path / "state.joblib").write_bytes(b"tampered")
+    (path / "state.skops").write_bytes(b"tampered")
     with pytest.raises(BundleError, match="sha256"):
-        load_classifier(path, playbook)
+        load_classifier(path, playbook, trust=trusting())
 
 
 def test_a_bundle_of_another_kind_is_refused(tmp_path, playbook) -> None:
     from models.bundle import save_bundle
-    save_bundle({"x": 1}, {"kind": "detector"}, tmp_path / "b", metrics=[], data_window=("a", "b"))
+    save_bundle({"x": 1}, {"kind": "detector"}, tmp_path / "b", key=TEST_KEY, metrics=[],
+                data_window=("a", "b"))
     with pytest.raises(BundleError, match="not a root-cause classifier"):
-        load_classifier(tmp_path / "b", playbook)
+        load_classifier(tmp_path / "b", playbook, trust=trusting())
 
 
 def test_operator_labels_become_training_data(tmp_path, simulated) -> None:

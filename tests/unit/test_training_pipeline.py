@@ -9,6 +9,7 @@ import pytest
 from models.bundle import load_bundle
 from models.store import CHALLENGER, CHAMPION, LocalModelStore
 from simulation.physics import ServiceShape, history
+from tests.fakes import trusting
 from training.datasets import FrameSource
 from training.detectors import DetectorConfigError, build_detector, detector_config
 from training.evaluation import evaluate, make_evaluation_set, not_worse
@@ -57,14 +58,14 @@ def test_a_sharper_detector_scores_better_on_the_same_evaluation(normal) -> None
 
 
 def test_first_run_promotes_and_a_second_run_changes_nothing(tmp_path, normal) -> None:
-    store = LocalModelStore(tmp_path / "registry")
+    store = LocalModelStore(tmp_path / "registry", trusting())
     source = FrameSource(normal)
     first = train_service("c", "s", source, end=END, store=store, options=options(),
                           deploy_root=tmp_path)
     assert (first.status, first.version, first.reason) == ("champion", 1, "first model for this service")
     assert first.evaluation["events"] == 8 and first.evaluation["f1"] > 0.5
     assert first.end < END - pd.Timedelta(days=1), "the held-back tail is not fitted on"
-    deployed = load_bundle(tmp_path / "c--s")
+    deployed = load_bundle(tmp_path / "c--s", trust=trusting())
     assert deployed.digest == first.digest and deployed.manifest["evaluation"] == first.evaluation
     second = train_service("c", "s", source, end=END, store=store, options=options(), deploy_root=tmp_path)
     assert second.status == "unchanged" and second.version == 1
@@ -72,7 +73,7 @@ def test_first_run_promotes_and_a_second_run_changes_nothing(tmp_path, normal) -
 
 
 def test_a_worse_model_stays_challenger_and_says_why(tmp_path, normal) -> None:
-    store = LocalModelStore(tmp_path / "registry")
+    store = LocalModelStore(tmp_path / "registry", trusting())
     source = FrameSource(normal)
     train_service("c", "s", source, end=END, store=store, options=options(), deploy_root=tmp_path)
     worse = train_service("c", "s", source, end=END, store=store, deploy_root=tmp_path,
@@ -81,11 +82,12 @@ def test_a_worse_model_stays_challenger_and_says_why(tmp_path, normal) -> None:
     assert worse.champion_evaluation["f1"] > worse.evaluation["f1"]
     assert store.get("c--s", alias=CHAMPION).version == 1
     assert store.get("c--s", alias=CHALLENGER).version == 2
-    assert load_bundle(tmp_path / "c--s").model.threshold == 4.0, "the deployed champion stays"
+    assert load_bundle(tmp_path / "c--s", trust=trusting()).model.threshold == 4.0, \
+        "the deployed champion stays"
 
 
 def test_a_cold_start_says_so_and_still_gives_a_champion(tmp_path, normal) -> None:
-    store = LocalModelStore(tmp_path / "registry")
+    store = LocalModelStore(tmp_path / "registry", trusting())
     result = train_service("c", "s", FrameSource(normal.iloc[-1800:]), end=END, store=store,
                            options=options())
     assert result.status == CHAMPION and result.evaluation == {}
@@ -96,22 +98,23 @@ def test_a_cold_start_says_so_and_still_gives_a_champion(tmp_path, normal) -> No
 
 def test_one_failing_service_does_not_stop_the_others(tmp_path, normal) -> None:
     targets = [Target("c", "empty", FrameSource(normal.iloc[:0])), Target("c", "good", FrameSource(normal))]
-    results = train_services(targets, options(), end=END, store=LocalModelStore(tmp_path / "r"))
+    results = train_services(targets, options(), end=END,
+                             store=LocalModelStore(tmp_path / "r", trusting()))
     assert [r.status for r in results] == ["failed", CHAMPION]
     assert "no metric history" in results[0].reason
 
 
 def test_an_unreachable_tracking_store_still_gives_the_local_bundle(tmp_path, normal) -> None:
-    store = LocalModelStore(tmp_path / "registry")
+    store = LocalModelStore(tmp_path / "registry", trusting())
     result = train_service("c", "s", FrameSource(normal), end=END, store=store, options=options(),
-                           tracker=MlflowTracker("http://127.0.0.1:9", probe_timeout=1))
+                           tracker=MlflowTracker(trusting(), "http://127.0.0.1:9", probe_timeout=1))
     assert result.status == CHAMPION and result.run_id is None
     assert result.tracking.startswith("skipped: MLflow server http://127.0.0.1:9 unreachable")
     assert store.load("c--s", alias=CHAMPION).digest == result.digest
 
 
 def test_the_default_detector_is_the_ensemble_and_its_bundle_says_how_it_was_built(tmp_path, normal) -> None:
-    store = LocalModelStore(tmp_path / "registry")
+    store = LocalModelStore(tmp_path / "registry", trusting())
     result = train_service("c", "s", FrameSource(normal), end=END, store=store,
                            options=TrainOptions(backend="sequential"))
     assert type(result.model).__name__ == "ServiceDetector"
@@ -144,11 +147,12 @@ class ThrottledSource:
 
 
 def test_a_throttled_source_fails_with_the_reason_and_the_champion_stays(tmp_path, normal) -> None:
-    store = LocalModelStore(tmp_path / "registry")
+    store = LocalModelStore(tmp_path / "registry", trusting())
     train_service("c", "s", FrameSource(normal), end=END, store=store, options=options(),
                   deploy_root=tmp_path)
     with pytest.raises(TrainingError, match=r"c/s: cannot read cpu_utilization .*Throttling.*Rate exceeded"):
         train_service("c", "s", ThrottledSource(), end=END, store=store, options=options(),
                       deploy_root=tmp_path)
     assert store.get("c--s", alias=CHAMPION).version == 1 and len(store.versions("c--s")) == 1
-    assert load_bundle(tmp_path / "c--s").digest == store.get("c--s", alias=CHAMPION).digest
+    deployed = load_bundle(tmp_path / "c--s", trust=trusting())
+    assert deployed.digest == store.get("c--s", alias=CHAMPION).digest
