@@ -82,10 +82,13 @@ def _platform(ctx: click.Context, config_path: str | None = None):
     return build_platform(settings, config_path, store=existing_store(settings))
 
 
-def _who(by: str | None) -> str:
+def _person(by: str | None, note: str | None = None):
+    """Who takes the step (the current user by default), checked by the same model as HTTP's."""
     import getpass
 
-    return by or getpass.getuser()
+    from service.requests import PersonStep, parse
+
+    return parse(PersonStep, {"by": by or getpass.getuser(), "note": note or None})
 
 
 @incidents.command("ack")
@@ -98,7 +101,8 @@ def ack_incident(ctx, incident_id: int, by: str | None, as_json: bool) -> None:
     """Acknowledge an incident: you own it, escalation stops paging."""
     from service import usecases
 
-    incident = usecases.acknowledge(_platform(ctx), incident_id, _who(by))
+    step = _person(by)
+    incident = usecases.acknowledge(_platform(ctx), incident_id, step.by)
     emit(incident.to_dict(), as_json, [["incident", incident.id], ["status", incident.status],
                                         ["acknowledged by", incident.acked_by]])
 
@@ -113,7 +117,8 @@ def approve_incident(ctx, incident_id: int, by: str | None, as_json: bool) -> No
     """Approve the CRITICAL action an incident waits for; the watcher runs it on its next tick."""
     from service import usecases
 
-    incident = usecases.approve(_platform(ctx), incident_id, _who(by))
+    step = _person(by)
+    incident = usecases.approve(_platform(ctx), incident_id, step.by)
     action = incident.auto_action or "the action"
     emit(incident.to_dict(), as_json, [["incident", incident.id], ["approved", action],
                                         ["by", incident.approved_by],
@@ -133,11 +138,12 @@ def resolve_incident(ctx, incident_id: int, by: str | None, note: str, config_pa
     """Resolve an incident by hand and send its RCA report to the on-call engineer."""
     from service import usecases
 
+    step = _person(by, note)
     platform = _platform(ctx, config_path)
-    incident, sent = usecases.resolve(platform, incident_id, _who(by), note)
+    incident, sent = usecases.resolve(platform, incident_id, step.by, step.note or "")
     role = platform.on_call
     emit(incident.to_dict() | {"report_message_id": sent}, as_json,
-         [["incident", incident.id], ["status", incident.status], ["by", _who(by)],
+         [["incident", incident.id], ["status", incident.status], ["by", step.by],
           ["report sent to", role if sent else "not sent (see the incident log)"]])
 
 
@@ -154,8 +160,9 @@ def alert_incident(ctx, incident_id: int, by: str | None, note: str, config_path
     """Page the on-call role now with an open incident's diagnosis (logged on its timeline)."""
     from service import usecases
 
-    outcome = usecases.alert(_platform(ctx, config_path), incident_id, _who(by), note)
+    step = _person(by, note)
+    outcome = usecases.alert(_platform(ctx, config_path), incident_id, step.by, step.note or "")
     if outcome.status == "failed":
         fail(f"the page was not sent: {outcome.error}")
     emit(outcome.to_dict() | {"incident": incident_id}, as_json,
-         [["incident", incident_id], ["paged", outcome.change.removeprefix("alerted ")], ["by", _who(by)]])
+         [["incident", incident_id], ["paged", outcome.change.removeprefix("alerted ")], ["by", step.by]])

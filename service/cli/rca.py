@@ -104,10 +104,14 @@ def rca(ctx, payload, history, window, deployed_minutes_ago, oom_stopped, use_ru
     playbook = load_playbook(settings.playbook)
     try:
         if payload is not None:
-            request = parse_payload(_read_payload(payload))
-            classifier, source = _classifier(settings, playbook, use_rules)
-            diagnosis = classifier.diagnose(request.features())
-            texts = [_render(a) for a in request.anomalies]
+            from service import usecases
+            from service.bootstrap import build_platform
+
+            data = _read_payload(payload)
+            rules = _classifier(settings, playbook, True)[0] if use_rules else None
+            diagnosis, source = usecases.diagnose(build_platform(settings, classifier=rules), data)
+            source = "rules (--rules)" if use_rules else source
+            texts = [_render(a) for a in parse_payload(data).anomalies]
             plots = {}
         else:
             from service.diagnose import diagnose_window, read_window_file
