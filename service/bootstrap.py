@@ -26,6 +26,7 @@ from service.clock import Clock
 from service.cloudwatch import CloudWatchMetrics
 from service.ecs import EcsActions
 from service.guardrails import Guardrails
+from service.leases import Leases
 from service.mail import SesMailer
 from service.notify import (
     ConsoleNotifier,
@@ -60,6 +61,7 @@ class Platform:
     classifier_override: RootCauseClassifier | None = None
     door: str = "aiops"
     guardrails_override: Guardrails | None = None
+    leases_override: Leases | None = None
     _remediators: dict[bool, Remediator] = field(default_factory=dict, repr=False)
     _classifiers: dict[float | None, tuple[RootCauseClassifier, str]] = field(default_factory=dict,
                                                                             repr=False)
@@ -106,6 +108,26 @@ class Platform:
                                              factory=self.factory)
             self._classifiers[threshold] = chosen
         return self._classifiers[threshold]
+
+    def leases(self) -> Leases | None:
+        """The service leases replicas share: the ones handed in, else the DynamoDB table's; None
+        where one watcher per incident log is the rule (SQLite: ``aiops watch`` holds the data
+        folder's lock)."""
+        if self.leases_override is not None:
+            return self.leases_override
+        from service.dynamo_store import DynamoIncidentStore
+        from service.leases import DynamoLeases
+
+        if isinstance(self.store, DynamoIncidentStore):
+            return DynamoLeases(self.store.client, self.store.table)
+        return None
+
+    def replica_id(self) -> str:
+        """This process's name in the leases: the configured one, else host and process id."""
+        import os
+        import socket
+
+        return self.settings.replica_id or f"{socket.gethostname()}:{os.getpid()}"
 
     def watcher(self, target: ServiceTarget, detector: Detector, source: MetricSource | None = None,
                 settings: Settings | None = None) -> Watcher:
@@ -164,7 +186,7 @@ def build_platform(settings: Settings | None = None, config: WatchConfig | str |
                    store: IncidentRepository | None = None, notifier: Notifier | None = None,
                    clock: Clock | None = None, classifier: RootCauseClassifier | None = None,
                    guardrails: Guardrails | None = None, notify_stream: Any = None,
-                   door: str = "aiops") -> Platform:
+                   door: str = "aiops", leases: Leases | None = None) -> Platform:
     """The platform from settings and the watch config (an object, a path, or None for none).
 
     The config's ``mode`` applies unless the settings set one explicitly. Every piece not handed
@@ -185,4 +207,4 @@ def build_platform(settings: Settings | None = None, config: WatchConfig | str |
                     store=store or open_store(settings, factory), notifier=notifier,
                     clock=clock or settings.clock, factory=factory,
                     actions=actions or real_actions(settings, factory), classifier_override=classifier,
-                    guardrails_override=guardrails, door=door)
+                    guardrails_override=guardrails, door=door, leases_override=leases)

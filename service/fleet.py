@@ -13,7 +13,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +23,11 @@ import pandas as pd
 
 from service.aws import ClientFactory
 from service.bootstrap import build_platform
+from service.leases import DEFAULT_TTL, Leases
 from service.notify import (
     Notifier,
 )
+from service.repository import IncidentRepository
 from service.retry_log import RetryLog
 from service.settings import Settings
 from service.store import IncidentStore
@@ -46,20 +48,57 @@ class FleetTick:
 
 
 class Fleet:
-    """Watchers that tick together; one service's failure never stops the others."""
+    """Watchers that tick together; one service's failure never stops the others.
 
-    def __init__(self, watchers: list[Watcher], store: IncidentStore, retry_log: RetryLog | None = None):
+    With ``leases`` (several replicas on a shared incident log) a replica ticks only the services
+    whose lease it holds, renewing it each tick; a service it newly holds is taken over: its
+    watcher resumes what the previous owner left, as after a restart.
+    """
+
+    def __init__(self, watchers: list[Watcher], store: IncidentRepository, retry_log: RetryLog | None = None,
+                 leases: Leases | None = None, owner: str = "aiops", lease_ttl: pd.Timedelta = DEFAULT_TTL):
         if not watchers:
             raise ValueError("nothing to watch: name a service (--cluster/--service) or list "
                              "[[services]] in the config file")
         self.watchers = watchers
         self.store = store
         self.retry_log = retry_log
+        self.leases = leases
+        self.owner = owner
+        self.lease_ttl = lease_ttl
+        self.held: set[str] = set()
 
-    def tick(self) -> list[FleetTick]:
+    def holds(self, watcher: Watcher) -> bool:
+        """Whether this replica owns ``watcher``'s service now (taking or renewing its lease)."""
+        if self.leases is None:
+            return True
+        now = watcher.clock()
+        if not self.leases.hold(watcher.name, self.owner, now, self.lease_ttl):
+            if watcher.name in self.held:
+                log.warning("%s: lease lost to another replica", watcher.name)
+            self.held.discard(watcher.name)
+            return False
+        if watcher.name not in self.held:
+            self.held.add(watcher.name)
+            watcher.take_over()
+            self.store.record(None, now, "lease_taken", {"service": watcher.name, "replica": self.owner})
+        return True
+
+    def release(self) -> None:
+        """Give every lease up (a clean stop): another replica takes over at once, not after the ttl."""
+        for name in sorted(self.held):
+            self.leases.release(name, self.owner)
+        self.held.clear()
+
+    def tick(self, only: Collection[str] | None = None) -> list[FleetTick]:
+        """Tick every service this replica holds (of ``only``, when given)."""
         out = []
         for watcher in self.watchers:
+            if only is not None and watcher.name not in only:
+                continue
             try:
+                if not self.holds(watcher):
+                    continue
                 out.append(FleetTick(watcher.name, watcher.tick()))
             except Exception as exc:  # noqa: BLE001 - logged with the service; the next tick retries
                 log.exception("%s: tick failed", watcher.name)
@@ -79,6 +118,8 @@ class Fleet:
             if once:
                 break
             stop.wait(max(0.0, period - (time.monotonic() - started)))
+        if self.leases is not None:
+            self.release()
         return ticks
 
 
@@ -149,7 +190,8 @@ def build_fleet(settings: Settings, config: WatchConfig, factory: ClientFactory,
         svc_settings = settings.model_copy(update={"target": svc.target(settings.target)})
         watchers.append(platform.watcher(svc_settings.target, load_detector(svc, svc_settings),
                                          settings=svc_settings))
-    return Fleet(watchers, platform.store, retry_log)
+    return Fleet(watchers, platform.store, retry_log, leases=platform.leases(), owner=platform.replica_id(),
+                 lease_ttl=pd.Timedelta(seconds=settings.lease_seconds))
 
 
 def default_bundle(settings: Settings, svc: ServiceConfig) -> Path:

@@ -102,6 +102,12 @@ class Settings(BaseSettings):
                                 description="the DynamoDB table of the incident log (store=dynamodb)")
     dynamodb_retention_days: int = Field(400, ge=7, description="days a DynamoDB item lives (TTL) "
                                          "after it is written; an incident's after it is resolved")
+    replica_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_.:/-]{1,128}$",
+                                   description="this watcher replica's name in the service leases "
+                                   "(AIOPS_REPLICA_ID) [host name and process id]")
+    lease_seconds: int = Field(150, ge=60, description="a replica owns a service this long after its "
+                               "last renewal (store=dynamodb): the longest a dead replica's services "
+                               "wait for another to take them over")
     api_tokens: Annotated[list[SecretStr], NoDecode] = Field(
         default_factory=list, description="bearer tokens the HTTP API accepts on mutating endpoints "
                                           "(AIOPS_API_TOKENS: comma-separated or a JSON list)")

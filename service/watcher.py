@@ -204,6 +204,14 @@ class Watcher:
     def _open_incidents(self) -> list[Incident]:
         return self.store.open_incidents(self.target.cluster, self.target.service)
 
+    def take_over(self) -> None:
+        """This replica has just taken the service (its lease): resume on the next tick, as after a
+        restart, whatever another replica left (an action it was in, a report it held back);
+        what this watcher remembered of the service from before is stale."""
+        self._resumed = False
+        self._blind_ticks, self._blind_alerted = 0, False
+        self._memory = pd.Series(dtype=float)
+
     def resume(self, now: pd.Timestamp) -> None:
         """After a (re)start: settle actions a crash interrupted, send reports a crash held back."""
         self._resumed = True
