@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import pandas as pd
@@ -48,11 +48,13 @@ class ScorecardRow:
     report: str
     expected_outcome: str = "resolved"
     recovery_min: float | None = None
+    oom_kills: int = 0   # tasks the simulated ECS killed for memory while the fault was played
 
     @property
     def correct(self) -> bool:
-        """Right cause, and the outcome the fault calls for: fixed, or escalated when it can't be."""
-        if self.root_cause != self.expected_cause:
+        """Right cause, and the outcome the fault calls for: fixed, or escalated when it can't be;
+        a leak fixed before any task was OOM-killed."""
+        if self.root_cause != self.expected_cause or self.oom_kills:
             return False
         if self.expected_outcome == "escalated":
             return self.verification.startswith("FAILED") and self.escalation != "none"
@@ -141,6 +143,7 @@ class DemoEnvironment(SimulatedPlatform):
         the path; then the operator acknowledges and resolves it, as a person would.
         """
         self.quiet(quiet_minutes)
+        kills = len(self.sim.oom_kills)
         active = self.sim.inject(fault)
         self.progress(f"{active.start:%H:%M} injected {fault}: {active.fault.description}")
         incident_id = None
@@ -151,8 +154,10 @@ class DemoEnvironment(SimulatedPlatform):
                 break
         if active.fault.escalates and incident_id is not None:
             self._escalate_then_close(incident_id)
-        row = scorecard_row(self.store, fault, active.start, incident_id, active.fault.expected_cause,
-                            "escalated" if active.fault.escalates else "resolved")
+        row = replace(scorecard_row(self.store, fault, active.start, incident_id,
+                                    active.fault.expected_cause,
+                                    "escalated" if active.fault.escalates else "resolved"),
+                      oom_kills=len(self.sim.oom_kills) - kills)
         self.progress(f"      -> {row.root_cause}, {row.action}: {row.ecs_change}; {row.verification}"
                       + (f"; escalated to {row.escalation}" if row.escalation != "none" else ""))
         return row

@@ -64,18 +64,19 @@ def demo(ctx: click.Context, faults: str | None, seed: int, days: int, detector:
 
 def _print_scorecard(result, seconds: float) -> None:
     headers = ["fault", "start", "detected (delay)", "anomalies", "root cause", "severity",
-               "action", "ECS change", "verification (+15 min)", "recovery", "escalation"]
+               "action", "ECS change", "verification (+15 min)", "recovery", "escalation", "OOM kills"]
     table = [[r.fault, r.start, f"{r.detected} ({r.delay_min:.0f} min)" if r.delay_min is not None
               else r.detected, r.anomalies.replace("; ", "\n"), r.root_cause, r.severity, r.action,
               r.ecs_change, r.verification,
               f"{r.recovery_min:.0f} min" if r.recovery_min is not None else "-",
-              r.escalation] for r in result.rows]
+              r.escalation, r.oom_kills] for r in result.rows]
     click.echo("\nScorecard")
     click.echo(tabulate(table, headers=headers, tablefmt="grid", maxcolwidths=[None] * 3 + [34]
-                        + [None] * 3 + [26, None, None, 20]))
+                        + [None] * 3 + [26, None, None, 20, None]))
     ok = sum(r.correct for r in result.rows)
     click.echo(f"\n{ok}/{len(result.rows)} faults handled as the playbook says (right cause; fixed "
-               f"and verified, or escalated when the fix cannot work); {result.false_alarms} false "
+               f"and verified, or escalated when the fix cannot work; no task OOM-killed); "
+               f"{result.false_alarms} false "
                f"alarm(s) in quiet periods; {seconds:.0f} s.")
     click.echo(f"Incident log: {result.db_path}")
     if result.training is not None:

@@ -57,6 +57,8 @@ def test_memory_leak_restarts_tasks(env) -> None:
     after = task_arns(env)
     assert len(after) == 2 and not (after & before), "every leaking task was replaced"
     assert row.verification.startswith("resolved")
+    assert row.oom_kills == 0, "restarted before any task was killed for memory"
+    assert env.store.get(row.incident_id).diagnosis.time_to_oom is not None, "the time to OOM is told"
 
 
 def test_a_few_errors_only_alert(env) -> None:
