@@ -7,6 +7,7 @@ from typing import Protocol
 
 from detection.forecast import OomForecast
 from rca.features import Features
+from rca.outcomes import TrackRecord
 from rca.playbook import Playbook
 
 
@@ -29,8 +30,9 @@ class Diagnosis:
     """What the platform believes happened and what the playbook says to do about it.
 
     ``time_to_oom``: for a memory leak, when memory reaches its limit at the current trend (the
-    watcher adds it; a diagnosis of a payload has none). Left out of :meth:`to_dict` when absent,
-    so the diagnosis contract of the doors is unchanged.
+    watcher adds it; a diagnosis of a payload has none). ``track_record``: how the automatic action
+    fared against this cause on this service before (the watcher adds it). Both are left out of
+    :meth:`to_dict` when absent, so the diagnosis contract of the doors is unchanged.
     """
 
     root_cause: str
@@ -41,13 +43,23 @@ class Diagnosis:
     explanation: str
     evidence: list[Evidence] = field(default_factory=list)
     time_to_oom: OomForecast | None = None
+    track_record: TrackRecord | None = None
 
     def to_dict(self) -> dict:
-        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "time_to_oom"}
+        extras = ("time_to_oom", "track_record")
+        out = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in extras}
         out["evidence"] = [asdict(e) for e in self.evidence]
-        if self.time_to_oom is not None:
-            out["time_to_oom"] = self.time_to_oom.to_dict()
+        for name in extras:
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name).to_dict()
         return out
+
+    def with_track_record(self, record: TrackRecord | None) -> "Diagnosis":
+        """This diagnosis stating its action's past success rate for the cause on this service."""
+        if record is None:
+            return self
+        return replace(self, track_record=record,
+                       explanation=f"{self.explanation} Past outcomes: {record.summary()}.".strip())
 
     def with_forecast(self, forecast: OomForecast | None) -> "Diagnosis":
         """This diagnosis carrying ``forecast``, its explanation ending with it in words."""

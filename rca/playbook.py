@@ -74,12 +74,16 @@ class Playbook(BaseModel, frozen=True):
     errors above their baseline, makes the cause ``error_rate_high`` whatever else is seen.
     ``min_confidence``: below it a classifier answers ``unknown`` (alert only).
     ``min_confidence_destructive``: a restart or a rollback needs at least this confidence.
+    ``skip_after_failures``: an automatic action whose newest this-many verified outcomes for the
+    same cause on the same service all failed is skipped, and the incident escalated at once
+    (:mod:`rca.outcomes`); 0 never skips.
     """
 
     error_boundary: int = Field(ge=0)
     recent_deployment_minutes: float = Field(60.0, ge=0)
     min_confidence: float = Field(0.6, ge=0, le=1)
     min_confidence_destructive: float = Field(0.85, ge=0, le=1)
+    skip_after_failures: int = Field(3, ge=0)
     causes: list[Cause]
     escalation: list[EscalationStep] = Field(min_length=1)
     oom: OomPolicy = OomPolicy()

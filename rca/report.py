@@ -9,6 +9,7 @@ import base64
 import html
 
 from detection.forecast import OomForecast
+from rca.outcomes import TrackRecord
 
 
 def render_markdown(incident: dict, anomalies: list[dict], events: list[dict]) -> str:
@@ -33,6 +34,7 @@ def render_markdown(incident: dict, anomalies: list[dict], events: list[dict]) -
         f"confidence {diagnosis.get('confidence', 0):.2f})",
         f"- Why: {diagnosis.get('explanation', '-')}",
         *[f"- Time to OOM: {text}" for text in [oom_text(diagnosis)] if text],
+        *[f"- Past outcomes of the action: {text}" for text in [track_text(diagnosis)] if text],
         f"- Automatic action: {diagnosis.get('auto_action', '-')}; manual follow-up: "
         f"{diagnosis.get('manual_action', '-')}",
         "",
@@ -56,6 +58,21 @@ def oom_text(diagnosis: dict) -> str | None:
         return None
     return (f"{forecast.minutes:.0f} min, at {forecast.reaches_at:%Y-%m-%d %H:%M} UTC "
             f"(forecast at {forecast.at:%H:%M}: {forecast.summary()})")
+
+
+def track_text(diagnosis: dict) -> str | None:
+    """The automatic action's success rate for this cause on this service before the incident."""
+    data = (diagnosis or {}).get("track_record")
+    if not data:
+        return None
+    try:
+        record = TrackRecord.from_dict(data)
+    except (ValueError, TypeError):
+        return None
+    if not record.tried:
+        return record.summary()
+    return (f"{record.summary()}; the last {record.failing_streak} failed" if record.failing_streak
+            else record.summary())
 
 
 def _related(incident: dict, events: list[dict]) -> list[str]:
@@ -166,6 +183,7 @@ def render_html(title: str, diagnosis: dict, anomalies: list[str], plots: dict[s
                        f"confidence {float(d.get('confidence') or 0):.2f})"),
         ("Why", esc(str(d.get("explanation", "-")))),
         *[("Time to OOM", esc(text)) for text in [oom_text(d)] if text],
+        *[("Past outcomes of the action", esc(text)) for text in [track_text(d)] if text],
         ("Automatic action", esc(str(d.get("auto_action", "-")))),
         ("Manual follow-up", esc(str(d.get("manual_action", "-"))))]
     parts = ["<!DOCTYPE html>", "<html><head><meta charset=\"utf-8\">", f"<title>{esc(title)}</title>",

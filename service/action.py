@@ -65,6 +65,24 @@ class ActionRequest:
 FINISHED_KIND = {"done": "done", "dry_run": "done", "failed": "failed", "interrupted": "interrupted"}
 
 
+@dataclass(frozen=True)
+class ActionOutcome:
+    """What one verification said about the incident's fix: the learned-outcomes record.
+
+    ``action`` is the automatic action that ran for the incident (``scale_up``, ``restart_tasks``,
+    ``rollback``; ``alert_only`` when it only alerted; ``none`` when nothing ran: a dry run, a
+    refusal). One per incident.
+    """
+
+    incident_id: int
+    cluster: str
+    service: str
+    cause: str
+    action: str
+    resolved: bool
+    at: pd.Timestamp
+
+
 def finished_event(record: ActionRecord, status: str, result: dict | None,
                    error: str | None) -> tuple[str, dict]:
     """The timeline event that says what a started action came to: its kind and payload."""

@@ -24,7 +24,7 @@ from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from detection.metrics import spec_for
-from rca.report import oom_text
+from rca.report import oom_text, track_text
 from service.incident_plots import plot_png
 from service.incident_plots import recorded_series as _series
 from service.metric_window import EVENT as WINDOW_EVENT
@@ -184,6 +184,7 @@ def incident_view(store: IncidentStore, incident_id: int) -> dict:
         "duration": _duration(incident.opened_at, incident.closed_at),
         "diagnosis": diagnosis,
         "time_to_oom": oom_text(diagnosis.to_dict()) if diagnosis else None,
+        "track_record": track_text(diagnosis.to_dict()) if diagnosis else None,
         "evidence": diagnosis.evidence if diagnosis else [],
         "anomalies": sorted(anomalies, key=lambda a: -a["score"])[:12],
         "anomaly_count": len(anomalies),

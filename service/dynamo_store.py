@@ -16,6 +16,7 @@ One table, on-demand capacity, a TTL attribute, and one sparse index (``by_kind`
 ``SVC#<cluster>/<service>`` ``OPEN#<id>``         the service's open incidents (gone on resolve)
 ``SVC#<cluster>/<service>`` ``GUARD``             the guard: ``rev`` and the actions that still
                                                   count for the guardrails (``live``)
+``SVC#<cluster>/<service>`` ``OUT#<incident>``    a verified incident's outcome (learned outcomes)
 ``ACT#<id>``                ``ACT``               an action and what became of it
 ``KEY#<key>``               ``KEY``               an idempotency key and the action it names
 ``COUNTER``                 ``ids``               the next incident, action and event numbers
@@ -59,7 +60,7 @@ from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from detection.anomaly import Anomaly
-from service.action import ActionHistory, ActionRecord, ActionRequest, finished_event
+from service.action import ActionHistory, ActionOutcome, ActionRecord, ActionRequest, finished_event
 from service.incident import Incident, Status, diagnosis_from_dict
 from service.repository import Judge
 
@@ -654,6 +655,31 @@ class DynamoIncidentStore:
         """The service's action history as the guardrails see it at ``at``."""
         records, incidents = self._live(self._guard(cluster, service)[1])
         return self._judged(records, incidents, at, dry_run)
+
+    # ------------------------------------------------------------------ learned outcomes
+
+    def record_outcome(self, outcome: ActionOutcome) -> bool:
+        """One item per incident under its service, put only if absent (a replay writes nothing)."""
+        values = {"pk": _service_pk(outcome.cluster, outcome.service),
+                  "sk": f"OUT#{outcome.incident_id:012d}", "incident_id": outcome.incident_id,
+                  "cause": outcome.cause, "action": outcome.action, "resolved": bool(outcome.resolved),
+                  "at": _iso(outcome.at), TTL_ATTRIBUTE: self._expires(outcome.at)}
+        try:
+            self.client.put_item(**self._put(values, "attribute_not_exists(pk)")["Put"])
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def outcomes(self, cluster: str, service: str) -> list[ActionOutcome]:
+        items = self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :out)",
+                            ExpressionAttributeValues={":pk": {"S": _service_pk(cluster, service)},
+                                                       ":out": {"S": "OUT#"}}, ConsistentRead=True)
+        found = [ActionOutcome(int(v["incident_id"]), cluster, service, v["cause"], v["action"],
+                               bool(v["resolved"]), pd.Timestamp(v["at"]))
+                 for v in (_plain(i) for i in items)]
+        return sorted(found, key=lambda o: (o.at, o.incident_id))
 
     def close(self) -> None:
         """Nothing to close: the client holds no connection of its own."""

@@ -23,6 +23,7 @@ import pandas as pd
 
 from detection.forecast import OomForecast
 from rca.diagnosis import Diagnosis, Evidence
+from rca.outcomes import TrackRecord
 
 
 class Status(StrEnum):
@@ -68,7 +69,7 @@ def diagnosis_from_dict(data: dict[str, Any] | None) -> Diagnosis | None:
     known = {f.name for f in fields(Diagnosis)}
     evidence_fields = {f.name for f in fields(Evidence)}
     kept = {"explanation": "", "manual_action": "", **{k: v for k, v in data.items() if k in known}}
-    optional = {"evidence", "time_to_oom"}
+    optional = {"evidence", "time_to_oom", "track_record"}
     missing = [f.name for f in fields(Diagnosis) if f.name not in kept and f.name not in optional]
     if missing:
         raise ValueError(f"a diagnosis needs {', '.join(missing)}")
@@ -76,6 +77,8 @@ def diagnosis_from_dict(data: dict[str, Any] | None) -> Diagnosis | None:
                         for e in data.get("evidence") or []]
     if data.get("time_to_oom") is not None:
         kept["time_to_oom"] = OomForecast.from_dict(data["time_to_oom"])
+    if data.get("track_record") is not None:
+        kept["track_record"] = TrackRecord.from_dict(data["track_record"])
     return Diagnosis(**kept)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import pandas as pd
 
 from detection.anomaly import Anomaly
-from service.action import ActionHistory, ActionRecord, ActionRequest, finished_event
+from service.action import ActionHistory, ActionOutcome, ActionRecord, ActionRequest, finished_event
 from service.incident import OPEN_STATUSES, Incident, Status, diagnosis_from_dict
 from service.repository import Judge
 
@@ -40,6 +40,7 @@ class MemoryIncidentStore:
         self._anomalies: dict[int, dict[tuple[str, str], dict]] = {}
         self._events: list[dict] = []
         self._actions: dict[int, ActionRecord] = {}
+        self._outcomes: dict[int, ActionOutcome] = {}
 
     # ------------------------------------------------------------------ incidents
 
@@ -259,3 +260,19 @@ class MemoryIncidentStore:
 
     def close(self) -> None:
         """Nothing to close: the log lives as long as the object."""
+
+    # ------------------------------------------------------------------ learned outcomes
+
+    def record_outcome(self, outcome: ActionOutcome) -> bool:
+        with self._lock:
+            if outcome.incident_id in self._outcomes:
+                return False
+            self._outcomes[outcome.incident_id] = ActionOutcome(
+                outcome.incident_id, outcome.cluster, outcome.service, outcome.cause, outcome.action,
+                bool(outcome.resolved), _utc(outcome.at))
+            return True
+
+    def outcomes(self, cluster: str, service: str) -> list[ActionOutcome]:
+        with self._lock:
+            mine = [o for o in self._outcomes.values() if (o.cluster, o.service) == (cluster, service)]
+        return sorted(mine, key=lambda o: (o.at, o.incident_id))

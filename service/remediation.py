@@ -40,6 +40,7 @@ class Outcome:
 
     action: str
     status: str   # done | dry_run | awaiting_approval | alerted | failed | refused | interrupted
+    #               | skipped (learned outcomes: it never works there; the watcher decides that)
     change: str
     error: str | None = None
     reason: str | None = None      # the guardrail's reason code when refused

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from detection.anomaly import Anomaly
-from service.action import ActionHistory, ActionRecord, ActionRequest
+from service.action import ActionHistory, ActionOutcome, ActionRecord, ActionRequest
 from service.incident import Incident
 
 Judge = Callable[[ActionHistory], tuple[bool, dict]]   # history -> (allowed, verdict)
@@ -65,5 +65,15 @@ class IncidentRepository(Protocol):
     def actions(self, incident_id: int | None = None, cluster: str | None = None,
                 service: str | None = None, status: str | None = None) -> list[ActionRecord]: ...
     def history(self, cluster: str, service: str, at: Any, dry_run: bool = False) -> ActionHistory: ...
+
+    # learned outcomes: one per verified incident, append-only
+    def record_outcome(self, outcome: ActionOutcome) -> bool:
+        """Keep what the incident's verification said of its fix; False (nothing written) when
+        the incident already has one, so a verification replayed after a crash counts once."""
+        ...
+
+    def outcomes(self, cluster: str, service: str) -> list[ActionOutcome]:
+        """The service's outcomes, oldest first (what the track records are computed from)."""
+        ...
 
     def close(self) -> None: ...

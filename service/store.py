@@ -44,6 +44,7 @@ import pandas as pd
 from detection.anomaly import Anomaly
 from service.action import (  # noqa: F401 - re-exported
     ActionHistory,
+    ActionOutcome,
     ActionRecord,
     ActionRequest,
     finished_event,
@@ -112,6 +113,16 @@ CREATE TABLE IF NOT EXISTS actions (
     error TEXT
 );
 CREATE INDEX IF NOT EXISTS actions_by_service ON actions (cluster, service, requested_at);
+CREATE TABLE IF NOT EXISTS outcomes (
+    incident_id INTEGER PRIMARY KEY REFERENCES incidents(id),
+    cluster TEXT NOT NULL,
+    service TEXT NOT NULL,
+    cause TEXT NOT NULL,
+    action TEXT NOT NULL,
+    resolved INTEGER NOT NULL,
+    at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS outcomes_by_service ON outcomes (cluster, service, at);
 """
 
 # Columns added after the first release; an older log gets them on open.
@@ -488,6 +499,23 @@ class IncidentStore:
         with self._connect() as db:
             rows = db.execute(f"SELECT * FROM actions{where} ORDER BY id", args).fetchall()
         return [_action(r) for r in rows]
+
+    def record_outcome(self, outcome: ActionOutcome) -> bool:
+        """Keep one verification's outcome (once per incident); whether it was written."""
+        with self._connect() as db:
+            cur = db.execute("INSERT OR IGNORE INTO outcomes (incident_id, cluster, service, cause, "
+                             "action, resolved, at) VALUES (?,?,?,?,?,?,?)",
+                             (outcome.incident_id, outcome.cluster, outcome.service, outcome.cause,
+                              outcome.action, int(outcome.resolved), _iso(outcome.at)))
+            return cur.rowcount == 1
+
+    def outcomes(self, cluster: str, service: str) -> list[ActionOutcome]:
+        """The service's verified outcomes, oldest first."""
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM outcomes WHERE cluster=? AND service=? "
+                              "ORDER BY at, incident_id", (cluster, service)).fetchall()
+        return [ActionOutcome(r["incident_id"], r["cluster"], r["service"], r["cause"], r["action"],
+                              bool(r["resolved"]), pd.Timestamp(r["at"])) for r in rows]
 
     def history(self, cluster: str, service: str, at: Any, dry_run: bool = False) -> ActionHistory:
         """The service's action history as the guardrails see it at ``at``."""

@@ -33,7 +33,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -44,7 +44,9 @@ from detection.forecast import OomForecast, time_to_limit
 from detection.metrics import spec_for
 from rca.diagnosis import Diagnosis, Evidence, RootCauseClassifier
 from rca.features import incident_features
+from rca.outcomes import track_record
 from rca.playbook import Playbook
+from service.action import ActionOutcome
 from service.cloudwatch import MetricSourceError
 from service.escalation import Escalator
 from service.metric_window import EVENT as WINDOW_EVENT
@@ -63,6 +65,7 @@ except ImportError:  # pragma: no cover - an rca without ECS context
 
 FEATURE_WINDOW = pd.Timedelta(minutes=15)
 MEMORY = "memory_utilization"   # the metric whose trend gives the time to OOM
+ECS_ACTIONS = ("scale_up", "restart_tasks", "rollback")   # what learned outcomes may skip
 BLIND_ALERT_TICKS = 5  # periods without metrics before the on-call engineer is told
 log = logging.getLogger("aiops.watcher")
 
@@ -388,7 +391,7 @@ class Watcher:
         self.store.add_anomalies(opened, anomalies)
         self._record_window(opened, window, now, "opened")
         self.store.record(opened, now, "features", filing.features)
-        self.store.set_diagnosis(opened, now, filing.signature.to_dict())
+        self.store.set_diagnosis(opened, now, self._with_track_record(filing.signature).to_dict())
         log.warning("%s: incident %s split off from incident %s: %s", self.name, opened, other.id,
                     payload["summary"])
         return opened
@@ -423,8 +426,9 @@ class Watcher:
                 if window is None:
                     return IncidentStep(incident.id, incident.status)
                 self._diagnose(incident, window, now)
-            outcome = self.remediator.remediate(incident.id, self.target, self._diagnosis(incident.id),
-                                                now)
+            diagnosis = self._diagnosis(incident.id)
+            outcome = (self._skip(incident.id, diagnosis, now) if self._never_works(diagnosis)
+                       else self.remediator.remediate(incident.id, self.target, diagnosis, now))
             self._after_action(incident.id, outcome, now)
         elif incident.status == "awaiting_approval":
             if incident.approved_at is not None:
@@ -447,7 +451,7 @@ class Watcher:
     def _diagnose(self, incident: Incident, window: pd.DataFrame, now: pd.Timestamp) -> None:
         features, diagnosis = self._classify(self._stored_anomalies(incident.id), window)
         self.store.record(incident.id, now, "features", features)
-        self.store.set_diagnosis(incident.id, now, diagnosis.to_dict())
+        self.store.set_diagnosis(incident.id, now, self._with_track_record(diagnosis).to_dict())
 
     def _classify(self, anomalies: list[Anomaly], window: pd.DataFrame) -> tuple[dict, Diagnosis]:
         """The features of ``anomalies`` over the window and the classifier's diagnosis of them.
@@ -509,6 +513,53 @@ class Watcher:
         return EcsContext(minutes_since_deployment=minutes, oom_stopped_tasks=oom,
                           running_tasks=state.running_count, desired_tasks=state.desired_count)
 
+    # ------------------------------------------------------------------ learned outcomes
+
+    def _with_track_record(self, diagnosis: Diagnosis) -> Diagnosis:
+        """The diagnosis with its automatic action's past outcomes for the cause on this service
+        (:mod:`rca.outcomes`); the explanation states the rate once the action was verified here."""
+        if diagnosis.auto_action not in ECS_ACTIONS:
+            return diagnosis
+        record = track_record(self.store.outcomes(self.target.cluster, self.target.service),
+                              diagnosis.root_cause, diagnosis.auto_action)
+        if not record.tried:
+            return replace(diagnosis, track_record=record)
+        return diagnosis.with_track_record(record)
+
+    def _never_works(self, diagnosis: Diagnosis) -> bool:
+        record = diagnosis.track_record
+        return record is not None and record.never_works(self.playbook.skip_after_failures)
+
+    def _skip(self, incident_id: int, diagnosis: Diagnosis, now: pd.Timestamp) -> Outcome:
+        """Skip an action that failed its last verifications here: decided, logged, not run."""
+        record = diagnosis.track_record
+        why = (f"it failed to fix {diagnosis.root_cause} on {self.target.service} the last "
+               f"{record.failing_streak} times ({record.summary()}; the playbook skips after "
+               f"{self.playbook.skip_after_failures})")
+        self.store.record(incident_id, now, "decision", {
+            "action": diagnosis.auto_action, "skipped": True, "root_cause": diagnosis.root_cause,
+            "track_record": record.to_dict(),
+            "summary": f"{diagnosis.root_cause} -> {diagnosis.auto_action} skipped: {why}"})
+        return Outcome(diagnosis.auto_action, "skipped", "none", why, reason="never_works")
+
+    def _record_outcome(self, incident: Incident, passed: bool, now: pd.Timestamp) -> None:
+        """Keep what the verification says of the incident's fix (the learned outcomes)."""
+        if incident.root_cause is None:
+            return
+        self.store.record_outcome(ActionOutcome(incident.id, self.target.cluster, self.target.service,
+                                                incident.root_cause, self._action_that_ran(incident.id),
+                                                passed, now))
+
+    def _action_that_ran(self, incident_id: int) -> str:
+        """The incident's automatic action if it reached ECS; ``alert_only`` or ``none`` if not."""
+        ran = [a for a in self.store.actions(incident_id=incident_id)
+               if a.origin == "auto" and a.status in ("done", "interrupted")]
+        if ran:
+            return ran[-1].action
+        if self.store.last_event(incident_id, "alert_sent") is not None:
+            return "alert_only"
+        return "none"
+
     def _stored_anomalies(self, incident_id: int) -> list[Anomaly]:
         return [Anomaly.build(a["metric"], a["timestamp"], a["value"], a["expected"], a["lower"],
                               a["upper"], a["score"], self.detector.specs)
@@ -525,8 +576,9 @@ class Watcher:
         """Move the incident on from an action's outcome (each move taken at most once)."""
         if outcome.status == "awaiting_approval":
             self.escalator.request_approval(incident_id, now, outcome.action)
-        elif outcome.status in ("failed", "refused"):
-            what = "refused by the guardrails" if outcome.status == "refused" else "failed"
+        elif outcome.status in ("failed", "refused", "skipped"):
+            what = {"refused": "refused by the guardrails", "skipped": "skipped"}.get(outcome.status,
+                                                                                   "failed")
             self.escalator.escalate(incident_id, now, f"{outcome.action} {what}: {outcome.error}")
             write_report(self.store, incident_id, self.settings.reports_dir, now)
         else:
@@ -557,6 +609,7 @@ class Watcher:
                                                                for m, i in left.items())
         if not self.store.complete_verification(incident.id, now, passed, payload):
             return passed  # an earlier run verified it already
+        self._record_outcome(incident, passed, now)
         self._record_window(incident.id, window, now, "verification")
         if passed:
             send_report(self.store, self.notifier, incident.id, self.escalator.on_call,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,7 @@ import pytest
 
 from detection.anomaly import Anomaly
 from detection.zscore import RobustZDetector
-from service.action import ActionRequest
+from service.action import ActionOutcome, ActionRequest
 from service.aws import ClientFactory, local_aws
 from service.dynamo_store import DynamoIncidentStore, create_table
 from service.incident import IncidentStateError
@@ -108,6 +109,13 @@ def lifecycle(store: IncidentRepository) -> list:
         step(f"events {incident}",
              lambda i=incident: [(e["at"], e["kind"], e["data"]) for e in store.events(i)])
         step(f"anomalies {incident}", lambda i=incident: store.anomalies(i))
+    fixed = ActionOutcome(first, "prod", "web", "memory_leak", "restart_tasks", True, _minute(20))
+    step("outcome", lambda: store.record_outcome(fixed))
+    step("outcome again", lambda: store.record_outcome(replace(fixed, resolved=False)))
+    step("outcome elsewhere", lambda: store.record_outcome(
+        ActionOutcome(second, "prod", "api", "slow_response", "scale_up", False, _minute(33))))
+    step("outcomes", lambda: store.outcomes("prod", "web"))
+    step("no outcomes", lambda: store.outcomes("prod", "nowhere"))
     return seen
 
 
@@ -123,6 +131,9 @@ def test_every_adapter_answers_every_step_the_same(adapters) -> None:
     assert steps["duplicate"] == (1, {"duplicate": True}) and steps["refusals"] == {"in_flight": 1}
     assert steps["flying while verifying"] == [1], "an action is in flight until its incident is verified"
     assert steps["counts"] == {"resolved": 2} and steps["open"] is None
+    assert steps["outcome"] is True and steps["outcome again"] is False, "one outcome per incident"
+    assert [(o.action, o.resolved) for o in steps["outcomes"]] == [("restart_tasks", True)]
+    assert steps["no outcomes"] == []
 
 
 def test_every_adapter_is_the_port(adapters) -> None:
