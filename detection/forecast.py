@@ -148,16 +148,19 @@ def time_to_limit(series: pd.Series, limit: float = DEFAULT_LIMIT,
         raise ValueError(f"confidence must be between 0 and 1, got {confidence}")
     if min_points < 3:
         raise ValueError(f"min_points must be at least 3, got {min_points}")
-    clean = series.dropna()
-    if clean.empty:
+    values = series.to_numpy(dtype=float)
+    stamps = pd.DatetimeIndex(series.index)
+    keep = ~np.isnan(values)
+    if not keep.any():
         return None
-    index = pd.DatetimeIndex(clean.index)
-    end = index[-1]
-    recent = clean[index > end - pd.Timedelta(minutes=lookback_minutes)]
-    if len(recent) < min_points:
+    values, stamps = values[keep], stamps[keep]
+    end = stamps[-1]
+    minutes = ((stamps - end) / pd.Timedelta(minutes=1)).to_numpy(dtype=float)   # before the newest
+    recent = minutes > -lookback_minutes
+    if recent.sum() < min_points:
         return None
-    y_all = recent.to_numpy(dtype=float)
-    x_all = (pd.DatetimeIndex(recent.index) - end).total_seconds().to_numpy() / 60.0
+    y_all, x_all = values[recent], minutes[recent]
+    first = int(np.flatnonzero(recent)[0])
     start = last_drop(y_all, min_drop)
     x, y = x_all[start:], y_all[start:]
     if len(x) < min_points:
@@ -177,5 +180,5 @@ def time_to_limit(series: pd.Series, limit: float = DEFAULT_LIMIT,
                        slope_per_minute=float(fit.slope), minutes=remaining / fit.slope,
                        low=max(0.0, remaining - wander) / fit.high_slope,
                        high=float(high) if np.isfinite(high) else None,
-                       since=pd.Timestamp(recent.index[start + onset]), points=len(x),
+                       since=pd.Timestamp(stamps[first + start + onset]), points=len(x),
                        confidence=confidence)

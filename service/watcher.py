@@ -258,9 +258,14 @@ class Watcher:
         if MEMORY not in read.columns:
             return
         fresh = read[MEMORY].dropna()
-        merged = pd.concat([self._memory[~self._memory.index.isin(fresh.index)], fresh]).sort_index()
+        if fresh.empty:
+            return
+        kept = self._memory
+        if not kept.empty:   # what was read again (the recent minutes) comes from the newest read
+            kept = kept.iloc[:kept.index.searchsorted(fresh.index[0])]
+        merged = pd.concat([kept, fresh]) if not kept.empty else fresh
         lookback = pd.Timedelta(minutes=self.playbook.oom.lookback_minutes)
-        self._memory = merged[merged.index > now - lookback]
+        self._memory = merged.iloc[merged.index.searchsorted(now - lookback, side="right"):]
 
     def forecast(self) -> OomForecast | None:
         """Memory's time to its limit at the current trend (:mod:`detection.forecast`), if rising."""

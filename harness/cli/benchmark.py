@@ -340,6 +340,8 @@ def load(rate: float, seconds: float, series: int, points: int, detector: str, a
         click.echo(report.render())
 
 
-from harness.cli.oom import oom  # noqa: E402 - the time-to-OOM benchmark lives in its own module
+from harness.cli.backtest_bench import backtest_benchmark  # noqa: E402 - in their own modules
+from harness.cli.oom import oom  # noqa: E402
 
 benchmark.add_command(oom)
+benchmark.add_command(backtest_benchmark, "backtest")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from service.cli.backtest import backtest
 from service.cli.baseline import baseline
 from service.cli.dashboard import dashboard
 from service.cli.detect import detect
@@ -37,7 +38,7 @@ def cli(ctx: click.Context, data_dir: Path | None) -> None:
 
 
 for command in (detect, train, baseline, models, watch, status, remediate, incidents, rca, train_rca,
-                serve, dashboard):
+                serve, dashboard, backtest):
     cli.add_command(command)
 
 
