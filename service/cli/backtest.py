@@ -7,7 +7,14 @@ from pathlib import Path
 import click
 import pandas as pd
 
-from service.cli.common import emit, existing_store, handle_errors, settings_from, with_target
+from service.cli.common import (
+    allow_unsigned_option,
+    emit,
+    existing_store,
+    handle_errors,
+    settings_from,
+    with_target,
+)
 
 SCORE_ROWS = (("incidents", "incidents"), ("actions that would have run", "actions"),
               ("guardrail refusals", "refusals"), ("pages", "pages"),
@@ -64,10 +71,11 @@ def render(result, with_labels: bool) -> str:
               help="A what-if column (repeat for more): threshold, open_after, group_window, mode, "
                    "cooldown.ACTION, max_actions_per_day, skip_after_failures, oom.horizon_minutes ...")
 @click.option("--json", "as_json", is_flag=True, help="Print every scenario's scores, days and decisions.")
+@allow_unsigned_option
 @click.pass_context
 @handle_errors
 def backtest(ctx, cluster, service, days, history_path, deployments_path, labels_path, bundle,
-             config_path, what_ifs, as_json) -> None:
+             config_path, what_ifs, as_json, allow_unsigned) -> None:
     """What automatic remediation would have done on the service's own history.
 
     Replays the history minute by minute through the watcher as `aiops watch` builds it (the
@@ -91,22 +99,26 @@ def backtest(ctx, cluster, service, days, history_path, deployments_path, labels
     from service.fleet import default_bundle
     from service.watch_config import ServiceConfig, load_watch_config
 
-    settings = settings_from(ctx, cluster=cluster, service=service)
+    settings = settings_from(ctx, cluster=cluster, service=service, allow_unsigned=allow_unsigned)
     target = settings.target
     config = load_watch_config(config_path)
     playbook = load_playbook(settings.playbook)
     changes = [(text, parse_what_if(text)) for text in what_ifs]
     svc = ServiceConfig(cluster=target.cluster, service=target.service, bundle=bundle)
-    detector = load_bundle(default_bundle(settings, svc)).model
+    from service.aws import ClientFactory
+    from service.signing import bundle_trust
+
+    factory = ClientFactory()
+    trust = bundle_trust(settings, "aiops backtest", factory=factory)
+    detector = load_bundle(default_bundle(settings, svc), trust=trust).model
     classifier, _ = load_rca_classifier(settings, playbook, getattr(detector, "threshold", None))
     if history_path is not None:
         history = read_window_file(history_path, "--history")
     else:
-        from service.aws import ClientFactory
         from service.cloudwatch import CloudWatchMetrics
 
         now = settings.clock().floor("min")
-        source = CloudWatchMetrics(ClientFactory().client("cloudwatch"), settings.metrics, target,
+        source = CloudWatchMetrics(factory.client("cloudwatch"), settings.metrics, target,
                                    settings.period_seconds)
         history = source.read(now - pd.Timedelta(days=days), now)
     history = history[~history.index.duplicated()].sort_index()

@@ -14,6 +14,7 @@ from detection.zscore import RobustZDetector
 from harness.backtestbench import live_decisions, simulate_history
 from harness.cli import cli
 from models.bundle import save_bundle
+from models.signing import local_key
 from rca.playbook import load_playbook
 from rca.rules import RuleClassifier
 from service.backtest import Scenario, decisions, replay
@@ -48,7 +49,9 @@ def test_the_backtest_decides_as_the_live_watcher_on_the_same_history(sim) -> No
 def test_aiops_backtest_prints_days_scores_and_what_ifs(sim, tmp_path) -> None:
     detector = RobustZDetector().fit(sim.training)
     bundle = tmp_path / "bundle"
-    save_bundle(detector, {"detector": "robust_z"}, bundle, metrics=list(sim.training.columns),
+    data = tmp_path / "data"   # the bundle is signed with the data directory's key, as aiops train does
+    save_bundle(detector, {"detector": "robust_z"}, bundle, key=local_key(data, create=True),
+                metrics=list(sim.training.columns),
                 data_window=(sim.training.index[0].isoformat(), sim.training.index[-1].isoformat()))
     surge = sim.labels[0]
     index = sim.history.index
