@@ -340,6 +340,28 @@ def load(rate: float, seconds: float, series: int, points: int, detector: str, a
         click.echo(report.render())
 
 
+@benchmark.command("scoring")
+@click.option("--services", type=click.IntRange(1, 100_000), default=2000, show_default=True,
+              help="Services of 5 metrics each scored per tick (2,000 = 10,000 series).")
+@click.option("--models", type=click.IntRange(1, 100), default=4, show_default=True,
+              help="Distinct fitted models, shared round-robin by the services.")
+@click.option("--ticks", type=click.IntRange(1, 100), default=5, show_default=True,
+              help="Ticks timed; the median is printed.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@handle_errors
+def scoring(services: int, models: int, ticks: int, as_json: bool) -> None:
+    """One fleet-wide tick: the ensemble and the baselines scored for every service at once,
+    beside each service's own score(), with the largest difference between them.
+    """
+    from harness.scoringbench import run_scoring_benchmark
+
+    report = run_scoring_benchmark(services, models, ticks, progress=_to_stderr)
+    if as_json:
+        emit(report.to_dict(), True)
+    else:
+        click.echo(report.render())
+
+
 from harness.cli.backtest_bench import backtest_benchmark  # noqa: E402 - in their own modules
 from harness.cli.oom import oom  # noqa: E402
 

@@ -67,3 +67,12 @@ def test_unknown_detector_and_missing_corpus_are_named(tmp_path: Path) -> None:
     done = aiops("benchmark", "nab", "--root", str(tmp_path))
     assert done.returncode == 1
     assert done.stderr.startswith(f"aiops: error: no NAB corpus at {tmp_path}")
+
+
+def test_the_scoring_benchmark_prints_both_scorers_their_ratio_and_the_difference() -> None:
+    done = aiops("benchmark", "scoring", "--services", "30", "--models", "1", "--ticks", "1", "--json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["series"] == 150 and report["per_service_sample"] == 20
+    assert report["ensemble_tick_cpu_ms"] > 0 and report["robust_z_tick_cpu_ms"] > 0
+    assert report["max_difference"] <= 1e-6, "the fleet scorer gives each service its own scores"

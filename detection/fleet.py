@@ -1,0 +1,616 @@
+"""Score a whole fleet's tick in one vectorised pass over stacked state.
+
+``ServiceDetector.score`` costs tens of milliseconds per service, almost all of it overhead
+(pandas frames per member, a scikit-learn call that starts a thread pool, one calibrator call
+per member): numbers of a 16-minute window are few. ``FleetScorer`` stacks the fitted state of
+many services once (hour-of-week tables, STL curves on a shared grid, isolation forests as node
+arrays, calibration quantiles) and scores every service's window in one pass of numpy over
+arrays shaped (services, rows, metrics). It computes exactly what each detector's ``score``
+computes, in the same floating-point operations where it matters (interpolations, medians,
+the forest's walk), so the scores equal the per-service ones (``tests/unit/test_fleet_scorer.py``:
+within 1e-9).
+
+What it stacks: ``ServiceDetector`` with the members ``zscore``, ``seasonal`` (fitted on two
+weeks or more, the weekly repeat), ``iforest`` and ``shift`` in any combination and weights,
+either combiner, with or without recalibration; ``RobustZDetector`` (its table). Detectors that
+share a layout (metrics, members, settings, the seasonal grid) form one group. Anything else
+(a cold-start seasonal member, the ``streaming`` member, a frame whose rows are not one regular
+index shared by the group) is scored by the detector itself, so every detector gets its answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from detection.baseline import hour_of_week
+from detection.ensemble import ServiceDetector
+from detection.forest import CompiledForest
+from detection.metrics import spec_for
+from detection.zscore import RobustZDetector
+
+_DIRECTIONS = {"both": 0, "up": 1, "down": 2}
+
+
+# ------------------------------------------------------------------------- numpy primitives
+def searchsorted_rows(sorted_rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Per row ``c``, ``np.searchsorted(sorted_rows[c], values[c], side="right")``: a binary
+    search run on every row at once (exact comparisons; a NaN value gives 0, where numpy would
+    give the row's length: callers mask NaN)."""
+    n_rows, n = sorted_rows.shape
+    flat = sorted_rows.ravel()
+    base = (np.arange(n_rows, dtype=np.int64) * n).reshape((n_rows,) + (1,) * (values.ndim - 1))
+    lo = np.zeros(values.shape, dtype=np.int64)
+    hi = np.full(values.shape, n, dtype=np.int64)
+    for _ in range(int(np.ceil(np.log2(max(n, 1)))) + 1):
+        open_ = lo < hi
+        if not open_.any():
+            break
+        mid = (lo + hi) // 2
+        right = values >= np.take(flat, base + np.minimum(mid, n - 1))
+        lo = np.where(open_ & right, mid + 1, lo)
+        hi = np.where(open_ & ~right, mid, hi)
+    return lo
+
+
+def interp_rows(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """``np.interp(x[c], xp[c], fp[c])`` for every row ``c`` at once, with numpy's own
+    arithmetic (same index, same slope, same special cases), so the results are identical."""
+    n = xp.shape[1]
+    j = searchsorted_rows(xp, x) - 1
+    shape = (xp.shape[0],) + (1,) * (x.ndim - 1)
+    base = np.arange(xp.shape[0], dtype=np.int64).reshape(shape) * n
+    flat_x, flat_f = xp.ravel(), fp.ravel()
+    jj = np.clip(j, 0, n - 2) if n > 1 else np.zeros_like(j)
+    x0, x1 = np.take(flat_x, base + jj), np.take(flat_x, base + np.minimum(jj + 1, n - 1))
+    f0, f1 = np.take(flat_f, base + jj), np.take(flat_f, base + np.minimum(jj + 1, n - 1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = (f1 - f0) / (x1 - x0)
+        out = slope * (x - x0) + f0
+        redo = np.isnan(out)
+        if redo.any():
+            again = slope * (x - x1) + f1
+            again = np.where(np.isnan(again) & (f0 == f1), f0, again)
+            out = np.where(redo, again, out)
+    first, last = np.take(flat_f, base), np.take(flat_f, base + n - 1)
+    out = np.where(x == x0, f0, out)
+    out = np.where(j >= n - 1, last, out)
+    out = np.where(j < 0, first, out)
+    out = np.where(x > np.take(flat_x, base + n - 1), last, out)
+    return np.where(np.isnan(x), x, out)
+
+
+def interp_shared(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
+    """``np.interp(x, xp, fp[c])`` for every row ``c`` of ``fp`` (one grid ``xp`` shared by all):
+    the index is found once, the arithmetic is numpy's (see ``interp_rows``)."""
+    n = xp.size
+    j = np.searchsorted(xp, x, side="right") - 1
+    jj = np.clip(j, 0, n - 2)
+    x0, x1 = xp[jj], xp[jj + 1]
+    f0, f1 = fp[:, jj], fp[:, jj + 1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = (f1 - f0) / (x1 - x0)
+        out = slope * (x - x0) + f0
+        redo = np.isnan(out)
+        if redo.any():
+            again = slope * (x - x1) + f1
+            out = np.where(redo, np.where(np.isnan(again) & (f0 == f1), f0, again), out)
+    out = np.where(x == x0, f0, out)
+    out = np.where(j >= n - 1, fp[:, -1].reshape((-1,) + (1,) * x.ndim), out)
+    out = np.where(j < 0, fp[:, 0].reshape((-1,) + (1,) * x.ndim), out)
+    out = np.where(x > xp[-1], fp[:, -1].reshape((-1,) + (1,) * x.ndim), out)
+    return np.where(np.isnan(x), x, out)
+
+
+def _by_direction(z: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    """``detection.zscore.by_direction`` with a direction code per metric (last axis)."""
+    with np.errstate(invalid="ignore"):
+        up = np.where(np.isnan(z), np.nan, np.maximum(z, 0.0))
+        down = np.where(np.isnan(z), np.nan, np.maximum(-z, 0.0))
+    return np.where(direction == 1, up, np.where(direction == 2, down, np.abs(z)))
+
+
+def _sliding(values: np.ndarray, before: int, length: int, keep: slice = slice(None)) -> np.ndarray:
+    """Windows along axis 1: for row i (of the rows ``keep``) the rows
+    ``i - before - length + 1 .. i - before`` (NaN where they fall before the frame).
+    Shape (S, rows kept, M, length)."""
+    s, r, m = values.shape
+    pad = np.full((s, before + length - 1, m), np.nan)
+    padded = np.concatenate([pad, values], axis=1)
+    windows = np.lib.stride_tricks.sliding_window_view(padded, length, axis=1)
+    return windows[:, :r][:, keep]
+
+
+def _nan_reduce(windows: np.ndarray, how: str) -> np.ndarray:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN, as pandas does
+        return np.nanmedian(windows, axis=-1) if how == "median" else np.nanmean(windows, axis=-1)
+
+
+# ------------------------------------------------------------------------ stacked calibrators
+@dataclass
+class _Calibrators:
+    """``TailCalibrator``s of many services stacked: one row per (service, column)."""
+
+    quantiles: np.ndarray   # (S*K, n) each column's quantiles
+    references: np.ndarray  # (S*K, n)
+    start: np.ndarray       # (S, K)
+    scale: np.ndarray
+    level: np.ndarray
+
+    def __post_init__(self) -> None:
+        # the mirrored tables of QuantileTransformer's second interpolation, made once
+        self.mirrored = np.ascontiguousarray(-self.quantiles[:, ::-1])
+        self.mirrored_references = np.ascontiguousarray(-self.references[:, ::-1])
+
+    @classmethod
+    def of(cls, calibrators: Sequence[Any]) -> "_Calibrators":
+        qs = [c.quantiles_ for c in calibrators]
+        n = {q.quantiles_.shape[0] for q in qs}
+        if len(n) != 1:
+            raise _Unstackable("calibrators with different numbers of quantiles")
+        quantiles = np.concatenate([q.quantiles_.T for q in qs])
+        references = np.concatenate([np.broadcast_to(q.references_,
+                                                     (q.quantiles_.shape[1], q.references_.size))
+                                     for q in qs])
+        return cls(np.ascontiguousarray(quantiles), np.ascontiguousarray(references),
+                   np.stack([c.tail_start_ for c in calibrators]),
+                   np.stack([c.tail_scale_ for c in calibrators]),
+                   np.stack([c.tail_level_ for c in calibrators]))
+
+    def _quantile(self, x: np.ndarray) -> np.ndarray:
+        """``QuantileTransformer.transform`` (uniform output) of x shaped (S, R, K)."""
+        s, r, k = x.shape
+        cols = np.ascontiguousarray(x.transpose(0, 2, 1).reshape(s * k, r))
+        q, ref = self.quantiles, self.references
+        forward = interp_rows(cols, q, ref)
+        backward = interp_rows(-cols, self.mirrored, self.mirrored_references)
+        out = 0.5 * (forward - backward)
+        out = np.where(cols == q[:, -1:], 1.0, out)
+        out = np.where(cols == q[:, :1], 0.0, out)
+        out = np.where(np.isnan(cols), np.nan, out)
+        return out.reshape(s, k, r).transpose(0, 2, 1)
+
+    def surprise(self, x: np.ndarray) -> np.ndarray:
+        """``TailCalibrator.surprise`` for every service at once (x: (S, R, K))."""
+        level, start, scale = self.level[:, None, :], self.start[:, None, :], self.scale[:, None, :]
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            body = -np.log1p(-np.minimum(self._quantile(x), level))
+            above = np.maximum(x - start, 0.0) / scale
+            tail = -np.log1p(-level) + above
+            out = np.where(x > start, tail, body)
+        return np.where(np.isnan(x), np.nan, out)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """``TailCalibrator.transform`` for every service at once."""
+        level, start, scale = self.level[:, None, :], self.start[:, None, :], self.scale[:, None, :]
+        body = np.minimum(self._quantile(x), level)
+        with np.errstate(invalid="ignore", over="ignore"):
+            above = np.maximum(x - start, 0.0) / scale
+            tail = level + (1.0 - level) * (-np.expm1(-above))
+            out = np.where(x > start, np.maximum(tail, level), body)
+        return np.where(np.isnan(x), np.nan, out)
+
+
+class _Unstackable(ValueError):
+    """A detector this scorer cannot stack; the detector scores itself instead."""
+
+
+# --------------------------------------------------------------------------------- one group
+@dataclass
+class _Group:
+    """Services that share one layout, with their state stacked (see ``_Group.of``)."""
+
+    names: list[str]
+    metrics: list[str]
+    members: tuple[str, ...]
+    tables: dict[str, np.ndarray]
+    direction: np.ndarray
+    parts: dict[str, Any] = field(default_factory=dict)
+
+    @staticmethod
+    def key(detector: Any) -> tuple:
+        if isinstance(detector, RobustZDetector):
+            legacy = ("hour_of_day", "global")
+            if not hasattr(detector, "baseline_") or detector.baseline_.resolution_ in legacy:
+                raise _Unstackable("not a fitted hour-of-week baseline")
+            return ("robust_z", tuple(detector.metrics_))
+        if not isinstance(detector, ServiceDetector) or not hasattr(detector, "calibrators_"):
+            raise _Unstackable("not a fitted ServiceDetector")
+        if not hasattr(detector.baseline_, "tolerance_"):
+            raise _Unstackable("a baseline from before day types")
+        members = tuple(detector.members_)
+        if not set(members) <= {"zscore", "seasonal", "iforest", "shift"}:
+            raise _Unstackable(f"members {members}")
+        config = detector.config_
+        out: list = ["ensemble", tuple(detector.metrics_), members, config.combiner,
+                     tuple(sorted((n, config.weight(n)) for n in members)), detector.final_ is not None]
+        if "seasonal" in members:
+            seasonal = detector.members_["seasonal"]
+            if seasonal._by_day_type() or any(len(seasonal.spread_[m]) != 24 for m in seasonal.metrics_):
+                raise _Unstackable("cold-start seasonal model")
+            out += [seasonal.centres_[0], seasonal.centres_.size, seasonal.step_, seasonal.repeat_,
+                    seasonal.max_cycles, tuple(seasonal.metrics_)]
+        if "shift" in members:
+            shift = detector.members_["shift"]
+            out += [shift.recent_, shift.reference_, tuple(shift.metrics_)]
+        if "iforest" in members:
+            forest = detector.members_["iforest"]
+            out += [forest.change_window, tuple(forest.feature_names_), tuple(forest.metrics_)]
+        return tuple(out)
+
+    @classmethod
+    def of(cls, names: list[str], detectors: list[Any]) -> "_Group":
+        first = detectors[0]
+        metrics = list(first.metrics_)
+        direction = np.array([[_DIRECTIONS[spec_for(m, d.specs).direction] for m in metrics]
+                              for d in detectors])
+        baselines = [d.baseline_ for d in detectors]
+        tables = {name: np.stack([[getattr(b, f"{name}_")[m].to_numpy(dtype=float) for m in metrics]
+                                  for b in baselines]) for name in ("centre", "spread", "tolerance")}
+        if isinstance(first, RobustZDetector):
+            group = cls(names, metrics, ("robust_z",), tables, direction)
+            group.parts["threshold"] = np.array([d.threshold for d in detectors], dtype=float)
+            return group
+        members = tuple(first.members_)
+        group = cls(names, metrics, members, tables, direction)
+        parts = group.parts
+        parts["calibrators"] = {n: _Calibrators.of([d.calibrators_[n] for d in detectors]) for n in members}
+        parts["final"] = _Calibrators.of([d.final_ for d in detectors]) if first.final_ is not None else None
+        parts["weights"] = np.array([first.config_.weight(n) for n in members])
+        parts["combiner"] = first.config_.combiner
+        parts["threshold"] = np.array([d.threshold_ for d in detectors])
+        if "seasonal" in members:
+            seasonal = [d.members_["seasonal"] for d in detectors]
+            parts["seasonal"] = {
+                "model": seasonal[0],
+                "curves": np.stack([[s.fitted_[m] for m in metrics] for s in seasonal]),
+                "spread": np.stack([[s.spread_[m] for m in metrics] for s in seasonal]),
+                "relative_floor": np.array([s.relative_floor for s in seasonal], dtype=float),
+                "min_spread": np.array([[spec_for(m, s.specs).min_spread for m in metrics]
+                                        for s in seasonal]),
+                "count": np.array([[spec_for(m, s.specs).count for m in metrics] for s in seasonal]),
+            }
+            if any(not np.array_equal(s.centres_, seasonal[0].centres_) for s in seasonal):
+                raise _Unstackable("seasonal grids differ")
+        if "shift" in members:
+            shift = [d.members_["shift"] for d in detectors]
+            parts["shift"] = {"model": shift[0],
+                              "scale": np.array([[s.scale_[m] for m in metrics] for s in shift])}
+        if "iforest" in members:
+            forests = [d.members_["iforest"] for d in detectors]
+            compiled = [f.forest_ if isinstance(f.forest_, CompiledForest)
+                        else CompiledForest.from_sklearn(f.forest_) for f in forests]
+            names_f = forests[0].feature_names_
+            parts["iforest"] = {
+                "model": forests[0], "forests": StackedForests(compiled),
+                "centre": np.stack([f.feature_centre_[names_f].to_numpy(dtype=float) for f in forests]),
+                "scale": np.stack([f.feature_scale_[names_f].to_numpy(dtype=float) for f in forests]),
+            }
+        return group
+
+    # ------------------------------------------------------------------------------ scoring
+    def score(self, values: np.ndarray, index: pd.DatetimeIndex, newest: int | None = None) -> np.ndarray:
+        """Final scores (S, n, M) of the newest ``n`` rows (all rows when None) of the stacked
+        values (S, R, M) at ``index``; the older rows are the context the level shift and the
+        forest's change feature look back on, as in the detector's own ``score``."""
+        index = index.tz_convert("UTC")
+        slots = hour_of_week(index)
+        centre = self.tables["centre"][:, :, slots].transpose(0, 2, 1)
+        spread = self.tables["spread"][:, :, slots].transpose(0, 2, 1)
+        tolerance = self.tables["tolerance"][:, :, slots].transpose(0, 2, 1)
+        direction = self.direction[:, None, :]
+        keep = slice(len(index) - newest if newest else 0, len(index))
+        if self.members == ("robust_z",):
+            return _by_direction((values - centre) / spread, direction)[:, keep]
+        resid = values - centre
+        tolerant = np.sign(resid) * np.maximum(np.abs(resid) - tolerance, 0.0) / spread
+        raw = {"zscore": _by_direction(tolerant, direction)[:, keep]}
+        culprit = None
+        if "shift" in self.members:
+            raw["shift"] = self._shift(values, centre, index, direction, keep)
+        if "iforest" in self.members:
+            raw["iforest"], culprit = self._iforest(values, centre, tolerant, index, keep)
+        values, index = values[:, keep], index[keep]
+        if "seasonal" in self.members:
+            raw["seasonal"] = self._seasonal(values, index, direction)
+        surprises = {}
+        for name in self.members:
+            s = self.parts["calibrators"][name].surprise(raw[name])
+            if name == "iforest":
+                table = np.full(values.shape, np.nan)
+                hit = culprit >= 0
+                sv, rv = np.nonzero(hit)
+                table[sv, rv, culprit[hit]] = s[hit][:, 0] if s[hit].ndim == 2 else s[hit]
+                s = table
+            surprises[name] = s
+        combined = self._combine(surprises, values)
+        final = self.parts["final"]
+        return final.transform(combined) if final is not None else -np.expm1(-combined)
+
+    def _combine(self, surprises: dict[str, np.ndarray], values: np.ndarray) -> np.ndarray:
+        # the order ServiceDetector combines in (its sums are then the same sums)
+        names = [n for n in ("zscore", "seasonal", "shift", "iforest")
+                 if n in self.members and self.parts["weights"][self.members.index(n)] > 0]
+        w = np.array([self.parts["weights"][self.members.index(n)] for n in names])[:, None, None, None]
+        stack = np.stack([surprises[n] for n in names])
+        with np.errstate(invalid="ignore"):
+            if self.parts["combiner"] == "max":
+                scaled = np.where(np.isnan(stack), -np.inf, stack * w / w.max())
+                combined = scaled.max(axis=0)
+                combined[np.isneginf(combined)] = np.nan
+            else:
+                spoke = ~np.isnan(stack)
+                total = np.where(spoke, stack * w, 0.0).sum(axis=0)
+                combined = total / np.where(spoke, w, 0.0).sum(axis=0)
+        combined[np.isnan(values)] = np.nan
+        return combined
+
+    def _seasonal(self, values: np.ndarray, index: pd.DatetimeIndex, direction: np.ndarray) -> np.ndarray:
+        """``SeasonalResidualDetector.score`` (weekly repeat) for every service at once."""
+        part = self.parts["seasonal"]
+        model = part["model"]
+        t = index.as_unit("ns").asi8 / 1e9
+        centres, curves = model.centres_, part["curves"]           # (G,), (S, M, G)
+        slack, repeat = model.step_.total_seconds(), model.repeat_.total_seconds()
+        lo = np.ceil((t - centres[-1] - slack) / repeat)
+        hi = np.floor((t - centres[0] + slack) / repeat)
+        base = np.where(lo >= 1, lo - 1, np.where(hi <= -1, hi + 1, 0))
+        reach = int(min(model.max_cycles, max(0.0, np.max(np.maximum(hi - base, base - lo)))))
+        order = np.array([k for r in range(1, reach + 1) for k in (r, -r)], dtype=float)
+        k = base[:, None] + order[None, :]
+        valid = (k >= lo[:, None]) & (k <= hi[:, None]) & (k != 0)
+        at = t[:, None] - k * repeat                                 # (R, K)
+        use = valid & (np.cumsum(valid, axis=1) <= model.max_cycles)
+        s, m, g = curves.shape
+        flat = curves.reshape(s * m, g)
+        # the same positions for every series (one grid): the index is found once
+        vals = interp_shared(at, centres, flat)                      # (SM, R, K)
+        total = (vals * use).sum(axis=2)
+        count = use.sum(axis=1)
+        own = interp_shared(t, centres, flat)
+        centre = np.where(count > 0, 1.0 * total / np.maximum(count, 1), own)
+        centre = centre.reshape(s, m, -1).transpose(0, 2, 1)          # (S, R, M)
+        spread = part["spread"][:, :, index.hour.to_numpy()].transpose(0, 2, 1)
+        floor = np.maximum(part["relative_floor"][:, None, None] * np.abs(centre),
+                           part["min_spread"][:, None, :])
+        poisson = np.sqrt(np.clip(centre, 0, None)) + 1.0   # counts: spread_floor's Poisson floor
+        floor = np.where(part["count"][:, None, :], np.maximum(floor, poisson), floor)
+        spread = np.maximum(spread, floor)
+        resid = values - centre
+        resid = np.where(np.abs(resid) <= 1e-9 * np.maximum(1.0, np.abs(centre)), 0.0, resid)
+        resid = np.sign(resid) * np.maximum(np.abs(resid) - 0.0 * np.abs(centre), 0.0)
+        return _by_direction(resid / spread, direction)
+
+    def _rows(self, duration: pd.Timedelta, step: pd.Timedelta) -> int:
+        rows = duration / step
+        if rows != int(rows):
+            raise _Unstackable("a window that is not whole rows")
+        return int(rows)
+
+    def _shift(self, values: np.ndarray, centre: np.ndarray, index: pd.DatetimeIndex,
+               direction: np.ndarray, keep: slice) -> np.ndarray:
+        """``LevelShiftDetector.score`` of the rows ``keep`` on a regular index, for every
+        service at once."""
+        model = self.parts["shift"]["model"]
+        step = index[1] - index[0]
+        recent, reference = self._rows(model.recent_, step), self._rows(model.reference_, step)
+        deviation = values - centre
+        now = _nan_reduce(_sliding(deviation, 0, recent, keep), "median")
+        before = _nan_reduce(_sliding(deviation, recent, reference, keep), "median")
+        offsets = np.asarray(index - index[0])[keep]
+        covered = (offsets >= np.timedelta64(model.recent_ + model.reference_ / 2))[None, :, None]
+        now, before = np.where(covered, now, np.nan), np.where(covered, before, np.nan)
+        with np.errstate(invalid="ignore"):
+            up = np.where(now > 0, np.maximum(now - np.maximum(before, 0.0), 0.0), 0.0)
+            down = np.where(now < 0, np.minimum(now - np.minimum(before, 0.0), 0.0), 0.0)
+            shift = np.where(np.isnan(now) | np.isnan(before), np.nan, up + down)
+        scores = _by_direction(shift / self.parts["shift"]["scale"][:, None, :], direction)
+        return np.where(np.isnan(values[:, keep]), np.nan, scores)
+
+    def _iforest(self, values: np.ndarray, centre: np.ndarray, tolerant_z: np.ndarray,
+                 index: pd.DatetimeIndex, keep: slice) -> tuple[np.ndarray, np.ndarray]:
+        """The forest's raw score per row and its culprit metric (-1 for none), for every
+        service at once (``IsolationForestDetector``'s features, score and attribution)."""
+        part = self.parts["iforest"]
+        model = part["model"]
+        step = index[1] - index[0]
+        window = self._rows(pd.Timedelta(model.change_window), step)
+        past = _nan_reduce(_sliding(values, 1, window, keep), "mean")
+        values, centre, tolerant_z = values[:, keep], centre[:, keep], tolerant_z[:, keep]
+        missing = np.isnan(values)
+        feature_value = np.where(missing, centre, values)
+        feature_z = np.where(missing, 0.0, tolerant_z)
+        feature_change = np.nan_to_num(values - past, nan=0.0)
+        s, r, m = values.shape
+        features = np.stack([feature_value, feature_z, feature_change], axis=-1).reshape(s, r, 3 * m)
+        raw = -part["forests"].score_samples(features)
+        present = ~missing.all(axis=2)
+        raw = np.where(present, raw, np.nan)[:, :, None]
+        centre_f = part["centre"].reshape(s, 1, m, 3)
+        scale_f = part["scale"].reshape(s, 1, m, 3)
+        dev = (features.reshape(s, r, m, 3) - centre_f) / scale_f
+        kinds = dev[..., 1:]   # the z and change features
+        direction = self.direction[:, None, :, None]
+        either = np.maximum.reduce([_by_direction(kinds[..., i], np.zeros_like(direction[..., 0]))
+                                    for i in range(2)])
+        bad = np.maximum.reduce([_by_direction(kinds[..., i], direction[..., 0]) for i in range(2)])
+        top = either.argmax(axis=2)
+        pick = np.take_along_axis(bad, top[..., None], axis=2)[..., 0]
+        best = np.take_along_axis(either, top[..., None], axis=2)[..., 0]
+        named = (pick > 0) & (pick >= best * (1 - 1e-9))
+        return raw, np.where(named, top, -1)
+
+
+class StackedForests:
+    """Compiled isolation forests of many services walked together: rows of service ``s`` go
+    through service ``s``'s trees only."""
+
+    def __init__(self, forests: Sequence[CompiledForest]):
+        nodes = max(f.left.shape[1] for f in forests)
+        trees = {f.left.shape[0] for f in forests}
+        features = {f.n_features_in_ for f in forests}
+        if len(trees) != 1 or len(features) != 1:
+            raise _Unstackable("forests of different sizes")
+
+        def pad(name: str, fill) -> np.ndarray:
+            return np.stack([np.pad(getattr(f, name), ((0, 0), (0, nodes - f.left.shape[1])),
+                                    constant_values=fill) for f in forests])
+
+        self.left, self.right = pad("left", -1), pad("right", -1)
+        self.feature, self.threshold = pad("feature", 0), pad("threshold", 0.0)
+        self.missing_left, self.leaf_depth = pad("missing_left", False), pad("leaf_depth", 0.0)
+        self.denominator = np.array([f.denominator for f in forests])
+        self.max_depth = max(f.max_depth_ for f in forests)
+
+    def score_samples(self, X: np.ndarray) -> np.ndarray:
+        """(S, R) scores of rows X (S, R, F): scikit-learn's ``score_samples`` per service."""
+        X = np.asarray(X, dtype=np.float32)
+        s, r, f = X.shape
+        n_trees, n_nodes = self.left.shape[1:]
+        tree_base = (np.arange(s * n_trees, dtype=np.int64) * n_nodes).reshape(s, n_trees, 1)
+        at = np.broadcast_to(tree_base, (s, n_trees, r)).copy()
+        row_base = (np.arange(s * r, dtype=np.int64) * f).reshape(s, 1, r)
+        flat_x = X.ravel()
+        left, right = self.left.ravel(), self.right.ravel()
+        feature, threshold = self.feature.ravel(), self.threshold.ravel()
+        has_nan = bool(np.isnan(flat_x).any())
+        for _ in range(self.max_depth):
+            child = np.take(left, at)
+            inner = child >= 0
+            if not inner.any():
+                break
+            value = np.take(flat_x, row_base + np.take(feature, at))
+            go_left = value <= np.take(threshold, at)
+            if has_nan:
+                go_left = np.where(np.isnan(value), np.take(self.missing_left.ravel(), at), go_left)
+            at = np.where(inner, tree_base + np.where(go_left, child, np.take(right, at)), at)
+        depths = np.take(self.leaf_depth.ravel(), at).sum(axis=1)   # (S, R)
+        denominator = self.denominator[:, None]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(denominator == 0, -1.0, -(2.0 ** (-depths / denominator)))
+
+
+# ------------------------------------------------------------------------------- the scorer
+class FleetScorer:
+    """Every service's detector, stacked by layout; ``score`` answers for all of them at once.
+
+    Parameters
+    ----------
+    detectors : service name -> fitted detector (``ServiceDetector`` or ``RobustZDetector``).
+    """
+
+    def __init__(self, detectors: Mapping[str, Any]):
+        self.detectors = dict(detectors)
+        by_key: dict[tuple, list[str]] = {}
+        self.alone: dict[str, str] = {}
+        for name, detector in self.detectors.items():
+            try:
+                by_key.setdefault(_Group.key(detector), []).append(name)
+            except _Unstackable as exc:
+                self.alone[name] = str(exc)
+        self.groups: list[_Group] = []
+        for names in by_key.values():
+            try:
+                self.groups.append(_Group.of(names, [self.detectors[n] for n in names]))
+            except _Unstackable as exc:
+                self.alone.update({n: str(exc) for n in names})
+
+    def score(self, frames: Mapping[str, pd.DataFrame], newest: int | None = None) -> dict[str, pd.DataFrame]:
+        """Final scores per service, as each detector's ``score(frame)`` gives them (the newest
+        ``newest`` rows of each frame only, when given).
+
+        The services of a group whose frames share one regular index are scored in one pass;
+        any other frame is scored by its own detector.
+        """
+        out: dict[str, pd.DataFrame] = {}
+        for block in self.score_stacked(frames, newest):
+            for i, name in enumerate(block.names):
+                table = pd.DataFrame(block.scores[i], index=block.index, columns=block.metrics)
+                out[name] = table[list(frames[name].columns)]
+        for name, frame in frames.items():
+            if name not in out:
+                scores = self.detectors[name].score(frame)
+                out[name] = scores.iloc[len(scores) - newest:] if newest else scores
+        return out
+
+    def score_stacked(self, frames: Mapping[str, pd.DataFrame],
+                      newest: int | None = None) -> list["StackedScores"]:
+        """The stacked services' scores as arrays, one block per group (no per-service frame
+        is built: what a fleet-wide tick reads its anomalies from). Services left out (see
+        ``score``) are in no block."""
+        blocks = []
+        for group in self.groups:
+            chosen = [n for n in group.names if n in frames]
+            if not chosen:
+                continue
+            index = frames[chosen[0]].index
+            if not (isinstance(index, pd.DatetimeIndex) and len(index) >= 2 and index.tz is not None
+                    and (np.diff(index.asi8) == index.asi8[1] - index.asi8[0]).all()):
+                continue
+            stacked, rows = [], []
+            for name in chosen:
+                frame = frames[name]
+                if not frame.index.equals(index):
+                    continue
+                if list(frame.columns) == group.metrics:
+                    rows.append(frame.to_numpy(dtype=float))
+                elif set(frame.columns) <= set(group.metrics):
+                    rows.append(frame.reindex(columns=group.metrics).to_numpy(dtype=float))
+                else:
+                    continue
+                stacked.append(name)
+            if not stacked:
+                continue
+            sub = _subset(group, [group.names.index(n) for n in stacked])
+            try:
+                scores = sub.score(np.stack(rows), index, newest)
+            except _Unstackable:
+                continue
+            shown = index[len(index) - newest:] if newest else index
+            blocks.append(StackedScores(stacked, shown, group.metrics, scores))
+        return blocks
+
+
+@dataclass(frozen=True)
+class StackedScores:
+    """Scores of many services at once: ``scores[i]`` is service ``names[i]``'s (rows x metrics)."""
+
+    names: list[str]
+    index: pd.DatetimeIndex
+    metrics: list[str]
+    scores: np.ndarray
+
+
+def _subset(group: _Group, rows: list[int]) -> _Group:
+    """The group restricted to some of its services (all of them: the group itself)."""
+    if rows == list(range(len(group.names))):
+        return group
+    index = np.asarray(rows)
+
+    def take(value):
+        if isinstance(value, np.ndarray) and value.ndim >= 1 and value.shape[0] == len(group.names):
+            return value[index]
+        if isinstance(value, dict):
+            return {k: take(v) for k, v in value.items()}
+        if isinstance(value, _Calibrators):
+            k = value.start.shape[1]
+            flat = (index[:, None] * k + np.arange(k)[None, :]).ravel()
+            return _Calibrators(value.quantiles[flat], value.references[flat], value.start[index],
+                                value.scale[index], value.level[index])
+        if isinstance(value, StackedForests):
+            out = StackedForests.__new__(StackedForests)
+            out.__dict__.update({k: (v[index] if isinstance(v, np.ndarray) and v.ndim >= 1 else v)
+                                 for k, v in vars(value).items()})
+            return out
+        return value
+
+    return _Group([group.names[i] for i in rows], group.metrics, group.members,
+                  {k: v[index] for k, v in group.tables.items()}, group.direction[index],
+                  {k: take(v) for k, v in group.parts.items()})

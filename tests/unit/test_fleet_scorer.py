@@ -1,0 +1,85 @@
+"""The fleet scorer gives every service the scores its own detector gives, in one pass."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from detection.ensemble import ServiceDetector
+from detection.fleet import FleetScorer, interp_rows, searchsorted_rows
+from detection.zscore import RobustZDetector
+from models.codec import decode, encode
+from simulation.physics import ServiceShape, history
+
+END = pd.Timestamp("2026-11-16", tz="UTC")
+
+
+@pytest.fixture(scope="module")
+def detectors() -> dict:
+    out = {}
+    for i in range(2):
+        past = history(END, 14, ServiceShape(), np.random.default_rng(i))
+        fitted = ServiceDetector().fit(past)
+        out[f"fresh-{i}"] = fitted                      # scikit-learn's forest, as fitted
+        out[f"loaded-{i}"] = decode(encode(fitted))     # the forest as node arrays, as loaded
+        out[f"z-{i}"] = RobustZDetector().fit(past)
+    three_days = history(END, 3, ServiceShape(), np.random.default_rng(5))
+    out["cold"] = ServiceDetector().fit(three_days)   # a cold-start seasonal model: scored alone
+    return out
+
+
+def frames_for(names, start: int = 600) -> dict[str, pd.DataFrame]:
+    day = history(END + pd.Timedelta(days=1), 1, ServiceShape(), np.random.default_rng(9))
+    window = day.iloc[start:start + 16]
+    out = {}
+    for i, name in enumerate(names):
+        frame = window * (1 + 0.02 * i)
+        if i % 3 == 1:
+            frame.iloc[10:, frame.columns.get_loc("cpu_utilization")] *= 2.5   # a surge
+            frame.iloc[4, frame.columns.get_loc("error_count")] = np.nan        # a missing point
+        if i % 3 == 2:
+            frame.iloc[12:, frame.columns.get_loc("error_count")] += 40          # an error storm
+            frame = frame.drop(columns=["memory_utilization"])                  # a metric not read
+        out[name] = frame
+    return out
+
+
+def test_every_service_gets_its_own_detectors_scores(detectors) -> None:
+    scorer = FleetScorer(detectors)
+    assert set(scorer.alone) == {"cold"}, "only the cold-start model is scored by itself"
+    frames = frames_for(detectors)
+    for newest in (None, 3):
+        scores = scorer.score(frames, newest=newest)
+        for name, frame in frames.items():
+            own = detectors[name].score(frame)
+            own = own.iloc[len(own) - newest:] if newest else own
+            got = scores[name]
+            assert list(got.columns) == list(own.columns) and got.index.equals(own.index)
+            np.testing.assert_allclose(got.to_numpy(), own.to_numpy(), rtol=0, atol=1e-9,
+                                       equal_nan=True, err_msg=name)
+    surge = scores["loaded-1"]["cpu_utilization"]
+    assert (surge > detectors["loaded-1"].threshold_).all(), "the surge is found in the fleet pass"
+
+
+def test_a_frame_on_another_index_is_scored_by_its_detector(detectors) -> None:
+    names = ["loaded-0", "loaded-1"]
+    frames = frames_for(names)
+    frames["loaded-1"] = frames_for(["loaded-1"], start=700)["loaded-1"]
+    scores = FleetScorer({n: detectors[n] for n in names}).score(frames)
+    for name in names:
+        np.testing.assert_allclose(scores[name].to_numpy(), detectors[name].score(frames[name]).to_numpy(),
+                                   rtol=0, atol=1e-9, equal_nan=True)
+
+
+def test_the_batched_primitives_are_numpys() -> None:
+    rng = np.random.default_rng(0)
+    xp = np.sort(rng.normal(size=(6, 50)), axis=1)
+    xp[2, 10:20] = xp[2, 10]                                  # repeated quantiles
+    fp = np.sort(rng.uniform(size=(6, 50)), axis=1)
+    x = np.concatenate([rng.normal(size=(6, 30)) * 2, xp[:, :5], np.full((6, 1), np.nan)], axis=1)
+    for c in range(6):
+        known = ~np.isnan(x[c])
+        np.testing.assert_array_equal(searchsorted_rows(xp, x)[c][known],
+                                      np.searchsorted(xp[c], x[c][known], "right"))
+        np.testing.assert_array_equal(interp_rows(x, xp, fp)[c], np.interp(x[c], xp[c], fp[c]))
