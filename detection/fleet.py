@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from detection.anomaly import Anomaly
 from detection.baseline import hour_of_week
 from detection.ensemble import ServiceDetector
 from detection.forest import CompiledForest
@@ -296,7 +297,9 @@ class _Group:
         return group
 
     # ------------------------------------------------------------------------------ scoring
-    def score(self, values: np.ndarray, index: pd.DatetimeIndex, newest: int | None = None) -> np.ndarray:
+    def score(self, values: np.ndarray, index: pd.DatetimeIndex, newest: int | None = None,
+              members: dict[str, np.ndarray] | None = None,
+              expected: dict[str, np.ndarray] | None = None) -> np.ndarray:
         """Final scores (S, n, M) of the newest ``n`` rows (all rows when None) of the stacked
         values (S, R, M) at ``index``; the older rows are the context the level shift and the
         forest's change feature look back on, as in the detector's own ``score``."""
@@ -308,6 +311,9 @@ class _Group:
         direction = self.direction[:, None, :]
         keep = slice(len(index) - newest if newest else 0, len(index))
         if self.members == ("robust_z",):
+            if expected is not None:
+                expected.update(centre=centre[:, keep], spread=spread[:, keep],
+                                tolerance=tolerance[:, keep])
             return _by_direction((values - centre) / spread, direction)[:, keep]
         resid = values - centre
         tolerant = np.sign(resid) * np.maximum(np.abs(resid) - tolerance, 0.0) / spread
@@ -318,6 +324,9 @@ class _Group:
         if "iforest" in self.members:
             raw["iforest"], culprit = self._iforest(values, centre, tolerant, index, keep)
         values, index = values[:, keep], index[keep]
+        if expected is not None:   # the baseline's centre, spread, tolerance: detect()'s band
+            expected.update(centre=centre[:, keep], spread=spread[:, keep],
+                            tolerance=tolerance[:, keep])
         if "seasonal" in self.members:
             raw["seasonal"] = self._seasonal(values, index, direction)
         surprises = {}
@@ -330,6 +339,10 @@ class _Group:
                 table[sv, rv, culprit[hit]] = s[hit][:, 0] if s[hit].ndim == 2 else s[hit]
                 s = table
             surprises[name] = s
+        if members is not None:   # each member's calibrated score, as detect() reports them
+            for name in ("zscore", "seasonal", "shift", "iforest"):
+                if name in surprises:
+                    members[name] = -np.expm1(-surprises[name])
         combined = self._combine(surprises, values)
         final = self.parts["final"]
         return final.transform(combined) if final is not None else -np.expm1(-combined)
@@ -547,35 +560,88 @@ class FleetScorer:
         ``score``) are in no block."""
         blocks = []
         for group in self.groups:
-            chosen = [n for n in group.names if n in frames]
-            if not chosen:
-                continue
-            index = frames[chosen[0]].index
-            if not (isinstance(index, pd.DatetimeIndex) and len(index) >= 2 and index.tz is not None
-                    and (np.diff(index.asi8) == index.asi8[1] - index.asi8[0]).all()):
-                continue
-            stacked, rows = [], []
-            for name in chosen:
-                frame = frames[name]
-                if not frame.index.equals(index):
+            for names, index, values, sub in self._blocks(group, frames):
+                try:
+                    scores = sub.score(values, index, newest)
+                except _Unstackable:
                     continue
-                if list(frame.columns) == group.metrics:
-                    rows.append(frame.to_numpy(dtype=float))
-                elif set(frame.columns) <= set(group.metrics):
-                    rows.append(frame.reindex(columns=group.metrics).to_numpy(dtype=float))
-                else:
-                    continue
-                stacked.append(name)
-            if not stacked:
-                continue
-            sub = _subset(group, [group.names.index(n) for n in stacked])
-            try:
-                scores = sub.score(np.stack(rows), index, newest)
-            except _Unstackable:
-                continue
-            shown = index[len(index) - newest:] if newest else index
-            blocks.append(StackedScores(stacked, shown, group.metrics, scores))
+                shown = index[len(index) - newest:] if newest else index
+                blocks.append(StackedScores(names, shown, group.metrics, scores))
         return blocks
+
+
+    def detect(self, frames: Mapping[str, pd.DataFrame],
+               newest: int | None = None) -> dict[str, list[Anomaly]]:
+        """Every service's anomalies, as its detector's ``detect(frame)`` gives them (those of
+        the newest ``newest`` rows only, when given): the stacked services from one pass, the
+        others from their own ``detect``."""
+        out: dict[str, list[Anomaly]] = {}
+        for group in self.groups:
+            for names, index, values, sub in self._blocks(group, frames):
+                said: dict[str, np.ndarray] = {}
+                band: dict[str, np.ndarray] = {}
+                try:
+                    scores = sub.score(values, index, newest, members=said, expected=band)
+                except _Unstackable:
+                    continue   # these services are detected by their own detectors below
+                centre, spread, tolerance = band["centre"], band["spread"], band["tolerance"]
+                shown = index[len(index) - newest:] if newest else index
+                kept = values[:, len(index) - len(shown):]
+                robust = sub.members == ("robust_z",)
+                threshold = sub.parts["threshold"]
+                for i, name in enumerate(names):
+                    detector = self.detectors[name]
+                    found = []
+                    hot = np.argwhere(scores[i] > threshold[i])
+                    columns = set(frames[name].columns)
+                    for r, m in hot:
+                        metric = group.metrics[m]
+                        if metric not in columns:
+                            continue
+                        c = centre[i, r, m]
+                        if robust:
+                            half = threshold[i] * spread[i, r, m]
+                            extra = {}
+                        else:
+                            half = tolerance[i, r, m] + float(detector.band_z_[metric]) * spread[i, r, m]
+                            extra = {"members": {n: float(v[i, r, m]) for n, v in said.items()
+                                                 if not np.isnan(v[i, r, m])}}
+                        found.append(Anomaly.build(metric, shown[r], kept[i, r, m], c, c - half, c + half,
+                                                   scores[i, r, m], detector.specs, **extra))
+                    out[name] = sorted(found, key=lambda a: (a.timestamp, a.metric))
+        for name, frame in frames.items():
+            if name not in out:
+                found = self.detectors[name].detect(frame)
+                if newest:
+                    first = frame.index[len(frame) - newest] if len(frame) >= newest else frame.index[0]
+                    found = [a for a in found if a.timestamp >= first]
+                out[name] = found
+        return out
+
+    def _blocks(self, group: _Group, frames: Mapping[str, pd.DataFrame]):
+        """(names, index, stacked values, the group restricted to them) for the frames of the
+        group's services that share one regular index."""
+        chosen = [n for n in group.names if n in frames]
+        if not chosen:
+            return
+        index = frames[chosen[0]].index
+        if not (isinstance(index, pd.DatetimeIndex) and len(index) >= 2 and index.tz is not None
+                and (np.diff(index.asi8) == index.asi8[1] - index.asi8[0]).all()):
+            return
+        stacked, rows = [], []
+        for name in chosen:
+            frame = frames[name]
+            if not frame.index.equals(index):
+                continue
+            if list(frame.columns) == group.metrics:
+                rows.append(frame.to_numpy(dtype=float))
+            elif set(frame.columns) <= set(group.metrics):
+                rows.append(frame.reindex(columns=group.metrics).to_numpy(dtype=float))
+            else:
+                continue
+            stacked.append(name)
+        if stacked:
+            yield stacked, index, np.stack(rows), _subset(group, [group.names.index(n) for n in stacked])
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,10 @@ A fitted :class:`~detection.zscore.RobustZDetector` (the per-metric baselines) i
 :class:`BaselineTable`: its hour-of-week centre and spread read once, through the baseline's
 public ``expected``, into 168-slot arrays, so a point costs a table look-up instead of a pandas
 round trip (about 5 ms per service per call otherwise, too slow for a scoring API; the tests
-check that it finds exactly what ``detect`` finds). Any other detector (the ensemble) is scored
-with its own ``detect``.
+check that it finds exactly what ``detect`` finds). The ensembles (``ServiceDetector``) of a
+request are scored together by one :class:`~detection.fleet.FleetScorer` (their state stacked
+once, at the first request), whose ``detect`` answers what each detector's own ``detect`` answers
+(the tests compare them). Any other detector is scored with its own ``detect``.
 """
 
 from __future__ import annotations
@@ -172,11 +174,20 @@ class DetectorScorer:
         self.metrics = list(detector.metrics_)
         self.kind = type(detector).__name__
 
-    def anomalies(self, series: list[Series]) -> list[Anomaly]:
+    def frame(self, series: list[Series]) -> pd.DataFrame:
+        """The service's series as one metric frame (a column per metric, sorted in time)."""
+        stamps = list(series[0].timestamps)
+        if all(list(s.timestamps) == stamps for s in series[1:]):   # the usual case: one array
+            index = pd.DatetimeIndex(stamps)
+            frame = pd.DataFrame(np.array([list(s.values) for s in series], dtype=float).T,
+                                 index=index, columns=[s.metric for s in series])
+            return frame if index.is_monotonic_increasing else frame.sort_index()
         columns = {s.metric: pd.Series(list(s.values), index=pd.DatetimeIndex(list(s.timestamps)),
                                        dtype=float) for s in series}
-        frame = pd.DataFrame(columns).sort_index()
-        return self.detector.detect(frame)
+        return pd.DataFrame(columns).sort_index()
+
+    def anomalies(self, series: list[Series]) -> list[Anomaly]:
+        return self.detector.detect(self.frame(series))
 
 
 def scorer_for(model: Any) -> Scorer:
@@ -238,6 +249,17 @@ class ServiceModels:
     def all_fast(self) -> bool:
         """Whether every loaded model scores by table look-up (no model's own ``detect``)."""
         return len(self.tables.offset) == len(self.models)
+
+    @functools.cached_property
+    def fleet(self) -> Any:
+        """The loaded ensembles stacked for one-pass scoring (a ``FleetScorer``, made on first
+        use; imported here: the ensemble brings statsmodels, which `aiops` need not load to start)."""
+        from detection.ensemble import ServiceDetector
+        from detection.fleet import FleetScorer
+
+        return FleetScorer({name: m.scorer.detector for name, m in self.models.items()
+                            if isinstance(m.scorer, DetectorScorer)
+                            and isinstance(m.scorer.detector, ServiceDetector)})
 
     @functools.cached_property
     def tables(self) -> StackedTables:
@@ -380,8 +402,16 @@ def score_series(series: Sequence[Series], models: ServiceModels, known_metrics:
         picked = [series[i] for i in by_table]
         for k, anomaly in table_anomalies(stacked, rows, picked, specs, [seconds[i] for i in by_table]):
             found[(picked[k].cluster, picked[k].service)].append(anomaly)
+    fleet = [(cluster, service, model, members) for cluster, service, model, members in plan
+             if model.name not in stacked.offset and model.name in models.fleet.detectors]
+    if fleet:   # every ensemble of the request in one pass
+        frames = {model.name: model.scorer.frame([series[i] for i in members])
+                  for _, _, model, members in fleet}
+        detected = models.fleet.detect(frames)
+        for cluster, service, model, _ in fleet:
+            found[(cluster, service)] = detected[model.name]
     for cluster, service, model, members in plan:
-        if model.name not in stacked.offset:
+        if model.name not in stacked.offset and model.name not in models.fleet.detectors:
             found[(cluster, service)] = model.scorer.anomalies([series[i] for i in members])
     return [ServiceResult(cluster, service, model, sum(len(series[i].values) for i in members),
                           sorted(found[(cluster, service)], key=lambda a: (a.timestamp, a.metric)))

@@ -83,3 +83,16 @@ def test_the_batched_primitives_are_numpys() -> None:
         np.testing.assert_array_equal(searchsorted_rows(xp, x)[c][known],
                                       np.searchsorted(xp[c], x[c][known], "right"))
         np.testing.assert_array_equal(interp_rows(x, xp, fp)[c], np.interp(x[c], xp[c], fp[c]))
+
+
+def test_every_service_gets_its_own_detectors_anomalies(detectors) -> None:
+    frames = frames_for(detectors)
+    scorer = FleetScorer(detectors)
+    for newest in (None, 4):
+        found = scorer.detect(frames, newest=newest)
+        for name, frame in frames.items():
+            own = detectors[name].detect(frame)
+            if newest:
+                own = [a for a in own if a.timestamp >= frame.index[-newest]]
+            assert [a.to_dict() for a in found[name]] == [a.to_dict() for a in own], name
+    assert found["loaded-1"] and found["z-1"], "the surge is an anomaly for both kinds of model"

@@ -128,3 +128,25 @@ def test_bad_batches_are_refused_with_the_field(week_detector, mutate, field) ->
     with pytest.raises(PayloadError) as caught:
         score_series(mutate(_series(frame)), _models(week_detector), frame.columns, limit)
     assert caught.value.field == field
+
+
+def test_ensembles_of_a_request_are_scored_together_and_answer_what_detect_answers(week_detector) -> None:
+    from detection.ensemble import ServiceDetector
+
+    ensembles = {name: ServiceDetector().fit(history(END, 14, ServiceShape(), np.random.default_rng(seed)))
+                 for name, seed in (("web", 3), ("api", 4), ("db", 5))}
+    loaded = {f"c--{n}": LoadedModel(f"c--{n}", scorer_for(d), "test", n) for n, d in ensembles.items()}
+    loaded["c--tables"] = LoadedModel("c--tables", scorer_for(week_detector), "test", "t")
+    models = ServiceModels(loaded)
+    quiet = history(END + pd.Timedelta(days=1), 1, ServiceShape(), np.random.default_rng(8)).iloc[600:616]
+    frames = {"web": quiet.copy(), "api": quiet.copy(), "db": quiet.iloc[:10].copy()}  # db: another index
+    frames["web"].iloc[-4:, frames["web"].columns.get_loc("cpu_utilization")] *= 3.0   # a surge
+    frames["api"].iloc[-3:, frames["api"].columns.get_loc("error_count")] += 50        # errors
+    batch = [s for name, frame in frames.items() for s in _series(frame, name)]
+    results = score_series(batch + _series(quiet, "tables"), models, quiet.columns, 10_000)
+    assert set(models.fleet.detectors) == {"c--web", "c--api", "c--db"}
+    for result in results[:3]:
+        expected = ensembles[result.service].detect(frames[result.service])
+        assert [_words(a) for a in result.anomalies] == [_words(a) for a in expected]
+        assert [a.members for a in result.anomalies] == [a.members for a in expected]
+    assert {r.service for r in results if r.anomalies} >= {"web", "api"}
