@@ -29,7 +29,6 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.stats import norm, theilslopes
 
 DEFAULT_LIMIT = 100.0
 DEFAULT_LOOKBACK_MINUTES = 180
@@ -167,6 +166,10 @@ def time_to_limit(series: pd.Series, limit: float = DEFAULT_LIMIT,
         return None
     onset = climb_onset(x, y, min_points)
     x, y = x[onset:], y[onset:]
+    # SciPy when a forecast is made, not with the module: the OomForecast type travels with every
+    # diagnosis, and the rollback Lambda's package (which never forecasts) does not carry SciPy
+    from scipy.stats import norm, theilslopes
+
     fit = theilslopes(y, x, alpha=confidence)
     if not fit.slope > 0 or not fit.low_slope > 0:
         return None

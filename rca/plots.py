@@ -9,8 +9,6 @@ from __future__ import annotations
 import io
 
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from detection.anomaly import Anomaly
 from detection.metrics import spec_for
@@ -20,6 +18,11 @@ def metric_plot(metric: str, observed: pd.Series, centre: pd.Series, lower: pd.S
                 upper: pd.Series, anomalies: list[Anomaly]) -> bytes:
     """A PNG of one metric: band between ``lower`` and ``upper``, centre, points, anomalies."""
     spec = spec_for(metric)
+    # matplotlib is imported when a plot is drawn, not with the module: the rollback Lambda's
+    # package (which imports the watcher, never draws) does not carry it.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     figure = Figure(figsize=(7.5, 2.6), dpi=100)
     FigureCanvasAgg(figure)
     axes = figure.add_subplot()

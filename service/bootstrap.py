@@ -33,6 +33,7 @@ from service.notify import (
     EmailNotifier,
     FanOutNotifier,
     Notifier,
+    RoleTopicsNotifier,
     SnsNotifier,
     WebhookNotifier,
 )
@@ -155,6 +156,8 @@ def build_notifier(config: NotifyConfig, factory: ClientFactory, stream=sys.stde
     channels: list[tuple[str, Any]] = []
     if config.sns_topic_arn:
         channels.append(("sns", SnsNotifier(factory.client("sns"), config.sns_topic_arn)))
+    if config.sns_topics:
+        channels.append(("sns-roles", RoleTopicsNotifier(factory.client("sns"), config.sns_topics)))
     if config.email is not None:
         channels.append(("email", EmailNotifier(SesMailer(factory.client("ses"), config.email.sender),
                                                 config.email.recipients)))

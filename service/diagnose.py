@@ -58,13 +58,16 @@ def load_rca_classifier(settings: Settings, playbook: Playbook, threshold: float
     """
     from rca.classifier import TrainedClassifier
     from rca.linear import SHIPPED, LinearModel, ModelFileError
-    from training.rca_train import load_classifier
 
     threshold = settings.threshold if threshold is None else threshold
     directory = rca_bundle_dir(settings)
     candidates = [(directory / LINEAR_FILE, f"trained model from {directory / LINEAR_FILE}")]
     if (directory / "manifest.json").is_file():
         try:
+            # training (and the simulator under it) only for a retrained bundle: the RCA
+            # Lambda's package, which uses the shipped model, does not carry them
+            from training.rca_train import load_classifier
+
             trust = bundle_trust(settings, f"{loader} (root-cause classifier)", factory=factory)
             classifier = load_classifier(directory, playbook, trust=trust)
         except (BundleError, OSError, ValueError) as exc:

@@ -52,7 +52,8 @@ def _payload(event: Any) -> Any:
 
 
 def _platform():
-    """The platform, built once per container from the environment (``AIOPS_*``, ``AIOPS_CONFIG``).
+    """The platform, built once per container from the environment (``AIOPS_*``; the watch config
+    from the file ``AIOPS_CONFIG`` names, else the TOML text of ``AIOPS_CONFIG_TOML``).
 
     Kept for warm starts, and built anew only if that environment changes (it does not in a
     Lambda container; it does between tests). In Lambda only /tmp is writable, so a relative
@@ -71,8 +72,13 @@ def _platform():
             settings = Settings()
             if os.environ.get("AWS_LAMBDA_FUNCTION_NAME") and not settings.data_dir.is_absolute():
                 settings = settings.model_copy(update={"data_dir": Path("/tmp") / settings.data_dir})
-            _cache["platform"] = build_platform(settings, os.environ.get("AIOPS_CONFIG"),
-                                                notify_stream=sys.stdout, door="aiops Lambda")
+            config = os.environ.get("AIOPS_CONFIG")
+            if config is None and os.environ.get("AIOPS_CONFIG_TOML"):
+                from service.watch_config import parse_watch_config
+
+                config = parse_watch_config(os.environ["AIOPS_CONFIG_TOML"])
+            _cache["platform"] = build_platform(settings, config, notify_stream=sys.stdout,
+                                                door="aiops Lambda")
         except (ValueError, OSError) as exc:  # ConfigError, a refused setting, an unusable store
             raise Misconfigured(str(exc).splitlines()[0]) from None
         _cache["environment"] = environment

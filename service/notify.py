@@ -49,6 +49,25 @@ class SnsNotifier:
         return reply["MessageId"]
 
 
+class RoleTopicsNotifier:
+    """Publishes each escalation to its role's own SNS topic (the stack in ``deploy/`` makes one
+    per role of the playbook's escalation chain, each with that role's subscriptions); ``"*"``
+    names the topic of roles without one.
+
+    IAM: sns:Publish on each topic.
+    """
+
+    def __init__(self, sns_client, topics: dict[str, str]):
+        self.topics = {role: SnsNotifier(sns_client, arn) for role, arn in topics.items()}
+
+    def notify(self, role: str, subject: str, body: str) -> str:
+        channel = self.topics.get(role) or self.topics.get("*")
+        if channel is None:
+            raise NotifyError(f"no SNS topic configured for role {role!r} "
+                              f"(configured: {', '.join(sorted(self.topics))})")
+        return channel.notify(role, subject, body)
+
+
 def _sns_subject(subject: str) -> str:
     """SNS subjects: at most 100 printable characters on one line."""
     return " ".join(subject.split())[:100] or "aiops"

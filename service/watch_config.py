@@ -15,6 +15,8 @@ every value is checked on load, with the file and the field named when one is wr
     restart_tasks = 30
     rollback = 60
 
+    # services = ["prod/web", "prod/api"]   # short for [[services]] tables without ALB dimensions
+    # cluster = "prod"; services = ["web", "api"]   # the same
     [[services]]
     cluster = "prod"
     service = "web"
@@ -24,6 +26,8 @@ every value is checked on load, with the file and the field named when one is wr
 
     [notify]
     sns_topic_arn = "arn:aws:sns:eu-west-1:123456789012:aiops-escalations"
+    # or one topic per role (what the stack in deploy/ makes):
+    # sns_topics = {"on-call engineer" = "arn:...:aiops-on-call", "team lead" = "arn:...:aiops-team-lead"}
     webhook_url = "https://hooks.example.com/aiops"
     [notify.email]
     sender = "aiops@example.com"
@@ -88,6 +92,7 @@ class NotifyConfig(BaseModel, frozen=True):
     model_config = {"extra": "forbid"}
 
     sns_topic_arn: str | None = None
+    sns_topics: dict[str, str] = Field(default_factory=dict, description="role -> its own SNS topic")
     webhook_url: str | None = None
     email: EmailConfig | None = None
 
@@ -105,9 +110,29 @@ class WatchConfig(BaseModel, frozen=True):
     model_config = {"extra": "forbid"}
 
     mode: Mode | None = None
+    cluster: str | None = Field(None, min_length=1, description="the cluster of services listed by name")
     services: list[ServiceConfig] = Field(default_factory=list)
     guardrails: GuardrailConfig = Field(default_factory=GuardrailConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_names(cls, data: object) -> object:
+        """``"cluster/service"`` is short for ``{cluster = ..., service = ...}``, and ``"service"``
+        for a service of the top-level ``cluster``."""
+        if not isinstance(data, dict) or not isinstance(data.get("services"), list):
+            return data
+        out = []
+        for entry in data["services"]:
+            if isinstance(entry, str):
+                cluster, sep, service = entry.rpartition("/")
+                cluster = cluster if sep else data.get("cluster")
+                if not cluster or not service or "/" in cluster:
+                    raise ValueError(f"service {entry!r} must be written cluster/service (or set "
+                                     "the top-level cluster)")
+                entry = {"cluster": cluster, "service": service}
+            out.append(entry)
+        return {**data, "services": out}
 
     @model_validator(mode="after")
     def _unique(self) -> "WatchConfig":
@@ -129,6 +154,12 @@ def load_watch_config(path: str | Path | None) -> WatchConfig:
         text = Path(path).read_text()
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    return parse_watch_config(text, str(path))
+
+
+def parse_watch_config(text: str, path: str = "AIOPS_CONFIG_TOML") -> WatchConfig:
+    """The config from TOML text (``path`` names where it came from in errors): what a container
+    or a function gets in its environment (``AIOPS_CONFIG_TOML``) when it has no file."""
     try:
         return WatchConfig.model_validate(tomllib.loads(text))
     except tomllib.TOMLDecodeError as exc:

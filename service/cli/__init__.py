@@ -17,6 +17,7 @@ import click
 from service.cli.backtest import backtest
 from service.cli.baseline import baseline
 from service.cli.dashboard import dashboard
+from service.cli.deploy import deploy, package
 from service.cli.detect import detect
 from service.cli.incidents import incidents
 from service.cli.models import models
@@ -38,7 +39,7 @@ def cli(ctx: click.Context, data_dir: Path | None) -> None:
 
 
 for command in (detect, train, baseline, models, watch, status, remediate, incidents, rca, train_rca,
-                serve, dashboard, backtest):
+                serve, dashboard, backtest, deploy, package):
     cli.add_command(command)
 
 
