@@ -304,6 +304,7 @@ class _Group:
         values (S, R, M) at ``index``; the older rows are the context the level shift and the
         forest's change feature look back on, as in the detector's own ``score``."""
         index = index.tz_convert("UTC")
+        newest = min(newest, len(index)) if newest else None
         slots = hour_of_week(index)
         centre = self.tables["centre"][:, :, slots].transpose(0, 2, 1)
         spread = self.tables["spread"][:, :, slots].transpose(0, 2, 1)
@@ -565,7 +566,7 @@ class FleetScorer:
                     scores = sub.score(values, index, newest)
                 except _Unstackable:
                     continue
-                shown = index[len(index) - newest:] if newest else index
+                shown = index[len(index) - min(newest, len(index)):] if newest else index
                 blocks.append(StackedScores(names, shown, group.metrics, scores))
         return blocks
 
@@ -585,7 +586,7 @@ class FleetScorer:
                 except _Unstackable:
                     continue   # these services are detected by their own detectors below
                 centre, spread, tolerance = band["centre"], band["spread"], band["tolerance"]
-                shown = index[len(index) - newest:] if newest else index
+                shown = index[len(index) - min(newest, len(index)):] if newest else index
                 kept = values[:, len(index) - len(shown):]
                 robust = sub.members == ("robust_z",)
                 threshold = sub.parts["threshold"]

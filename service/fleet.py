@@ -9,6 +9,7 @@ in progress finishes (a step is never cut in half), and the loop returns.
 
 from __future__ import annotations
 
+import functools
 import logging
 import signal
 import threading
@@ -91,21 +92,65 @@ class Fleet:
         self.held.clear()
 
     def tick(self, only: Collection[str] | None = None) -> list[FleetTick]:
-        """Tick every service this replica holds (of ``only``, when given)."""
-        out = []
+        """Tick every service this replica holds (of ``only``, when given).
+
+        With several services, every window is read first and all of them are scored in one
+        pass (``detection.fleet.FleetScorer.detect``, which answers what each detector's
+        ``detect`` answers); then each watcher files its anomalies and moves its incidents on.
+        """
+        done: dict[str, FleetTick] = {}
+        held = []
         for watcher in self.watchers:
             if only is not None and watcher.name not in only:
                 continue
             try:
-                if not self.holds(watcher):
-                    continue
-                out.append(FleetTick(watcher.name, watcher.tick()))
+                if self.holds(watcher):
+                    held.append(watcher)
             except Exception as exc:  # noqa: BLE001 - logged with the service; the next tick retries
-                log.exception("%s: tick failed", watcher.name)
-                self.store.record(None, watcher.clock(), "tick_failed",
-                                  {"service": watcher.name, "error": f"{type(exc).__name__}: {exc}"})
-                out.append(FleetTick(watcher.name, error=f"{type(exc).__name__}: {exc}"))
-        return out
+                done[watcher.name] = self._failed(watcher, exc)
+        detected = self._detect_together(held, done) if len(held) > 1 else {}
+        for watcher in held:
+            if watcher.name in done:
+                continue
+            try:
+                done[watcher.name] = FleetTick(watcher.name, watcher.tick(detected.get(watcher.name)))
+            except Exception as exc:  # noqa: BLE001 - logged with the service; the next tick retries
+                done[watcher.name] = self._failed(watcher, exc)
+        return [done[w.name] for w in self.watchers if w.name in done]
+
+    def _failed(self, watcher: Watcher, exc: Exception) -> FleetTick:
+        log.exception("%s: tick failed", watcher.name)
+        self.store.record(None, watcher.clock(), "tick_failed",
+                          {"service": watcher.name, "error": f"{type(exc).__name__}: {exc}"})
+        return FleetTick(watcher.name, error=f"{type(exc).__name__}: {exc}")
+
+    def _detect_together(self, held: list[Watcher], done: dict[str, FleetTick]) -> dict[str, list]:
+        """Read every held watcher's window ahead and find the anomalies of all in one pass."""
+        windows: dict[str, pd.DataFrame] = {}
+        since: dict[str, pd.Timestamp] = {}
+        for watcher in held:
+            try:
+                window, first = watcher.read_ahead()
+            except Exception as exc:  # noqa: BLE001 - as a failed tick
+                done[watcher.name] = self._failed(watcher, exc)
+                continue
+            if window is not None:
+                windows[watcher.name], since[watcher.name] = window, first
+        if not windows:
+            return {}
+        newest = max(int((w.index >= since[n]).sum()) for n, w in windows.items())
+        try:
+            return self.scorer.detect(windows, newest=newest)
+        except Exception:  # noqa: BLE001 - each watcher then scores its own window, as before
+            log.exception("fleet-wide scoring failed; scoring each service alone")
+            return {}
+
+    @functools.cached_property
+    def scorer(self) -> Any:
+        """Every watcher's detector stacked (``detection.fleet.FleetScorer``), made on first use."""
+        from detection.fleet import FleetScorer
+
+        return FleetScorer({w.name: w.detector for w in self.watchers})
 
     def run(self, stop: threading.Event, period: float, on_tick: Callable[[list[FleetTick]], None],
             once: bool = False) -> int:

@@ -177,6 +177,7 @@ class Watcher:
         self._blind_ticks = 0
         self._blind_alerted = False
         self._memory = pd.Series(dtype=float)   # the last lookback minutes of memory (time to OOM)
+        self._ahead: tuple | None = None        # a read made ahead of the tick (read_ahead)
 
     @property
     def name(self) -> str:
@@ -184,20 +185,45 @@ class Watcher:
 
     # ------------------------------------------------------------------ the tick
 
-    def tick(self) -> TickResult:
-        """Score the newest points, file them, and move every open incident on by its due steps."""
+    def read_ahead(self) -> tuple[pd.DataFrame | None, pd.Timestamp | None]:
+        """This tick's read, made before ``tick`` so that a fleet can score every service's
+        window in one pass (``service.fleet.Fleet.tick``): the window, and the first timestamp
+        whose anomalies the tick keeps (None for both when the tick will score nothing)."""
         now = self.clock()
         if not self._resumed:
             self.resume(now)
-        missed = self._blind_ticks   # periods no tick could score: scored now, once readable
+        missed = self._blind_ticks
         window, error = self._read(now)
+        self._ahead = (now, missed, window, error)
+        if window is None:
+            return None, None
+        recent = self._recent(window, now, extra=missed)
+        return (window, recent.index[0]) if not recent.dropna(how="all").empty else (None, None)
+
+    def tick(self, detected: list[Anomaly] | None = None) -> TickResult:
+        """Score the newest points, file them, and move every open incident on by its due steps.
+
+        ``detected``: the anomalies of the window ``read_ahead`` returned, found by a fleet-wide
+        scorer (what ``detector.detect`` of that window gives); used only with that read.
+        """
+        now = self.clock()
+        if not self._resumed:
+            self.resume(now)
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == now:
+            _, missed, window, error = ahead
+        else:
+            missed = self._blind_ticks   # periods no tick could score: scored now, once readable
+            window, error = self._read(now)
+            detected = None
         anomalies: list[Anomaly] = []
         if window is not None:
             recent = self._recent(window, now, extra=missed)
             if not recent.dropna(how="all").empty:
                 # the whole window is scored (a level shift is judged against the minutes before
                 # it); the anomalies of the recent periods are this tick's
-                anomalies = [a for a in self.detector.detect(window) if a.timestamp >= recent.index[0]]
+                found = detected if detected is not None else self.detector.detect(window)
+                anomalies = [a for a in found if a.timestamp >= recent.index[0]]
         opened, joined = self._file(anomalies, window, now)
         if opened is None and joined is None:
             opened = self._restart_before_oom(window, now)

@@ -134,3 +134,34 @@ def test_one_watcher_per_incident_log(tmp_path) -> None:
                 pass
     with exclusive(tmp_path):  # released when the first one stopped
         pass
+
+
+def test_a_fleet_of_ensembles_scores_its_tick_in_one_pass_and_files_what_each_would(tmp_path) -> None:
+    """Every window read first, all scored together: each service gets the incident and action
+    its own detector would have given it, and the anomalies are those of its own detect()."""
+    from detection.ensemble import ServiceDetector
+
+    index = pd.date_range(T0 - pd.Timedelta(days=14), T0, freq="1min", inclusive="left")
+    ensemble = ServiceDetector().fit(normal(index, np.random.default_rng(0)))
+    clock = Clock(T0)
+    sources = {WEB: FakeSource([(T0, None, "high_cpu")]), API: FakeSource([(T0, None, "memory_leak")]),
+               ServiceTarget(cluster="prod", service="db"): FakeSource([])}
+    fleet, store, ecs = fleet_of(tmp_path, ensemble, sources, clock)
+    seen: dict[str, list] = {}
+    real = fleet.scorer.detect
+
+    def spy(windows, newest=None):
+        found = real(windows, newest=newest)
+        for name, window in windows.items():   # what each watcher's own detect would have said
+            own = [a for a in ensemble.detect(window) if a.timestamp >= window.index[-newest]]
+            assert [a.to_dict() for a in found[name]] == [a.to_dict() for a in own], name
+            seen.setdefault(name, []).extend(found[name])
+        return found
+
+    fleet.scorer.detect = spy
+    for _ in range(6):
+        fleet.tick()
+        clock.advance()
+    assert seen["prod/web"] and seen["prod/api"] and not seen.get("prod/db")
+    assert set(fleet.scorer.alone) == set() and len(fleet.scorer.groups) == 1
+    assert {i.service for i in store.list()} == {"web", "api"}, "each fault filed for its service"
