@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import html
+from collections.abc import Callable
 
 from detection.forecast import OomForecast
 from rca.outcomes import TrackRecord
@@ -163,7 +164,8 @@ def render_diagnosis_markdown(diagnosis: dict, anomalies: list[str], plots: dict
 
 
 def render_html(title: str, diagnosis: dict, anomalies: list[str], plots: dict[str, bytes] | None = None,
-                facts: list[tuple[str, str]] | None = None, timeline: list[dict] | None = None) -> str:
+                facts: list[tuple[str, str]] | None = None, timeline: list[dict] | None = None,
+                image_src: Callable[[str], str] | None = None) -> str:
     """A self-contained HTML report (plots embedded as PNG data URIs), for e-mail and browsers.
 
     Parameters
@@ -174,6 +176,8 @@ def render_html(title: str, diagnosis: dict, anomalies: list[str], plots: dict[s
     plots : metric -> PNG bytes, one per involved metric.
     facts : extra (label, value) lines shown first (cluster, service, status ...).
     timeline : events (at, kind, data), oldest first.
+    image_src : metric -> the ``src`` of its plot, instead of a data URI (an e-mail's
+        ``cid:`` reference to a related MIME part: mail clients block data URIs).
     """
     esc = html.escape
     d = diagnosis or {}
@@ -203,9 +207,9 @@ def render_html(title: str, diagnosis: dict, anomalies: list[str], plots: dict[s
     parts += [f"<li>{esc(a)}</li>" for a in anomalies] or ["<li>(none)</li>"]
     parts.append("</ul>")
     for metric, png in (plots or {}).items():
-        data = base64.b64encode(png).decode("ascii")
-        parts.append(f"<h3>{esc(metric)}</h3>"
-                     f"<img alt=\"{esc(metric)}\" src=\"data:image/png;base64,{data}\">")
+        src = (image_src(metric) if image_src
+               else f"data:image/png;base64,{base64.b64encode(png).decode('ascii')}")
+        parts.append(f"<h3>{esc(metric)}</h3><img alt=\"{esc(metric)}\" src=\"{esc(src)}\">")
     if timeline:
         parts.append("<h2>Timeline</h2><table><tr><th>time</th><th>event</th><th>detail</th></tr>")
         parts += [f"<tr><td>{esc(e['at'])}</td><td>{esc(e['kind'])}</td><td>{esc(_detail(e))}</td></tr>"
@@ -216,7 +220,8 @@ def render_html(title: str, diagnosis: dict, anomalies: list[str], plots: dict[s
 
 
 def render_incident_html(incident: dict, anomalies: list[dict], events: list[dict],
-                         plots: dict[str, bytes] | None = None) -> str:
+                         plots: dict[str, bytes] | None = None,
+                         image_src: Callable[[str], str] | None = None) -> str:
     """The HTML twin of :func:`render_markdown` for an incident of the log."""
     diagnosis = incident.get("diagnosis") or {}
     facts = [("Cluster / service", html.escape(f"{incident['cluster']} / {incident['service']}")),
@@ -226,4 +231,4 @@ def render_incident_html(incident: dict, anomalies: list[dict], events: list[dic
     texts = [line[2:] for line in _anomaly_lines(anomalies) if line.startswith("- ")]
     cause = diagnosis.get("root_cause", "undiagnosed")
     title = f"Incident {incident['id']}: {cause} on {incident['service']}"
-    return render_html(title, diagnosis, texts, plots, facts, events)
+    return render_html(title, diagnosis, texts, plots, facts, events, image_src)

@@ -84,13 +84,23 @@ class EmailNotifier:
         self.recipients = recipients
 
     def notify(self, role: str, subject: str, body: str) -> str:
+        try:
+            return self.mailer.send(self._to(role), subject, body)
+        except MailError as exc:
+            raise NotifyError(str(exc)) from None
+
+    def report(self, role: str, subject: str, text: str, html: str, images: dict[str, bytes]) -> str:
+        """The RCA report as one multipart message: the Markdown, the HTML, its plots inline."""
+        try:
+            return self.mailer.send_report(self._to(role), subject, text, html, images)
+        except MailError as exc:
+            raise NotifyError(str(exc)) from None
+
+    def _to(self, role: str) -> list[str]:
         to = self.recipients.get(role) or self.recipients.get("*")
         if not to:
             raise NotifyError(f"no e-mail recipients configured for role {role!r}")
-        try:
-            return self.mailer.send(to, subject, body)
-        except MailError as exc:
-            raise NotifyError(str(exc)) from None
+        return to
 
 
 class WebhookNotifier:
@@ -143,15 +153,24 @@ class FanOutNotifier:
         self.copies = list(copies)
 
     def notify(self, role: str, subject: str, body: str) -> str:
+        return self._each(lambda channel: channel.notify(role, subject, body))
+
+    def report(self, role: str, subject: str, text: str, html: str, images: dict[str, bytes]) -> str:
+        """A report: the channels that carry one (e-mail) get the HTML with its plots, the others
+        the Markdown text."""
+        return self._each(lambda channel: channel.report(role, subject, text, html, images)
+                          if hasattr(channel, "report") else channel.notify(role, subject, text))
+
+    def _each(self, send) -> str:
         for _, copy in self.copies:
             try:
-                copy.notify(role, subject, body)
+                send(copy)
             except NotifyError:
                 pass  # a copy is best effort
         sent, failed = [], []
         for name, channel in self.channels:
             try:
-                sent.append(f"{name}:{channel.notify(role, subject, body)}")
+                sent.append(f"{name}:{send(channel)}")
             except NotifyError as exc:
                 failed.append(f"{name} failed: {exc}")
         if not sent:

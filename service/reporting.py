@@ -16,7 +16,8 @@ from service.notify import Notifier, NotifyError
 from service.store import IncidentStore
 
 
-def write_report(store: IncidentStore, incident_id: int, reports_dir: Path, at: Any) -> Path:
+def write_report(store: IncidentStore, incident_id: int, reports_dir: Path, at: Any,
+                 mail: dict | None = None) -> Path:
     """Write (or rewrite) the incident's Markdown report and its HTML twin with one plot per
     involved metric; both paths are logged. Returns the Markdown path."""
     incident = store.get(incident_id).to_dict()
@@ -25,8 +26,14 @@ def write_report(store: IncidentStore, incident_id: int, reports_dir: Path, at: 
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(render_markdown(incident, anomalies, events))
     html_path = path.with_suffix(".html")
-    html_path.write_text(render_incident_html(incident, anomalies, events,
-                                              _plots(store, incident_id, anomalies)))
+    plots = _plots(store, incident_id, anomalies)
+    html_path.write_text(render_incident_html(incident, anomalies, events, plots))
+    if mail is not None:   # the e-mail's HTML names each plot as an inline MIME part
+        from service.mail import content_id
+
+        mail["html"] = render_incident_html(incident, anomalies, events, plots,
+                                            image_src=lambda metric: f"cid:{content_id(metric)}")
+        mail["images"] = {content_id(metric): png for metric, png in plots.items()}
     store.record(incident_id, at, "report", {"path": str(path), "html": str(html_path)})
     return path
 
@@ -50,12 +57,16 @@ def send_report(store: IncidentStore, notifier: Notifier, incident_id: int, role
     """
     if any(e["kind"] == "report_sent" for e in store.events(incident_id)):
         return None
-    path = write_report(store, incident_id, reports_dir, at)
+    mail: dict = {}
+    path = write_report(store, incident_id, reports_dir, at, mail)
     incident = store.get(incident_id)
     cause = incident.root_cause or "undiagnosed"
     subject = f"Resolved: incident {incident_id} on {incident.service} ({cause}) - RCA report"
     try:
-        message_id = notifier.notify(role, subject, path.read_text())
+        if hasattr(notifier, "report"):   # e-mail: the HTML with its plots inline, the Markdown as text
+            message_id = notifier.report(role, subject, path.read_text(), mail["html"], mail["images"])
+        else:
+            message_id = notifier.notify(role, subject, path.read_text())
     except NotifyError as exc:
         store.record(incident_id, at, "report_failed", {"role": role, "error": str(exc)})
         return None

@@ -10,7 +10,7 @@ from service.ecs import IAM_PERMISSIONS
 
 POLICY = Path(__file__).resolve().parents[2] / "deploy" / "iam-policy.json"
 # Declared beside the code that uses them: service/cloudwatch.py, service/notify.py, service/mail.py.
-OTHER_PERMISSIONS = {"cloudwatch:GetMetricStatistics", "sns:Publish", "ses:SendEmail"}
+OTHER_PERMISSIONS = {"cloudwatch:GetMetricStatistics", "sns:Publish", "ses:SendEmail", "ses:SendRawEmail"}
 
 
 def granted() -> dict[str, list[dict]]:
