@@ -119,14 +119,17 @@ def verify(directory: Path, manifest: bytes, trust: Trust) -> bool:
 
 
 def _problem(directory: Path, manifest: bytes, key: SigningKey | None) -> str | None:
-    path = directory / SIGNATURE
+    return _problem_of(directory / SIGNATURE, manifest, key)
+
+
+def _problem_of(path: Path, manifest: bytes, key: SigningKey | None) -> str | None:
     if not path.is_file():
-        return "is not signed (no manifest.sig)"
+        return f"is not signed (no {path.name})"
     try:
         recorded = json.loads(path.read_text())
         algorithm, key_id, mac = recorded["algorithm"], recorded["key_id"], recorded["signature"]
     except (OSError, ValueError, KeyError, TypeError):
-        return "has an unreadable signature (manifest.sig)"
+        return f"has an unreadable signature ({path.name})"
     if algorithm != ALGORITHM:
         return f"is signed with {algorithm!r}, not {ALGORITHM}"
     if key is None:
@@ -138,7 +141,33 @@ def _problem(directory: Path, manifest: bytes, key: SigningKey | None) -> str | 
     if key_id != key.key_id:
         return (f"is signed with another key (key id {key_id}; the key from {key.source} has "
                 f"id {key.key_id})")
-    return "does not match its signature (manifest.json was modified after signing)"
+    return "does not match its signature (modified after signing)"
+
+
+def sign_file(path: Path, key: SigningKey) -> Path:
+    """Sign one file that is a model on its own (the root-cause model's JSON): ``<name>.sig``
+    beside it, the same HMAC over the file's bytes."""
+    path = Path(path)
+    target = path.with_name(path.name + ".sig")
+    target.write_text(json.dumps(signature_of(path.read_bytes(), key), indent=2, sort_keys=True) + "\n")
+    return target
+
+
+def verify_file(path: Path, trust: Trust) -> bool:
+    """Check ``<name>.sig`` against the file's bytes; as ``verify`` (True, False when allowed
+    unsigned, else ``SignatureError`` naming the loader)."""
+    path = Path(path)
+    data = path.read_bytes()
+    signature = path.with_name(path.name + ".sig")
+    where = f"{trust.loader}: model file {path}"
+    problem = _problem_of(signature, data, trust.key)
+    if problem is None:
+        return True
+    if trust.allow_unsigned:
+        print(f"aiops: warning: {where} {problem}; loaded anyway because unsigned models are "
+              "allowed (--allow-unsigned / AIOPS_ALLOW_UNSIGNED)", file=sys.stderr)
+        return False
+    raise SignatureError(f"{where} {problem}; refusing to load it")
 
 
 # --------------------------------------------------------------------------- where keys live

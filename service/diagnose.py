@@ -21,6 +21,7 @@ from detection.anomaly import Anomaly
 from detection.frames import MetricFrameError, check_metric_frame
 from detection.metrics import DEFAULT_SPECS
 from models.bundle import BundleError
+from models.signing import SignatureError, sign_file, verify_file
 from rca.diagnosis import Diagnosis, RootCauseClassifier
 from rca.features import EcsContext
 from rca.payload import PayloadError, parse_payload
@@ -80,8 +81,11 @@ def load_rca_classifier(settings: Settings, playbook: Playbook, threshold: float
         if not path.is_file():
             continue
         try:
+            if path != SHIPPED:   # a retrained model under the data dir: signed by its training
+                verify_file(path, bundle_trust(settings, f"{loader} (root-cause classifier)",
+                                               factory=factory))
             classifier = TrainedClassifier(LinearModel.load(path), playbook)
-        except ModelFileError as exc:
+        except (ModelFileError, SignatureError) as exc:
             log.warning("root-cause classifier: cannot use %s (%s)", path, exc)
             continue
         log.info("root-cause classifier: %s", source)
@@ -111,6 +115,8 @@ def train_rca(settings: Settings, playbook: Playbook, n_services: int | None = N
         model, info = train_linear(playbook, n_services or DEFAULT_SERVICES, seed, labels,
                                    threshold=settings.threshold, n_jobs=n_jobs, progress=progress)
         path = model.save(out or rca_bundle_dir(settings) / LINEAR_FILE)
+        if out is None:   # what the doors load: signed like every bundle
+            sign_file(path, signing_key(settings, create=True))
         classifier = TrainedClassifier(model, playbook)
     else:
         classifier, info = train(playbook, n_services or DEFAULT_SERVICES, kind, labels,

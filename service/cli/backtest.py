@@ -111,7 +111,8 @@ def backtest(ctx, cluster, service, days, history_path, deployments_path, labels
     factory = ClientFactory()
     trust = bundle_trust(settings, "aiops backtest", factory=factory)
     detector = load_bundle(default_bundle(settings, svc), trust=trust).model
-    classifier, _ = load_rca_classifier(settings, playbook, getattr(detector, "threshold", None))
+    classifier, _ = load_rca_classifier(settings, playbook, getattr(detector, "threshold", None),
+                                        loader="aiops backtest")
     if history_path is not None:
         history = read_window_file(history_path, "--history")
     else:

@@ -109,7 +109,8 @@ def rca(ctx, payload, history, window, deployed_minutes_ago, oom_stopped, use_ru
 
             data = _read_payload(payload)
             rules = _classifier(settings, playbook, True)[0] if use_rules else None
-            diagnosis, source = usecases.diagnose(build_platform(settings, classifier=rules), data)
+            platform = build_platform(settings, classifier=rules, door="aiops rca")
+            diagnosis, source = usecases.diagnose(platform, data)
             source = "rules (--rules)" if use_rules else source
             texts = [_render(a) for a in parse_payload(data).anomalies]
             plots = {}

@@ -88,3 +88,28 @@ def test_the_rca_lambda_refuses_it_too(tmp_path, monkeypatch, caplog) -> None:
     assert any("aiops Lambda (root-cause classifier): model bundle" in r.getMessage()
                and "is not signed" in r.getMessage() for r in caplog.records)
     assert not marker.exists(), "the pickle's code ran"
+
+
+def test_a_retrained_linear_model_is_used_only_as_it_was_signed(tmp_path) -> None:
+    from models.signing import local_key, sign_file
+    from rca.linear import SHIPPED
+
+    data = tmp_path / "data"
+    model = data / "models" / "rca" / "model-linear.json"
+    model.parent.mkdir(parents=True)
+    model.write_bytes(SHIPPED.read_bytes())   # what `aiops train-rca` writes and signs
+    sign_file(model, local_key(data, create=True, announce=lambda _: None))
+
+    def run(*extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([*AIOPS, "--data-dir", str(data), "rca", "--payload", json.dumps(PAYLOAD),
+                               "--json", *extra], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+
+    done = run()
+    assert done.returncode == 0 and json.loads(done.stdout)["classifier"] == f"trained model from {model}"
+    model.write_text(model.read_text().replace('"', '"', 1) + "\n")   # one byte more
+    done = run()
+    assert json.loads(done.stdout)["classifier"] == "shipped model model-linear-v1.json"
+    assert "aiops rca (root-cause classifier): model file" in done.stderr
+    assert "does not match its signature" in done.stderr
+    done = run("--allow-unsigned")
+    assert json.loads(done.stdout)["classifier"] == f"trained model from {model}"
