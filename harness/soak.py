@@ -37,12 +37,15 @@ from rca.playbook import load_playbook
 from rca.rules import RuleClassifier
 from service import usecases
 from service.aws import ClientFactory
+from service.bootstrap import Platform
 from service.ecs import EcsActions, parse_task_definition
 from service.guardrails import GuardrailConfig, Guardrails
+from service.repository import IncidentRepository
 from service.requests import ActionCommand, RollbackCommand
 from service.settings import Mode, ServiceTarget, Settings
 from service.store import OPEN_STATUSES, IncidentStore
 from service.watch_config import WatchConfig
+from service.watcher import TickResult, Watcher
 
 CLUSTER = "soak"
 NOMINAL = 2
@@ -261,7 +264,7 @@ class SoakWorld:
     """The simulated services, their incidents and deployments, and the people around them."""
 
     def __init__(self, world: SimulatedPlatform, incidents: int, progress: Callable[[str], None],
-                 guardrails: Guardrails | None = None):
+                 guardrails: Guardrails | None = None, store: IncidentRepository | None = None):
         self.rng = random.Random(world.seed)
         self.start = world.start
         self.target_incidents = incidents
@@ -276,25 +279,14 @@ class SoakWorld:
         self.rollouts: dict[str, pd.Timestamp] = {}
         self.task_owner: dict[str, str] = {}
         self.dirty: set[str] = set(self.plans)
-        self.store = IncidentStore(self.settings.db_path)
+        self.store = store if store is not None else IncidentStore(self.settings.db_path)
         self.auditor = Auditor(self)
-        platform_factory = ClientFactory(endpoint_url=world.endpoint)   # the platform's calls: audited
-        ecs = platform_factory.client("ecs")
-        self.auditor.attach(ecs)
-        ecs.meta.events.register("after-call.ecs.DescribeServices", self._show_rollouts)
-        actions = EcsActions(ecs, autoscaling_client=platform_factory.client("application-autoscaling"))
         self.pages = Counter()
-        classifier = RuleClassifier(load_playbook())
-        platforms = {mode: world.make_platform(WatchConfig(guardrails=GUARDRAILS),
-                                               settings=self.settings.model_copy(update={"mode": mode}),
-                                               factory=platform_factory, actions=lambda dry_run: actions,
-                                               store=self.store, notifier=self, classifier=classifier,
-                                               guardrails=guardrails)
-                     for mode in (Mode.AUTO, Mode.APPROVE)}
-        self.platforms = platforms
-        self.watchers = {p.name: platforms[p.mode].watcher(ServiceTarget(cluster=CLUSTER, service=p.name),
-                                                           ThresholdDetector(), source=self.sources[p.name])
-                         for p in PLANS}
+        self.world = world
+        self.guardrails = guardrails
+        self.classifier = RuleClassifier(load_playbook())
+        self.platforms = self.replica_platforms()   # the API's and the Lambda's, and the watchers'
+        self.watchers = self.replica_watchers(self.platforms)
         self.next_incident = {p.name: self.clock.now + pd.Timedelta(minutes=self.rng.uniform(1, 30))
                               for p in PLANS}
         self.started = 0
@@ -302,6 +294,29 @@ class SoakWorld:
         self.todo: dict[int, tuple[pd.Timestamp, str]] = {}   # incident -> (when, what a person does)
         self.ticks = 0
         self.last_alarm = self.clock.now
+
+    def replica_platforms(self, hooks: Callable[[Any], None] | None = None) -> dict[Mode, Platform]:
+        """The platform of one process (a watcher replica, or the API and Lambda), per mode, on
+        ECS clients of its own that the auditor watches (``hooks`` may watch them too)."""
+        factory = ClientFactory(endpoint_url=self.world.endpoint)
+        ecs = factory.client("ecs")
+        self.auditor.attach(ecs)
+        ecs.meta.events.register("after-call.ecs.DescribeServices", self._show_rollouts)
+        if hooks is not None:
+            hooks(ecs)
+        actions = EcsActions(ecs, autoscaling_client=factory.client("application-autoscaling"))
+        return {mode: self.world.make_platform(WatchConfig(guardrails=GUARDRAILS),
+                                               settings=self.settings.model_copy(update={"mode": mode}),
+                                               factory=factory, actions=lambda dry_run: actions,
+                                               store=self.store, notifier=self, classifier=self.classifier,
+                                               guardrails=self.guardrails)
+                for mode in (Mode.AUTO, Mode.APPROVE)}
+
+    def replica_watchers(self, platforms: dict[Mode, Platform]) -> dict[str, Watcher]:
+        """One watcher per service, each from the platform of its plan's mode."""
+        return {p.name: platforms[p.mode].watcher(ServiceTarget(cluster=CLUSTER, service=p.name),
+                                                  ThresholdDetector(), source=self.sources[p.name])
+                for p in PLANS}
 
     # ------------------------------------------------------------------ the notifier seam
 
@@ -482,9 +497,9 @@ class SoakWorld:
                 self._maybe_start_incident(name, now)
                 if self._busy(name, now):
                     busy = True
-                    result = self.watchers[name].tick()
-                    self.ticks += 1
-                    if result.incident is not None:
+                    result = self.tick(name)
+                    self.ticks += result is not None
+                    if result is not None and result.incident is not None:
                         if result.status in OPEN_STATUSES:
                             self.open[name] = result.incident
                         else:
@@ -493,6 +508,7 @@ class SoakWorld:
                     self._person(name, now)
                 self._scale_in(name, now)
             self._alarm(now)
+            busy = self.minute_done(now) or busy
             self._sync_all()
             if self.started >= self.target_incidents and not any(self._busy(n, now) for n in self.plans):
                 break
@@ -504,6 +520,14 @@ class SoakWorld:
             if self.ticks and self.ticks % 5000 == 0:
                 self.progress(f"{self.clock.now:%Y-%m-%d %H:%M}: {self.started} incidents started, "
                               f"{self.ticks} watcher ticks")
+
+    def tick(self, name: str) -> TickResult | None:
+        """One tick of ``name``'s watcher (None when no watcher ticked it)."""
+        return self.watchers[name].tick()
+
+    def minute_done(self, now: pd.Timestamp) -> bool:
+        """What else happens at the end of a simulated minute; True keeps the clock from jumping."""
+        return False
 
     def report(self, seconds: float) -> SoakReport:
         incidents = self.store.list(limit=10 ** 6)

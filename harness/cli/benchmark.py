@@ -198,6 +198,42 @@ def soak(ctx: click.Context, incidents: int, seed: int, start, as_json: bool) ->
         fail(f"{len(report.breaches)} guardrail breach(es), {report.lost} incident(s) lost")
 
 
+@benchmark.command("ha")
+@click.option("--incidents", default=300, show_default=True, type=click.IntRange(1, 100_000),
+              help="Simulated incidents to play.")
+@click.option("--replicas", default=3, show_default=True, type=click.IntRange(2, 20),
+              help="Watcher replicas sharing the fleet.")
+@click.option("--kill-rate", default=0.02, show_default=True, type=click.FloatRange(0, 1),
+              help="Chance, each busy simulated minute, that a replica is killed.")
+@click.option("--seed", default=7, show_default=True, help="Seed of the simulated world.")
+@click.option("--start", type=UtcTime(), default=None,
+              help="Simulated start (ISO 8601) [2026-11-02T00:00Z, a Monday].")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_context
+@handle_errors
+def ha(ctx: click.Context, incidents: int, replicas: int, kill_rate: float, seed: int, start,
+       as_json: bool) -> None:
+    """Several watcher replicas share the fleet through leases in DynamoDB while replicas die.
+
+    The soak's world on the local AWS endpoint, watched by --replicas processes sharing the
+    DynamoDB incident log, with the rollback Lambda firing on the same services; one replica is
+    killed at random moments (between ticks, or after ECS took its action). Prints double
+    actions, lost incidents, guardrail breaches (each must be 0) and the takeover time.
+    """
+    from harness.habench import render, run_ha
+    from harness.soak import SOAK_START
+
+    data_dir = run_folder(ctx, "ha")
+    report = run_ha(data_dir, incidents=incidents, replicas=replicas, seed=seed, kill_rate=kill_rate,
+                    progress=_to_stderr, start=start or SOAK_START)
+    emit(report.to_dict(), as_json)
+    if not as_json:
+        click.echo(render(report))
+    if report.double_actions or report.breaches or report.lost:
+        fail(f"{report.double_actions} double action(s), {report.breaches} guardrail breach(es), "
+             f"{report.lost} incident(s) lost")
+
+
 @benchmark.command("faults")
 @click.option("--rate", default=0.2, show_default=True, type=click.FloatRange(0, 0.9),
               help="Share of the platform's AWS calls that fail, for the transient kinds.")
