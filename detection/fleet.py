@@ -59,16 +59,21 @@ def searchsorted_rows(sorted_rows: np.ndarray, values: np.ndarray) -> np.ndarray
 
 
 def interp_rows(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
-    """``np.interp(x[c], xp[c], fp[c])`` for every row ``c`` at once, with numpy's own
-    arithmetic (same index, same slope, same special cases), so the results are identical."""
+    """``np.interp(x[c], xp[c], fp[c])`` for every row ``c`` at once (``fp`` may be one row
+    shared by all), with numpy's own arithmetic (same index, same slope, same special cases),
+    so the results are identical."""
     n = xp.shape[1]
     j = searchsorted_rows(xp, x) - 1
     shape = (xp.shape[0],) + (1,) * (x.ndim - 1)
     base = np.arange(xp.shape[0], dtype=np.int64).reshape(shape) * n
-    flat_x, flat_f = xp.ravel(), fp.ravel()
+    flat_x = xp.ravel()
+    if fp.ndim == 1:   # one table of values for every row: index it without the row offset
+        flat_f, base_f = fp, np.zeros_like(base)
+    else:
+        flat_f, base_f = fp.ravel(), base
     jj = np.clip(j, 0, n - 2) if n > 1 else np.zeros_like(j)
     x0, x1 = np.take(flat_x, base + jj), np.take(flat_x, base + np.minimum(jj + 1, n - 1))
-    f0, f1 = np.take(flat_f, base + jj), np.take(flat_f, base + np.minimum(jj + 1, n - 1))
+    f0, f1 = np.take(flat_f, base_f + jj), np.take(flat_f, base_f + np.minimum(jj + 1, n - 1))
     with np.errstate(invalid="ignore", divide="ignore"):
         slope = (f1 - f0) / (x1 - x0)
         out = slope * (x - x0) + f0
@@ -77,7 +82,7 @@ def interp_rows(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
             again = slope * (x - x1) + f1
             again = np.where(np.isnan(again) & (f0 == f1), f0, again)
             out = np.where(redo, again, out)
-    first, last = np.take(flat_f, base), np.take(flat_f, base + n - 1)
+    first, last = np.take(flat_f, base_f), np.take(flat_f, base_f + n - 1)
     out = np.where(x == x0, f0, out)
     out = np.where(j >= n - 1, last, out)
     out = np.where(j < 0, first, out)
@@ -140,7 +145,7 @@ class _Calibrators:
     """``TailCalibrator``s of many services stacked: one row per (service, column)."""
 
     quantiles: np.ndarray   # (S*K, n) each column's quantiles
-    references: np.ndarray  # (S*K, n)
+    references: np.ndarray  # (n,) the uniform references every column shares
     start: np.ndarray       # (S, K)
     scale: np.ndarray
     level: np.ndarray
@@ -148,7 +153,7 @@ class _Calibrators:
     def __post_init__(self) -> None:
         # the mirrored tables of QuantileTransformer's second interpolation, made once
         self.mirrored = np.ascontiguousarray(-self.quantiles[:, ::-1])
-        self.mirrored_references = np.ascontiguousarray(-self.references[:, ::-1])
+        self.mirrored_references = np.ascontiguousarray(-self.references[::-1])
 
     @classmethod
     def of(cls, calibrators: Sequence[Any]) -> "_Calibrators":
@@ -157,9 +162,9 @@ class _Calibrators:
         if len(n) != 1:
             raise _Unstackable("calibrators with different numbers of quantiles")
         quantiles = np.concatenate([q.quantiles_.T for q in qs])
-        references = np.concatenate([np.broadcast_to(q.references_,
-                                                     (q.quantiles_.shape[1], q.references_.size))
-                                     for q in qs])
+        references = qs[0].references_
+        if any(not np.array_equal(q.references_, references) for q in qs):
+            raise _Unstackable("calibrators with different references")
         return cls(np.ascontiguousarray(quantiles), np.ascontiguousarray(references),
                    np.stack([c.tail_start_ for c in calibrators]),
                    np.stack([c.tail_scale_ for c in calibrators]),
@@ -473,13 +478,19 @@ class StackedForests:
         if len(trees) != 1 or len(features) != 1:
             raise _Unstackable("forests of different sizes")
 
-        def pad(name: str, fill) -> np.ndarray:
-            return np.stack([np.pad(getattr(f, name), ((0, 0), (0, nodes - f.left.shape[1])),
-                                    constant_values=fill) for f in forests])
+        small = np.int16 if max(nodes, *features) < np.iinfo(np.int16).max else np.int32
 
-        self.left, self.right = pad("left", -1), pad("right", -1)
-        self.feature, self.threshold = pad("feature", 0), pad("threshold", 0.0)
-        self.missing_left, self.leaf_depth = pad("missing_left", False), pad("leaf_depth", 0.0)
+        def pad(arrays, fill, dtype) -> np.ndarray:
+            return np.stack([np.pad(a, ((0, 0), (0, nodes - a.shape[1])), constant_values=fill)
+                             .astype(dtype, copy=False) for a in arrays])
+
+        # about 15 bytes a node (2,000 services x 100 trees of up to 511 nodes: 1.5 GB): small
+        # integers, and one float per node (a split's threshold, or a leaf's path length)
+        self.left = pad([f.left for f in forests], -1, small)
+        self.right = pad([f.right for f in forests], -1, small)
+        self.feature = pad([f.feature for f in forests], 0, small)
+        self.value = pad([np.where(f.left >= 0, f.threshold, f.leaf_depth) for f in forests], 0.0, np.float64)
+        self.missing_left = pad([f.missing_left for f in forests], False, bool)
         self.denominator = np.array([f.denominator for f in forests])
         self.max_depth = max(f.max_depth_ for f in forests)
 
@@ -493,7 +504,7 @@ class StackedForests:
         row_base = (np.arange(s * r, dtype=np.int64) * f).reshape(s, 1, r)
         flat_x = X.ravel()
         left, right = self.left.ravel(), self.right.ravel()
-        feature, threshold = self.feature.ravel(), self.threshold.ravel()
+        feature, split = self.feature.ravel(), self.value.ravel()
         has_nan = bool(np.isnan(flat_x).any())
         for _ in range(self.max_depth):
             child = np.take(left, at)
@@ -501,11 +512,11 @@ class StackedForests:
             if not inner.any():
                 break
             value = np.take(flat_x, row_base + np.take(feature, at))
-            go_left = value <= np.take(threshold, at)
+            go_left = value <= np.take(split, at)
             if has_nan:
                 go_left = np.where(np.isnan(value), np.take(self.missing_left.ravel(), at), go_left)
             at = np.where(inner, tree_base + np.where(go_left, child, np.take(right, at)), at)
-        depths = np.take(self.leaf_depth.ravel(), at).sum(axis=1)   # (S, R)
+        depths = np.take(split, at).sum(axis=1)   # (S, R): at a leaf, its path length
         denominator = self.denominator[:, None]
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(denominator == 0, -1.0, -(2.0 ** (-depths / denominator)))
@@ -669,7 +680,7 @@ def _subset(group: _Group, rows: list[int]) -> _Group:
         if isinstance(value, _Calibrators):
             k = value.start.shape[1]
             flat = (index[:, None] * k + np.arange(k)[None, :]).ravel()
-            return _Calibrators(value.quantiles[flat], value.references[flat], value.start[index],
+            return _Calibrators(value.quantiles[flat], value.references, value.start[index],
                                 value.scale[index], value.level[index])
         if isinstance(value, StackedForests):
             out = StackedForests.__new__(StackedForests)

@@ -44,6 +44,7 @@ class ScoringReport:
     per_service_sample: int
     per_service_cpu_ms: float
     max_difference: float
+    rss_mb: float
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,7 +71,8 @@ class ScoringReport:
                   f"{per_service_fleet / max(self.ensemble_tick_cpu_ms, 1e-9):.0f}x less CPU",
                   f"largest |fleet - own score()| over {self.per_service_sample} services' windows: "
                   f"{self.max_difference:.2e} (target <= 1e-6)",
-                  f"stacking the state once (at start-up): {self.stack_seconds:.1f} s"]
+                  f"stacking the state once (at start-up): {self.stack_seconds:.1f} s; "
+                  f"the process's memory after the ticks: {self.rss_mb:,.0f} MB"]
         return "\n".join(lines)
 
 
@@ -126,5 +128,8 @@ def run_scoring_benchmark(services: int, models: int = 4, ticks: int = 5, sample
     together = fleet.score({n: frames[n] for n in chosen})
     difference = max(float(np.nanmax(np.abs(together[n].to_numpy() - own[n].to_numpy())))
                      for n in chosen)
+    import psutil
+
+    rss = psutil.Process().memory_info().rss / 2**20
     return ScoringReport(services, services * 5, models, ticks, stack_seconds, ens_cpu, ens_wall,
-                         rz_cpu, rz_wall, whole_cpu, len(chosen), per_service, difference)
+                         rz_cpu, rz_wall, whole_cpu, len(chosen), per_service, difference, rss)
