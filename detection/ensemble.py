@@ -82,6 +82,7 @@ from detection.streaming import StreamingMember, StreamingUnivariateDetector
 from detection.zscore import RobustZDetector
 
 MEMBERS = ("zscore", "seasonal", "iforest", "shift", "streaming")
+STREAMING_WEIGHT = 1.0  # the streaming member's weight by default (see the README's "Detectors")
 COMBINERS = ("max", "mean")
 
 
@@ -98,14 +99,18 @@ class EnsembleConfig:
     calibration : TailCalibrator settings (``n_quantiles``, ``tail_quantile``, ``fallback_scale``).
     recalibrate : calibrate the combined score again on the training combinations.
     grouping : alarm grouping for ``alarms``; None makes each anomalous point an alarm.
+    additive : members whose calibrated score is not combined and recalibrated with the others
+        but added as evidence afterwards: the final score is the larger of the others' final
+        score and theirs (weighted). They can raise a point's score, never lower it, and they
+        leave the threshold where the others put it, so nothing the others detect comes later.
     baseline, seasonal, iforest, shift, streaming : keyword settings of SeasonalBaseline,
         SeasonalResidualDetector, IsolationForestDetector, LevelShiftDetector and
-        StreamingMember (``context`` and StreamingUnivariateDetector's settings).
+        StreamingMember (StreamingUnivariateDetector's settings).
     """
 
-    # ``streaming`` is absent (off) by default: see the README's "Detectors" for why
     members: dict[str, float] = field(default_factory=lambda: {
-        **{m: 1.0 for m in MEMBERS if m != "streaming"}, "shift": 0.5})
+        **{m: 1.0 for m in MEMBERS}, "shift": 0.5, "streaming": STREAMING_WEIGHT})
+    additive: tuple[str, ...] = ("streaming",)
     combiner: str = "max"
     threshold: float = 0.9999
     calibration: dict = field(default_factory=dict)
@@ -135,6 +140,8 @@ class EnsembleConfig:
                 raise ValueError(f"unknown grouping key(s) {', '.join(sorted(set(grouping) - allowed))}; "
                                  f"known: {', '.join(sorted(allowed))}")
             values["grouping"] = GroupingConfig(**grouping)
+        if isinstance(values.get("additive"), list):
+            values["additive"] = tuple(values["additive"])
         return cls(**values)
 
     def to_dict(self) -> dict:
@@ -150,6 +157,10 @@ class EnsembleConfig:
         if any(not isinstance(w, (int, float)) or not np.isfinite(w) or w < 0 for w in weights) \
                 or not any(w > 0 for w in weights):
             raise ValueError(f"member weights must be finite and >= 0, at least one > 0; got {self.members}")
+        unknown = sorted(set(self.additive) - set(MEMBERS))
+        if isinstance(self.additive, str) or unknown:
+            raise ValueError(f"additive must list ensemble members ({', '.join(MEMBERS)}); "
+                             f"got {self.additive!r}")
         if self.combiner not in COMBINERS:
             raise ValueError(f"combiner must be one of {', '.join(COMBINERS)}, got {self.combiner!r}")
         if not 0 < self.threshold < 1:
@@ -240,19 +251,28 @@ class ServiceDetector:
         raw, culprit = self._raw_scores(training, fitting=True)
         self.calibrators_ = {name: TailCalibrator(**config.calibration).fit(scores.to_numpy())
                              for name, scores in raw.items()}
-        combined = self._combine(self._surprises(raw, culprit), training)
-        self._process_training_scores(combined)
+        surprises = self._surprises(raw, culprit)
+        self._process_training_scores(self._combine(surprises, training), surprises)
         return self
 
-    def _process_training_scores(self, combined: pd.DataFrame) -> None:
+    def _additive(self, names) -> list[str]:
+        """The members among ``names`` added after the combination (none if all would be)."""
+        config = self.config_
+        added = [n for n in names if n in config.additive and config.weight(n) > 0]
+        rest = [n for n in names if n not in added and config.weight(n) > 0]
+        return added if rest else []
+
+    def _process_training_scores(self, combined: pd.DataFrame,
+                                 surprises: dict[str, pd.DataFrame] | None = None) -> None:
         """Final calibrator, training scores, threshold and band, as fitted attributes.
 
-        ``combined`` is the training combination on the surprise scale (see ``_surprises``).
+        ``combined`` is the training combination on the surprise scale (see ``_surprises``),
+        without the additive members, whose ``surprises`` are added to the final score.
         """
         config = self.config_
         self.final_ = (TailCalibrator(**config.calibration).fit(combined.to_numpy())
                        if config.recalibrate else None)
-        final = self._finalize(combined)
+        final = self._add(self._finalize(combined), surprises or {})
         if self.final_ is not None:
             level = self.final_.inverse_transform(np.full((1, len(self.metrics_)), config.threshold))[0]
         else:
@@ -260,9 +280,13 @@ class ServiceDetector:
         self.training_scores_ = final
         self.threshold_ = float(config.threshold)
         rate = float(np.nanmean(final.to_numpy() > self.threshold_))
+        added = self._additive(self.members_)
+        combined_names = [n for n in self.members_ if n not in added]
         self.threshold_method_ = (f"calibrated score {self.threshold_:g} "
                                   f"({'recalibrated ' if config.recalibrate else ''}{config.combiner} of "
-                                  f"{', '.join(self.members_)}); {rate:.2%} of training points above")
+                                  f"{', '.join(combined_names)}"
+                                  f"{''.join(f'; then the larger with {n}' for n in added)}); "
+                                  f"{rate:.2%} of training points above")
         # the z-score member's raw z whose surprise reaches the combined level at the threshold
         as_calibrated = -np.expm1(-np.maximum(level, 0.0))
         z = self.calibrators_["zscore"].inverse_transform(as_calibrated[None, :])[0]
@@ -328,7 +352,8 @@ class ServiceDetector:
 
     def _combine(self, surprises: dict[str, pd.DataFrame], frame: pd.DataFrame) -> pd.DataFrame:
         config = self.config_
-        names = [n for n in surprises if config.weight(n) > 0]
+        added = self._additive(surprises)
+        names = [n for n in surprises if config.weight(n) > 0 and n not in added]
         weights = np.array([config.weight(n) for n in names])[:, None, None]
         stack = np.stack([surprises[n].to_numpy() for n in names])
         with np.errstate(invalid="ignore"):
@@ -344,12 +369,28 @@ class ServiceDetector:
         combined[missing] = np.nan
         return pd.DataFrame(combined, index=frame.index, columns=self.metrics_)
 
+    def _add(self, final: pd.DataFrame, surprises: dict[str, pd.DataFrame]) -> pd.DataFrame:
+        """The final scores raised to each additive member's weighted calibrated score."""
+        added = self._additive(surprises)
+        if not added:
+            return final
+        config = self.config_
+        top = max(config.weight(n) for n in surprises if config.weight(n) > 0)
+        values = final.to_numpy().copy()
+        missing = np.isnan(values)
+        for name in added:
+            extra = -np.expm1(-surprises[name].reindex(columns=final.columns).to_numpy()
+                              * config.weight(name) / top)
+            values = np.fmax(values, extra)
+        values[missing] = np.nan
+        return pd.DataFrame(values, index=final.index, columns=final.columns)
+
     def _parts(self, frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[str, pd.DataFrame], pd.DataFrame]:
         """(final scores, calibrated member scores, checked frame) for ``frame``'s metrics."""
         self._check_fitted()
         frame = check_known_metrics(frame, self.metrics_, "baseline")
         surprises = self._surprises(*self._raw_scores(frame))
-        final = self._finalize(self._combine(surprises, frame))
+        final = self._add(self._finalize(self._combine(surprises, frame)), surprises)
         columns = list(frame.columns)
         calibrated = {n: -np.expm1(-s[columns]) for n, s in surprises.items()}
         return final[columns], calibrated, frame
@@ -404,8 +445,8 @@ class ServiceDetector:
 
         A single series with no training history can only be judged by the ensemble's
         ``streaming`` member, so this replays exactly that member's detector, with the settings
-        ``config.streaming`` gives it (``context`` aside: here the series is its own context),
-        and its own alarm suppression (one alarm per event: the watcher's grouping does this
+        ``config.streaming`` gives it, and its own alarm suppression (one alarm per event: the
+        watcher's grouping does this
         for a service). The members fitted on a history (hour-of-week z, STL residual, forest,
         level shift) are not in it. Sets ``stream_``, the detector run (its ``threshold_``,
         ``evidence_``, ``predict``).
@@ -415,8 +456,15 @@ class ServiceDetector:
 
     def stream_detector(self) -> StreamingUnivariateDetector:
         """A fresh detector as the ``streaming`` member runs it for each metric."""
-        params = {k: v for k, v in _coerce(self.config).streaming.items() if k != "context"}
-        return StreamingUnivariateDetector(**params)
+        return StreamingUnivariateDetector(**_coerce(self.config).streaming)
+
+    def reset(self) -> "ServiceDetector":
+        """Put the streaming member's live stream back at the end of training (see
+        ``StreamingMember``): for replays of independent scenarios, not for the watcher."""
+        self._check_fitted()
+        if "streaming" in self.members_:
+            self.members_["streaming"].reset()
+        return self
 
     def expected_frame(self, index: pd.DatetimeIndex, metrics: list[str]) -> pd.DataFrame:
         """The hour-of-week baseline centre of each fitted metric in ``metrics`` at ``index``."""

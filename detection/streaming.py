@@ -80,8 +80,8 @@ Defined behaviour on awkward input
 ----------------------------------
 The rows of the first ``warmup`` (at least ``SAMPLING_ROWS`` rows) only feed the statistics,
 and calibration needs half as many earlier scored rows, so roughly the first ``1.5 * warmup``
-score 0. NaN values are missing rows: they score 0 and are left out of every statistic. A constant series scores 0
-everywhere (nothing is ever unusual); the first value to leave a constant stretch is
+score 0. NaN values are missing rows: they score 0 and are left out of every statistic. A
+constant series scores 0 everywhere (nothing is ever unusual); the first value to leave a constant stretch is
 maximally surprising. Duplicate, missing, unevenly spaced and even out-of-order timestamps are
 accepted: the durations become row counts once (at the measured sampling period), and the
 seasonal look-up uses the running maximum of the timestamps. Infinite values are refused with a ValueError.
@@ -89,12 +89,17 @@ seasonal look-up uses the running maximum of the timestamps. Infinite values are
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+from detection.streaming_state import settle
+
+if TYPE_CHECKING:
+    from detection.streaming_state import StreamConfig, StreamState
 
 MAD_TO_SIGMA = 1.4826  # median absolute deviation of a normal distribution, in standard deviations
 CHANNELS = ("range", "shift", "sustained")
@@ -102,8 +107,11 @@ MAX_EXCESS = 1000.0  # range excess, in tolerances, beyond which every value is 
 DURATIONS = ("window", "history", "sustained_window", "refractory", "warmup")
 REFERENCE_STEP = 300.0  # seconds: the step rarity is counted in, and the sampling assumed without timestamps
 SAMPLING_ROWS = 20  # the first rows whose median step is the sampling period (the warm-up is never shorter)
-SEASONAL_HALF_WIDTH = "10min"
-MIN_MEMBER_HISTORY = pd.Timedelta("2D")  # the least training history the ensemble member accepts  # a past instant of a cycle is the median of the rows this close to it
+SEASONAL_HALF_WIDTH = "10min"  # a past instant of a cycle is the median of the rows this close to it
+# the least training history the ensemble member accepts: every day of the week once. With
+# three days (a weekend and a Monday) a normal Tuesday raised alarms for hundreds of minutes: the
+# member cannot tell a new day type from a fault until it has seen each (tests/unit/test_cold_start.py)
+MIN_MEMBER_HISTORY = pd.Timedelta("7D")
 
 
 @dataclass(frozen=True)
@@ -257,7 +265,8 @@ class StreamingUnivariateDetector:
         Also sets ``threshold_`` (the score at or above which a row is an anomaly),
         ``evidence_`` (a DataFrame of each channel's surprise and the combined ``surprise``,
         row for row, 0 on missing rows; ``z``, the signed standardised residual, NaN on
-        missing and warm-up rows; ``residual``, value minus expectation), ``n_rows_``, ``sampling_period_`` and ``rows_`` (every
+        missing and warm-up rows; ``residual``, value minus expectation), ``n_rows_``,
+        ``sampling_period_`` and ``rows_`` (every
         duration setting as the row count used).
         """
         self._validate()
@@ -281,7 +290,7 @@ class StreamingUnivariateDetector:
             channels, signed[present], residual[present] = self._channels(x[present], seconds, rows)
             evidence[present] = channels
             surprise[present] = channels.max(axis=1)
-        reported = _suppress(surprise, present, rows.refractory, self.min_gain)
+        reported, last_row, last_value = _suppress(surprise, present, rows.refractory, self.min_gain)
         scores = reported / (reported + self.score_scale)
         self.threshold_ = float(self.threshold)
         self.evidence_ = pd.DataFrame(evidence, columns=list(CHANNELS)).assign(surprise=surprise, z=signed,
@@ -289,7 +298,70 @@ class StreamingUnivariateDetector:
         self.n_rows_ = len(x)
         self.sampling_period_ = pd.Timedelta(seconds=rows.step)
         self.rows_ = rows
+        self._tail = {"surprise": surprise, "last_row": last_row, "last_value": last_value,
+                      "rows": len(x), "present": int(present.sum()), "timestamps": timestamps is not None,
+                      "max_seconds": (float(np.max(_seconds(pd.DatetimeIndex(timestamps))))
+                                      if timestamps is not None and len(x) else -np.inf)}
+        if not present.any():
+            self._internals = None
         return scores
+
+    def stream_state(self) -> "StreamState":
+        """The detector's memory after the series ``fit_predict_stream`` scored last.
+
+        ``state.update(value, timestamp)`` then scores the rows that follow one at a time, as
+        the batch run over the longer series would have (``detection.streaming_state``).
+        Needs timestamps and at least ``SAMPLING_ROWS`` present rows (the sampling period is
+        measured on them, unless ``sampling_period`` is set).
+        """
+        from detection.streaming_state import StreamState
+
+        if not hasattr(self, "_tail"):
+            raise RuntimeError("StreamingUnivariateDetector has not scored a series yet; "
+                               "call fit_predict_stream first")
+        tail = self._tail
+        if not tail["timestamps"]:
+            raise ValueError("the live state needs timestamps (the seasonal look-ups read them)")
+        if self.sampling_period is None and tail["present"] < SAMPLING_ROWS:
+            raise ValueError(f"the live state needs {SAMPLING_ROWS} rows with values first "
+                             "(the sampling period is measured on them)")
+        config = self._stream_config(self.rows_)
+        lengths = config.lengths()
+        internals = self._internals or {}
+        arrays = {}
+        for name, shape in lengths.items():
+            if name == "surprise":
+                series = tail["surprise"]
+            elif name in internals:
+                series = internals[name]
+            else:  # no present row yet
+                series = np.empty(shape[:-1] + (0,))
+            size = shape[-1]
+            last = series[..., max(0, series.shape[-1] - size):]
+            pad = np.full(shape[:-1] + (size - last.shape[-1],), np.nan)
+            arrays[name] = np.concatenate([pad, last], axis=-1)
+        absolute = arrays["absolute"]
+        scalars = {"present": tail["present"], "rows": tail["rows"], "max_seconds": tail["max_seconds"],
+                   "since_report": tail["rows"] - tail["last_row"], "last_report": tail["last_value"],
+                   "abs_sum": float(np.nansum(absolute)),
+                   "abs_count": int(np.count_nonzero(~np.isnan(absolute))),
+                   "shift_count": int(np.count_nonzero(~np.isnan(arrays["shift"]))),
+                   "sustained_count": int(np.count_nonzero(~np.isnan(arrays["sustained"])))}
+        return StreamState.from_dict({"config": config.to_dict(), "scalars": scalars, "arrays": arrays})
+
+    def _stream_config(self, rows: "_Rows") -> "StreamConfig":
+        from detection.streaming_state import StreamConfig
+
+        periods = tuple(pd.Timedelta(pd.tseries.frequencies.to_offset(p)).total_seconds()
+                        for p in self.seasonal_periods)
+        return StreamConfig(step=rows.step, window=rows.window, history=rows.history,
+                            shift_windows=rows.shift_windows, sustained_window=rows.sustained_window,
+                            refractory=rows.refractory, warmup=rows.warmup,
+                            seasonal_half_width=rows.seasonal_half_width, periods=periods,
+                            cycles=int(self.seasonal_cycles), z_clip=float(self.z_clip),
+                            range_tolerance=float(self.range_tolerance), tail_index=float(self.tail_index),
+                            min_gain=float(self.min_gain), score_scale=float(self.score_scale),
+                            reference_step=REFERENCE_STEP)
 
     def _sampling_seconds(self, seconds: np.ndarray | None) -> float:
         """The sampling period in seconds: set, else the median step of the first rows.
@@ -320,7 +392,7 @@ class StreamingUnivariateDetector:
                   rows: "_Rows") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each channel's surprise (-log10 tail probability) per row, shape (rows, 3), the
         signed standardised residual ``z`` (NaN in the warm-up) and the residual itself."""
-        z, residual = self._standardised_residual(x, seconds, rows)
+        z, residual, predictors = self._standardised_residual(x, seconds, rows)
         z[: rows.warmup] = np.nan  # too little history yet: neither scored nor used as reference
         scored = ~np.isnan(z)
         outside = _range_excess(x, rows.history, rows.warmup)
@@ -336,12 +408,14 @@ class StreamingUnivariateDetector:
             excess = np.minimum((outside - self.range_tolerance) / self.range_tolerance, MAX_EXCESS)
         range_surprise = np.where(excess > 0, np.log10(1.0 + (count - 1) * rows.unit)
                                   + excess / np.log(10), 0.0)
+        shift = settle(np.where(scored, shift, np.nan))  # ties broken alike live (see settle)
+        sustained = settle(np.where(scored, sustained, np.nan))
+        self._internals = {"x": x, "seconds": seconds, "residuals": predictors, "absolute": np.abs(residual),
+                           "z": z, "shift": shift, "sustained": sustained}
         return np.column_stack([
             range_surprise,
-            _rarity(np.where(scored, shift, np.nan), rows.history, min_reference, self.tail_index,
-                    rows.unit),
-            _rarity(np.where(scored, sustained, np.nan), rows.history, min_reference,
-                    self.tail_index, rows.unit),
+            _rarity(shift, rows.history, min_reference, self.tail_index, rows.unit),
+            _rarity(sustained, rows.history, min_reference, self.tail_index, rows.unit),
         ]), z, residual
 
     def _standardised_residual(self, x: np.ndarray, seconds: np.ndarray | None,
@@ -358,6 +432,7 @@ class StreamingUnivariateDetector:
                 residuals.append(x - _seasonal_expectation(x, seconds, period_s,
                                                            self.seasonal_cycles,
                                                            rows.seasonal_half_width))
+        predictors = np.vstack(residuals)
         if len(residuals) == 1:
             residual = residuals[0]
         else:
@@ -366,8 +441,8 @@ class StreamingUnivariateDetector:
             errors[np.isnan(np.vstack(residuals))] = np.nan
             errors[1:][np.isnan(errors[1:])] = np.inf  # a seasonal predictor must prove itself
             errors[0] = np.nan_to_num(errors[0], nan=0.0)
-            best = np.argmin(errors, axis=0)
-            residual = np.vstack(residuals)[best, np.arange(len(x))]
+            best = np.argmin(settle(errors), axis=0)
+            residual = predictors[best, np.arange(len(x))]
         absolute = pd.Series(np.abs(residual))
         spread = np.fmax(MAD_TO_SIGMA * _past(absolute.rolling(w, min_periods=min_periods).median()),
                          0.5 * _past(absolute.rolling(w, min_periods=min_periods).mean()))
@@ -376,7 +451,7 @@ class StreamingUnivariateDetector:
         level = np.abs(_past(series.rolling(w, min_periods=min_periods).median()))
         spread = np.fmax(spread, 1e-9 * (1.0 + np.nan_to_num(level)))
         with np.errstate(invalid="ignore", divide="ignore"):
-            return np.clip(residual / spread, -1e9, 1e9), residual
+            return np.clip(residual / spread, -1e9, 1e9), residual, predictors
 
 
 # --------------------------------------------------------------------------------------------
@@ -418,9 +493,20 @@ def _seasonal_expectation(x: np.ndarray, seconds: np.ndarray, period: float, cyc
         jj = np.clip(j, 0, None)
         ok = (j >= 0) & (target - seconds[jj] <= step) & (jj + half_width < rows)
         candidates[c - 1] = np.where(ok, around[jj], np.nan)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no past cycle yet
-        return np.nanmedian(candidates, axis=0)
+    return _column_nanmedian(candidates)
+
+
+def _column_nanmedian(table: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(table, axis=0)`` (NaN for an all-NaN column), without its warnings and
+    at a fraction of its cost on a few rows: sort each column (NaN last), take the middle."""
+    ordered = np.sort(table, axis=0)
+    count = np.count_nonzero(~np.isnan(table), axis=0)
+    columns = np.arange(table.shape[1])
+    low = ordered[np.maximum((count - 1) // 2, 0), columns]
+    high = ordered[np.maximum(count // 2, 0), columns]
+    with np.errstate(invalid="ignore"):
+        middle = np.where(count % 2 == 1, low, (low + high) / 2)
+    return np.where(count > 0, middle, np.nan)
 
 
 def _range_excess(x: np.ndarray, history: int, warmup: int) -> np.ndarray:
@@ -466,12 +552,14 @@ def _rarity(u: np.ndarray, history: int, min_reference: int, tail_index: float,
     return np.nan_to_num(surprise + np.nan_to_num(beyond), nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _suppress(surprise: np.ndarray, present: np.ndarray, refractory: int, min_gain: float) -> np.ndarray:
+def _suppress(surprise: np.ndarray, present: np.ndarray, refractory: int,
+              min_gain: float) -> tuple[np.ndarray, int, float]:
     """Keep a row's surprise only where it opens or clearly escalates an alarm; 0 elsewhere.
 
     A row is reported when its surprise beats every surprise of the previous ``refractory``
     rows and, if the last report is within ``refractory`` rows, beats that report by
-    ``min_gain``. Depends on earlier rows only, and never on a threshold.
+    ``min_gain``. Depends on earlier rows only, and never on a threshold. Also returns the
+    last report's row and surprise (the live state's memory of it).
     """
     recent = _past(pd.Series(surprise).rolling(refractory, min_periods=1).max())
     candidates = np.flatnonzero(present & (surprise > np.nan_to_num(recent, nan=0.0)) & (surprise > 0))
@@ -481,7 +569,7 @@ def _suppress(surprise: np.ndarray, present: np.ndarray, refractory: int, min_ga
         if i - last_row >= refractory or surprise[i] > last_value + min_gain:
             reported[i] = surprise[i]
             last_row, last_value = i, surprise[i]
-    return reported
+    return reported, int(last_row), float(last_value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -492,27 +580,44 @@ class StreamingMember:
     """``StreamingUnivariateDetector`` per metric, as a member of ``ServiceDetector``.
 
     This is how the detector that ``aiops benchmark nab`` replays watches a service: the same
-    class with the same settings, run over each metric's recent training history followed by
-    the frame being scored, so its day-long expectation, its shift and sustained scans and
-    its rarity ranking have their context even when the watcher hands in a 16-minute window.
+    class with the same settings. ``fit`` runs it over each metric's training history as one
+    stream (vectorised; those are the training scores) and keeps its memory at the end, a
+    ``StreamState`` per metric (plain arrays and numbers: ``state_dict``/``from_state_dict``).
+    ``score`` then moves that memory on one row at a time: the watcher's tick costs one
+    update per metric and new minute, never a replay of the history.
+
     Its raw score is the row's surprise (``-log10`` tail probability, before the alarm
     suppression, which is the watcher's grouping's job here) when the residual lies in the
     metric's bad direction by more than the metric's floor (``spread_floor``, as for every
     member), 0 otherwise: a CPU drop after a scale-up, or 20.3% after a month at 20%, is no
     symptom.
 
+    Which rows ``score(frame)`` judges, and from what memory:
+
+    * rows later than any the member has judged continue the live stream (the watcher's path:
+      each tick's window overlaps the last one by 15 minutes and adds a minute);
+    * rows it has judged already, with the same value, get the score they got (so the
+      overlapping windows, and the verification's, are consistent);
+    * a frame the live stream has passed and whose values it did not see (a what-if, a
+      replay of another scenario) is judged on a copy of the memory at the end of training,
+      and the live stream is left as it was; within such a frame, rows that arrive late or
+      changed after they were judged get NaN (the member is silent on them: the stream
+      judged what it saw);
+    * missing values are skipped (a minute CloudWatch has not published yet is judged when
+      it arrives).
+
+    ``reset()`` puts the live stream back at the end of training (independent scenarios in
+    time order, as the detector benchmark plays them). Pickling keeps the fitted memory only.
+
     Parameters
     ----------
-    context : how much of the training history (its end) precedes every scored frame; None
-        (default) keeps as much as the detector ever looks back (its ``history``), so a
-        frame's rows are ranked against the same past as the training rows were (with only
-        three days, a Monday after a weekend was a record and 300 quiet minutes alarmed).
     specs : metric specs (directions).
     **params : StreamingUnivariateDetector settings (its defaults otherwise).
     """
 
-    def __init__(self, context: str | None = None, specs: dict | None = None, **params):
-        self.context = context
+    CACHE_ROWS = 1024  # judged rows remembered per metric (the read window is 16)
+
+    def __init__(self, specs: dict | None = None, **params):
         self.specs = specs
         self.params = params
 
@@ -522,53 +627,139 @@ class StreamingMember:
     # the ensemble's helpers are imported where used: ``aiops detect`` and the NAB replay load
     # this module alone, and statsmodels (behind mask_ranges) would double their start-up
     def fit(self, history: pd.DataFrame, exclude: list[tuple] | None = None) -> "StreamingMember":
-        """Score the training history as one stream (the training scores) and keep its end."""
+        """Score the training history as one stream per metric and keep each stream's memory."""
         from detection.frames import MetricFrameError, check_metric_frame
         from detection.seasonal import mask_ranges
 
-        detector = self._detector()
-        detector._validate()
-        reach = self.context if self.context is not None else detector.history
-        context = pd.Timedelta(_duration(reach, "context"), unit="s")
+        if "context" in self.params:
+            raise ValueError("the streaming member keeps a state, not a context: drop 'context' "
+                             "from the ensemble's streaming settings")
+        self._detector()._validate()
         frame = mask_ranges(check_metric_frame(history, min_rows=2), exclude)
-        if frame.index[-1] - frame.index[0] < MIN_MEMBER_HISTORY:
-            # its training scores calibrate it: a history that is mostly warm-up would make
-            # the first ordinary surprise look unheard of
-            raise MetricFrameError(f"the streaming member needs at least {MIN_MEMBER_HISTORY} of history")
+        head = frame.index[:SAMPLING_ROWS + 1]
+        step = (head[1:] - head[:-1]).median() if len(head) > 1 else pd.Timedelta(0)
+        covered = frame.index[-1] - frame.index[0] + step  # the last row stands for one step
+        if covered < MIN_MEMBER_HISTORY:
+            # its training scores calibrate it, and it judges by rarity against its history: a
+            # history without every day of the week makes the first unseen day type look unheard of
+            raise MetricFrameError(f"the streaming member needs {MIN_MEMBER_HISTORY.days} days of history "
+                                   f"(every day of the week once); this one covers {covered}")
         self.metrics_ = list(frame.columns)
-        self.context_ = frame[frame.index > frame.index[-1] - context]
-        self.training_scores_ = pd.DataFrame({m: self._stream(m, frame[m]) for m in self.metrics_},
-                                             index=frame.index)
+        scores, states = {}, {}
+        for metric in self.metrics_:
+            detector = self._detector()
+            values = frame[metric]
+            x = values.to_numpy(dtype=float)
+            detector.fit_predict_stream(x, pd.DatetimeIndex(values.index))
+            evidence = detector.evidence_
+            scores[metric] = self._raw(metric, x, evidence["residual"].to_numpy(),
+                                       evidence["surprise"].to_numpy())
+            try:
+                states[metric] = detector.stream_state()
+            except ValueError as exc:  # too few values to measure the sampling period
+                raise MetricFrameError(f"the streaming member cannot follow {metric}: {exc}") from None
+        self.training_scores_ = pd.DataFrame(scores, index=frame.index)
+        self.states_ = states
+        self.reset()
         return self
 
-    def _stream(self, metric: str, values: pd.Series) -> np.ndarray:
+    def _raw(self, metric: str, x: np.ndarray, residual: np.ndarray, surprise: np.ndarray) -> np.ndarray:
+        """The member's raw score: the surprise where the value is off the bad way beyond the floor."""
         from detection.baseline import spread_floor
         from detection.metrics import spec_for
         from detection.zscore import by_direction
 
-        detector = self._detector()
-        x = values.to_numpy(dtype=float)
-        detector.fit_predict_stream(x, pd.DatetimeIndex(values.index))
-        evidence = detector.evidence_
         spec = spec_for(metric, self.specs)
-        residual = evidence["residual"].to_numpy()
         # a move smaller than the metric's floor (the spread every member grants it: 0.5 points of
         # CPU, one error, 10 ms) is no symptom, however rare it is for a metric that stood still
         floor = spread_floor(x - residual, 0.0, spec)
         outward = np.nan_to_num(by_direction(residual, spec.direction), nan=0.0)
-        scores = np.where(outward > floor, evidence["surprise"].to_numpy(), 0.0)
+        scores = np.where(outward > floor, surprise, 0.0)
         return np.where(np.isnan(x), np.nan, scores)
 
+    # ----------------------------------------------------------------------------- live state
+    def reset(self) -> "StreamingMember":
+        """Put the live stream back at the end of the training history."""
+        self._live: dict[str, object] = {}
+        self._seen: dict[str, dict[float, tuple[float, float]]] = {}
+        return self
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        state.pop("_live", None)
+        state.pop("_seen", None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        if hasattr(self, "states_"):
+            self.reset()
+
+    def state_dict(self) -> dict:
+        """The fitted memory as plain data: ``{metric: StreamState.to_dict()}`` (numbers,
+        lists and float arrays; JSON for the rest, ``.npz`` for the arrays)."""
+        self._check_fitted()
+        return {metric: state.to_dict() for metric, state in self.states_.items()}
+
+    @classmethod
+    def from_state_dict(cls, states: dict, specs: dict | None = None, **params) -> "StreamingMember":
+        """A fitted member from ``state_dict()`` (its training scores are not kept)."""
+        from detection.streaming_state import StreamState
+
+        member = cls(specs=specs, **params)
+        member.states_ = {metric: StreamState.from_dict(data) for metric, data in states.items()}
+        member.metrics_ = list(member.states_)
+        return member.reset()
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "states_"):
+            raise RuntimeError("StreamingMember is not fitted; call fit(history) first")
+
     def score(self, frame: pd.DataFrame) -> pd.DataFrame:
-        """Raw scores per metric of ``frame``, each row judged after the kept context."""
+        """Raw scores per metric of ``frame`` (see the class docstring for which memory)."""
         from detection.frames import check_known_metrics
 
-        if not hasattr(self, "context_"):
-            raise RuntimeError("StreamingMember is not fitted; call fit(history) first")
+        self._check_fitted()
         frame = check_known_metrics(frame, self.metrics_, "streaming member")
-        before = self.context_[self.context_.index < frame.index[0]] if len(frame) else self.context_
-        out = {}
-        for metric in frame.columns:
-            values = pd.concat([before[metric], frame[metric]])
-            out[metric] = self._stream(metric, values)[len(before):]
-        return pd.DataFrame(out, index=frame.index)
+        seconds = _seconds(pd.DatetimeIndex(frame.index)) if len(frame) else np.zeros(0)
+        return pd.DataFrame({metric: self._score_metric(metric, frame[metric].to_numpy(dtype=float), seconds)
+                             for metric in frame.columns}, index=frame.index)
+
+    def _score_metric(self, metric: str, x: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+        live = self._live.get(metric)
+        if live is None:
+            live = self._live[metric] = self.states_[metric].copy()
+        seen = self._seen.setdefault(metric, {})
+        present = np.flatnonzero(~np.isnan(x))
+        end = live.last_seconds
+        continues = any(seconds[k] > end or seen.get(seconds[k], (None,))[0] == x[k] for k in present)
+        if not continues and len(present):
+            # a frame the live stream has passed and never saw: judged after training, aside
+            return self._judge(metric, x, seconds, present, self.states_[metric].copy(), None)
+        return self._judge(metric, x, seconds, present, live, seen)
+
+    def _judge(self, metric: str, x: np.ndarray, seconds: np.ndarray, present: np.ndarray,
+               state, seen: dict | None) -> np.ndarray:
+        """Feed ``state`` the rows after its end; the raw score of every row of the frame."""
+        surprise = np.full(len(x), np.nan)
+        residual = np.full(len(x), np.nan)
+        done = np.full(len(x), np.nan)
+        for k in present:
+            at = float(seconds[k])
+            if at > state.last_seconds:
+                row = state.update(float(x[k]), at)
+                surprise[k], residual[k] = row.surprise, row.residual
+                if seen is not None:
+                    seen[at] = (float(x[k]), np.nan)  # scored below
+            elif seen is not None and at in seen and seen[at][0] == x[k]:
+                done[k] = seen[at][1]
+        fresh = ~np.isnan(surprise)
+        out = done
+        if fresh.any():
+            out[fresh] = self._raw(metric, x[fresh], residual[fresh], surprise[fresh])
+            if seen is not None:
+                for k in np.flatnonzero(fresh):
+                    seen[float(seconds[k])] = (float(x[k]), float(out[k]))
+                while len(seen) > self.CACHE_ROWS:
+                    del seen[next(iter(seen))]
+        return out

@@ -123,7 +123,7 @@ def test_too_little_history_leaves_members_out_and_says_why() -> None:
     assert "seasonal" in one_day.skipped_ and "two periods" in one_day.skipped_["seasonal"]
     assert "iforest" in one_day.members_
     hour = ServiceDetector().fit(weekly_history(days=1).iloc[:30])
-    assert set(hour.skipped_) == {"seasonal", "iforest", "shift"}
+    assert set(hour.skipped_) == {"seasonal", "iforest", "shift", "streaming"}
     assert [a.metric for a in hour.detect(live({CPU: [95.0]}, "2026-11-03 10:00"))] == [CPU]
 
 
@@ -191,11 +191,16 @@ def test_configuration_switches_members_and_post_processing(tmp_path) -> None:
 
 
 # ------------------------------------------------------------------ one detection core
+def fourteen_days() -> pd.DataFrame:
+    return history(END, 14, ServiceShape(), np.random.default_rng(0))
+
+
 @pytest.fixture(scope="module")
 def streaming() -> ServiceDetector:
-    """The ensemble with its streaming member on (off by default: see the README)."""
-    members = {**EnsembleConfig().members, "streaming": 1.0}
-    return ServiceDetector({"members": members}).fit(history(END, 14, ServiceShape(), np.random.default_rng(0)))
+    """The default ensemble: its streaming member is on."""
+    detector = ServiceDetector().fit(fourteen_days())
+    assert "streaming" in detector.members_
+    return detector
 
 
 def test_the_nab_benchmark_replays_the_detector_the_ensemble_runs_per_metric(streaming) -> None:
@@ -205,32 +210,71 @@ def test_the_nab_benchmark_replays_the_detector_the_ensemble_runs_per_metric(str
     stamps = pd.DatetimeIndex(series.index)
     values = series.to_numpy()
     univariate = ServiceDetector().fit_predict_stream(values, stamps)
-    np.testing.assert_array_equal(univariate, StreamingUnivariateDetector().fit_predict_stream(values, stamps))
-    # live, the member judges a short frame after the training history it kept, exactly as the
-    # same detector replaying history and frame as one stream
-    member = streaming.members_["streaming"]
-    frame = next_day().iloc[600:616]
-    history_then = pd.concat([member.context_[CPU], frame[CPU]])
+    alone = StreamingUnivariateDetector().fit_predict_stream(values, stamps)
+    np.testing.assert_array_equal(univariate, alone)
+    # live, the member moves its state on from the end of training, one row at a time, and
+    # judges as the same detector replaying the whole history and the new minutes as one stream
+    member = streaming.members_["streaming"].reset()
+    day = next_day()
+    ticks = [member.score(day.iloc[start:start + 16]) for start in range(0, 120)]
+    live_scores = pd.concat([t.iloc[[-1]] for t in ticks])[CPU].to_numpy()
+    both = pd.concat([fourteen_days()[CPU], day[CPU].iloc[:135]])
     replayed = StreamingUnivariateDetector()
-    replayed.fit_predict_stream(history_then.to_numpy(), pd.DatetimeIndex(history_then.index))
-    surprise = replayed.evidence_["surprise"].to_numpy()[-16:]
-    scored = member.score(frame)[CPU].to_numpy()
-    assert np.all((scored == surprise) | (scored == 0.0))
-    assert member.context_.index[0] <= member.context_.index[-1] - pd.Timedelta("13D")
+    replayed.fit_predict_stream(both.to_numpy(), pd.DatetimeIndex(both.index))
+    surprise = replayed.evidence_["surprise"].to_numpy()[-120:]
+    np.testing.assert_allclose(np.where(live_scores > 0, surprise, 0.0), live_scores, rtol=0, atol=1e-9)
+    assert (live_scores > 0).any() or (surprise == 0).all()
+    # each window overlaps the one before by 15 minutes: those keep the scores they got
+    for before, after in zip(ticks, ticks[1:], strict=False):
+        pd.testing.assert_series_equal(after[CPU].iloc[:-1], before[CPU].iloc[1:])
+
+
+def test_a_tick_moves_the_streaming_state_by_the_new_minutes_only(streaming, monkeypatch) -> None:
+    from detection.streaming_state import StreamState
+
+    member = streaming.members_["streaming"].reset()
+    day = next_day()
+    member.score(day.iloc[:16])
+    calls = []
+    original = StreamState.update
+    monkeypatch.setattr(StreamState, "update", lambda self, *a: calls.append(a) or original(self, *a))
+    member.score(day.iloc[1:17])  # the next tick's read window
+    assert len(calls) == len(day.columns)  # one row per metric: no replay of the history
+    # a minute CloudWatch had not published yet is judged when it arrives
+    late = day.iloc[2:18].copy()
+    late.iloc[-1, 0] = np.nan
+    assert np.isnan(member.score(late)[CPU].iloc[-1])
+    calls.clear()
+    judged = member.score(day.iloc[3:19])
+    assert len(calls) == len(day.columns) + 1  # the late CPU minute, and the new minute
+    assert not np.isnan(judged[CPU].iloc[-2])
+
+
+def test_the_streaming_member_adds_evidence_and_delays_nothing_the_others_see(streaming) -> None:
+    others = ServiceDetector({"members": {m: w for m, w in EnsembleConfig().members.items()
+                                          if m != "streaming"}}).fit(fourteen_days())
+    assert others.threshold_ == streaming.threshold_
+    day = next_day()
+    day.iloc[600:660, day.columns.get_loc(LATENCY)] += 0.03  # a small rise
+    streaming.reset()
+    with_member, without = streaming.score(day), others.score(day)
+    assert (with_member.fillna(-1).to_numpy() >= without.fillna(-1).to_numpy()).all()
+    members = streaming.member_scores(day.iloc[590:670])
+    assert set(members) == set(streaming.members_)
 
 
 def test_the_streaming_member_sees_a_sustained_rise_and_ignores_a_drop_or_a_wobble(streaming) -> None:
     day = next_day()
     member = streaming.members_["streaming"]
-    assert streaming.alarms(day) == []  # with it on, a normal day is still quiet
+    assert streaming.reset().alarms(day) == []  # with it on, a normal day is still quiet
     up, down = day.copy(), day.copy()
     up.iloc[600:720, up.columns.get_loc(LATENCY)] += 0.05
     down.iloc[600:720, down.columns.get_loc(LATENCY)] -= 0.05
-    risen = member.score(up)[LATENCY].iloc[600:720]
+    risen = member.reset().score(up)[LATENCY].iloc[600:720]
     assert risen.max() > np.nanmax(member.training_scores_[LATENCY])  # rarer than any training minute
-    assert member.score(down)[LATENCY].iloc[600:720].max() == 0.0     # faster answers are no symptom
+    assert member.reset().score(down)[LATENCY].iloc[600:720].max() == 0.0  # faster answers: no symptom
     members = {"zscore": 1.0, "streaming": 1.0}
     flat = ServiceDetector({"members": members}).fit(pd.DataFrame({CPU: 20.0}, index=pd.date_range(
-        "2026-11-02", periods=3 * 1440, freq="1min", tz="UTC")))
-    wobble = flat.members_["streaming"].score(live({CPU: [20.3, 20.0, 45.0]}, "2026-11-05 10:00"))[CPU]
+        "2026-11-02", periods=7 * 1440, freq="1min", tz="UTC")))
+    wobble = flat.members_["streaming"].score(live({CPU: [20.3, 20.0, 45.0]}, "2026-11-09 10:00"))[CPU]
     assert wobble.iloc[0] == 0.0 and wobble.iloc[2] > 0   # under CPU's 0.5-point floor: nothing

@@ -121,7 +121,8 @@ def test_the_default_detector_is_the_ensemble_and_its_bundle_says_how_it_was_bui
     assert result.evaluation["f1"] >= 0.8
     loaded = store.load("c--s", alias=CHAMPION)
     assert loaded.config["detector"] == "ensemble"
-    assert set(loaded.config["params"]["config"]["members"]) == {"zscore", "seasonal", "iforest", "shift"}
+    members = {"zscore", "seasonal", "iforest", "shift", "streaming"}
+    assert set(loaded.config["params"]["config"]["members"]) == members
     assert "cpu_utilization:z" in loaded.manifest["feature_names"], "the forest's derived features"
 
 
