@@ -12,8 +12,9 @@ How a point is scored:
    members must tolerate a level the history cannot tell, e.g. a weekend judged by weekdays;
    it needs the minutes before a point, so score a window, not a single row), ``streaming``
    (the surprise of ``detection.streaming.StreamingUnivariateDetector``, the detector
-   ``aiops benchmark nab`` replays, run per metric over the training history it keeps and the
-   frame: ``StreamingMember``; ``fit_predict_stream`` replays it alone on one series).
+   ``aiops benchmark nab`` replays: ``StreamingMember`` fits it per metric on the training
+   history and keeps its state, which each scored minute moves on by one row;
+   ``fit_predict_stream`` replays it alone on one series).
 2. Each member's raw score is calibrated per metric by a ``TailCalibrator`` fitted on that
    member's training scores, so 0.999 means the same for every member and metric: about one
    normal training point in a thousand scores higher.
@@ -28,6 +29,11 @@ How a point is scored:
 5. With ``recalibrate`` the combination is calibrated again on the training combinations, so
    the final score is again a [0, 1] tail probability and taking the largest of three does
    not inflate the false-alarm rate. ``threshold`` applies to this final score.
+6. The ``additive`` members (``streaming`` by default) are left out of steps 4-5: the final
+   score is the larger of step 5's and their weighted calibrated score. Inside the max and the
+   recalibration, a fifth member raised the level every member must reach (on the simulator a
+   weak load surge was found 2 minutes later); added afterwards it only adds evidence: the
+   threshold and every score of the others are unchanged, so nothing they find comes later.
 
 Drop-in contract (what the watcher and training use): ``fit(history, exclude=None)``,
 ``score(frame)`` (per-metric DataFrame), ``detect(frame)`` (per-point anomalies above the

@@ -425,13 +425,14 @@ class StreamingUnivariateDetector:
         w = rows.window
         min_periods = max(3, w // 10)
         series = pd.Series(x)
-        residuals = [x - _past(series.rolling(w, min_periods=min_periods).median())]
-        if seconds is not None:
+        level = _past(series.rolling(w, min_periods=min_periods).median())
+        residuals = [x - level]
+        if seconds is not None and len(self.seasonal_periods):
+            around, step = _seasonal_inputs(x, seconds, rows.seasonal_half_width)  # shared by periods
             for period in self.seasonal_periods:
                 period_s = pd.Timedelta(pd.tseries.frequencies.to_offset(period)).total_seconds()
-                residuals.append(x - _seasonal_expectation(x, seconds, period_s,
-                                                           self.seasonal_cycles,
-                                                           rows.seasonal_half_width))
+                residuals.append(x - _seasonal_expectation(seconds, period_s, self.seasonal_cycles,
+                                                           rows.seasonal_half_width, around, step))
         predictors = np.vstack(residuals)
         if len(residuals) == 1:
             residual = residuals[0]
@@ -448,8 +449,7 @@ class StreamingUnivariateDetector:
                          0.5 * _past(absolute.rolling(w, min_periods=min_periods).mean()))
         # a long-run floor, so a stretch of identical values does not make the next wiggle infinite
         spread = np.fmax(spread, 0.1 * _past(absolute.rolling(rows.history, min_periods=min_periods).mean()))
-        level = np.abs(_past(series.rolling(w, min_periods=min_periods).median()))
-        spread = np.fmax(spread, 1e-9 * (1.0 + np.nan_to_num(level)))
+        spread = np.fmax(spread, 1e-9 * (1.0 + np.nan_to_num(np.abs(level))))
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.clip(residual / spread, -1e9, 1e9), residual, predictors
 
@@ -472,20 +472,28 @@ def _seconds(timestamps: pd.DatetimeIndex) -> np.ndarray:
     return np.fmax.accumulate(np.where(np.isnan(raw), -np.inf, raw))
 
 
-def _seasonal_expectation(x: np.ndarray, seconds: np.ndarray, period: float, cycles: int,
-                          half_width: int) -> np.ndarray:
-    """Median, over the previous ``cycles`` periods, of the values around the same instant.
-
-    Each past instant contributes the median of the rows within ``half_width`` of it, all of
-    them earlier than the row being predicted; it counts only if a row lies within one recent
-    sampling step of the instant. NaN where no past cycle is available.
-    """
+def _seasonal_inputs(x: np.ndarray, seconds: np.ndarray, half_width: int) -> tuple[np.ndarray, np.ndarray]:
+    """What every seasonal period's look-up reads: the median of the rows within ``half_width``
+    of each row (``around``), and the look-up's tolerance, the median of the last 25 steps."""
     n = len(x)
-    rows = np.arange(n)
     steps = np.diff(seconds, prepend=seconds[0] if n else 0.0)
     steps = pd.Series(np.where(np.isfinite(steps), steps, np.nan))
     step = np.nan_to_num(steps.rolling(25, min_periods=1).median().to_numpy(), nan=0.0, posinf=0.0)
     around = pd.Series(x).rolling(2 * half_width + 1, center=True, min_periods=1).median().to_numpy()
+    return around, step
+
+
+def _seasonal_expectation(seconds: np.ndarray, period: float, cycles: int, half_width: int,
+                          around: np.ndarray, step: np.ndarray) -> np.ndarray:
+    """Median, over the previous ``cycles`` periods, of the values around the same instant.
+
+    Each past instant contributes the median of the rows within ``half_width`` of it
+    (``around``, from ``_seasonal_inputs``), all of them earlier than the row being predicted;
+    it counts only if a row lies within one recent sampling step (``step``) of the instant.
+    NaN where no past cycle is available.
+    """
+    n = len(seconds)
+    rows = np.arange(n)
     candidates = np.full((cycles, n), np.nan)
     for c in range(1, cycles + 1):
         target = seconds - c * period

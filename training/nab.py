@@ -206,21 +206,41 @@ def _read_json(path: Path):
         raise NabError(f"cannot read {path}: {exc}") from None
 
 
-def _read_fast(path: Path) -> pd.DataFrame | None:
-    """The file read by pyarrow's CSV reader with its timestamps parsed (about ten times faster
-    than pandas' own parser and date parsing); None where that reader is missing or refuses
-    the file, which is then read the ordinary way (and its errors reported from there)."""
+_TABLES: dict[tuple, object] = {}  # files read by pyarrow in this process, by path, size and time
+
+
+def _read_fast(path: Path, columns: tuple[str, ...]) -> pd.DataFrame | None:
+    """``columns`` of the file read by pyarrow's CSV reader (one thread), timestamps parsed as
+    NAB writes them: several times faster than pandas' parser and date parsing. None where
+    pyarrow is missing or refuses the file, which is then read the ordinary way (and its
+    errors reported from there). A data file is read once per process (the corpus's
+    timestamps, then its values)."""
     try:
-        frame = pd.read_csv(path, engine="pyarrow", parse_dates=["timestamp"])
+        import pyarrow as pa
+        import pyarrow.csv as pc
+    except ImportError:
+        return None
+    try:
+        stat = path.stat()
+        key = (str(path), stat.st_size, stat.st_mtime_ns)
+        table = _TABLES.get(key)
+        if table is None or not all(c in table.column_names for c in columns):
+            data_file = path.parent.parent.name == "data" or path.parent.name == "data"
+            wanted = ["timestamp", "value"] if data_file else list(columns)  # data: read twice
+            table = pc.read_csv(path, read_options=pc.ReadOptions(use_threads=False),
+                                convert_options=pc.ConvertOptions(
+                                    include_columns=wanted, column_types={"timestamp": pa.timestamp("s")}))
+            if data_file:
+                _TABLES[key] = table
+        return pd.DataFrame({c: table.column(c).to_numpy() for c in columns})
     except Exception:  # noqa: BLE001 - any refusal falls back to the reader that names the fault
         return None
-    return frame if pd.api.types.is_datetime64_any_dtype(frame["timestamp"]) else None
 
 
 def _read_csv(path: Path, *columns: str) -> pd.DataFrame:
     if "timestamp" in columns:
-        fast = _read_fast(path)
-        if fast is not None and all(c in fast.columns for c in columns):
+        fast = _read_fast(path, columns)
+        if fast is not None:
             return fast
     try:
         frame = pd.read_csv(path)
@@ -366,6 +386,8 @@ class _Sweep:
         # profile, cross-validated and not, from the same arrays (checked and sorted once)
         self._checked: tuple | None = None
         self._ranked: tuple | None = None
+        self._gains: dict[CostMatrix, tuple] = {}
+        self._gains_for: np.ndarray | None = None
 
     def null_gains(self, cost: CostMatrix) -> tuple:
         """``gains`` of NAB's null detector (one constant score), computed once per profile."""
@@ -398,13 +420,40 @@ class _Sweep:
     def constant(self, value: float) -> np.ndarray:
         return np.full(len(self.rows.window), value)
 
+    def file_of(self) -> np.ndarray:
+        """The file (position in ``files``) of every scorable row, in the sweep's row order."""
+        if not hasattr(self, "_file_of"):
+            kept = [int(self.keep[f].sum()) for f in self.files]
+            self._file_of = np.repeat(np.arange(len(self.files)), kept)
+            window = self.rows.window
+            labelled = window >= 0
+            pairs = np.unique(np.stack([self._file_of[labelled], window[labelled]]), axis=1)
+            self._scored = np.bincount(pairs[0], minlength=len(self.files)) if pairs.size \
+                else np.zeros(len(self.files), dtype=np.int64)
+        return self._file_of
+
+    def windows_scored(self) -> np.ndarray:
+        """Per file, its windows with at least one scorable row."""
+        self.file_of()
+        return self._scored
+
     def gains(self, anomaly: np.ndarray, cost: CostMatrix):
         """The rows by descending score, and what detecting each adds to the raw score.
 
         Returns ``(order, ranked scores, gain, inside a window, first detection of its window)``,
         all in that order; the raw score at a threshold is ``-fnWeight * windows`` plus the
-        gains of the rows detected.
+        gains of the rows detected. Kept for the last (read-only) scores, per profile.
         """
+        cached = self._gains.get(cost) if self._gains_for is anomaly else None
+        if cached is None:
+            cached = self._gains_of(anomaly, cost)
+            if not anomaly.flags.writeable:
+                if self._gains_for is not anomaly:
+                    self._gains, self._gains_for = {}, anomaly
+                self._gains[cost] = cached
+        return cached
+
+    def _gains_of(self, anomaly: np.ndarray, cost: CostMatrix):
         rows = self.rows
         order, ranked = self._rank(anomaly)
         window = rows.window[order]
@@ -512,13 +561,8 @@ class _FileCurves:
         self.index = {f: i for i, f in enumerate(self.files)}
         self.windows = np.array([len(corpus.windows.get(f, [])) for f in self.files])
         self.tp_weight = cost.tp_weight
-        # the file of every scorable row, in the sweep's row order
-        kept = [int(sweep.keep[f].sum()) for f in self.files]
-        file_of = np.repeat(np.arange(len(self.files)), kept)
-        window = sweep.rows.window
-        scored = np.array([len(np.unique(window[(file_of == i) & (window >= 0)]))
-                           for i in range(len(self.files))])
-        start = -cost.fn_weight * scored  # each file's raw score with nothing detected
+        file_of = sweep.file_of()  # the file of every scorable row, in the sweep's row order
+        start = -cost.fn_weight * sweep.windows_scored()  # each file's raw score, nothing detected
         order, ranked, gain, _, _ = sweep.gains(anomaly, cost)
         ends = np.flatnonzero(np.append(ranked[1:] != ranked[:-1], len(ranked) > 0))
         # the thresholds NAB sweeps: nothing detected, then every distinct score, descending.
@@ -533,8 +577,10 @@ class _FileCurves:
         # files' rows add nothing, so these are the bits a full matrix's cumsum would give)
         self.raw = np.repeat(start[:, None].astype(float), len(self.candidates), axis=1)
         owner = file_of[order]
+        by_file = np.argsort(owner, kind="stable")  # each file's ranked rows, in ranked order
+        bounds = np.concatenate([[0], np.cumsum(np.bincount(owner, minlength=len(self.files)))])
         for i in range(len(self.files)):
-            mine = np.flatnonzero(owner == i)
+            mine = by_file[bounds[i]:bounds[i + 1]]
             if len(mine) == 0:
                 continue
             running = np.cumsum(gain[mine])

@@ -20,7 +20,7 @@ from service.ecs import EcsActionError
 from service.repository import IncidentRepository
 from service.settings import ServiceTarget, Settings, StoreKind
 from service.store import IncidentStore
-from training.baselines import TrainingError
+from training.errors import TrainingError  # not training.baselines: that loads scikit-learn
 
 OPERATIONAL_ERRORS = (EcsActionError, MetricSourceError, TrainingError, BundleError, PlaybookError,
                       NoCredentialsError, BotoCoreError, ClientError, KeyError, ValueError, OSError)

@@ -20,6 +20,7 @@ from training.nab import (
     load_peer_scores,
     read_series,
     score_corpus,
+    Sweep,
 )
 
 
@@ -226,3 +227,21 @@ def test_folds_hold_windows_and_cover_every_file_once_per_repeat() -> None:
         CrossValidation(corpus, scores_at(corpus)).folds([["folder/d.csv"]])
     with pytest.raises(NabError, match="4 folds need at least 4 files with labelled windows"):
         cv_folds(corpus, k=4)
+
+
+def test_a_held_out_file_is_scored_at_the_threshold_that_is_best_on_the_others_among_all() -> None:
+    """The threshold is chosen among the few where some file gains (fast); it must be the one a
+    sweep of every threshold on the other files alone picks (score_corpus on them)."""
+    windows = {"a": (100, 119), "b": (60, 79), "c": (140, 159), "d": None}
+    corpus = corpus_of(**windows)
+    rng = np.random.default_rng(5)
+    scores = {f: frame.assign(anomaly_score=np.round(rng.random(len(frame)) ** 8, 3))
+              for f, frame in scores_at(corpus).items()}
+    sweep = Sweep(corpus)
+    cv = CrossValidation(corpus, scores, sweep=sweep)
+    for held in "abc":
+        others = corpus_of(**{k: w for k, w in windows.items() if k != held})
+        best = score_corpus(others, {f: scores[f] for f in others.files})
+        for profile in PROFILES:
+            assert cv.folds([[f"folder/{held}.csv"]])[profile][0].threshold == best[profile].threshold
+    assert score_corpus(corpus, scores, sweep=sweep) == score_corpus(corpus, scores)
