@@ -13,8 +13,11 @@ within 1e-9).
 What it stacks: ``ServiceDetector`` with the members ``zscore``, ``seasonal`` (fitted on two
 weeks or more, the weekly repeat), ``iforest`` and ``shift`` in any combination and weights,
 either combiner, with or without recalibration; ``RobustZDetector`` (its table). Detectors that
-share a layout (metrics, members, settings, the seasonal grid) form one group. Anything else
-(a cold-start seasonal member, the ``streaming`` member, a frame whose rows are not one regular
+share a layout (metrics, members, settings, the seasonal grid) form one group. The additive
+``streaming`` member (on by default) is not stacked yet: each service's member moves its own
+live state on by the window's new rows (``StreamingMember.score``, a few numpy calls per new
+row and metric), and its calibrated score is added to the stacked final scores as the detector
+adds it. Anything else (a cold-start seasonal member, a frame whose rows are not one regular
 index shared by the group) is scored by the detector itself, so every detector gets its answer.
 """
 
@@ -232,9 +235,11 @@ class _Group:
         if not hasattr(detector.baseline_, "tolerance_"):
             raise _Unstackable("a baseline from before day types")
         members = tuple(detector.members_)
-        if not set(members) <= {"zscore", "seasonal", "iforest", "shift"}:
-            raise _Unstackable(f"members {members}")
         config = detector.config_
+        added = tuple(detector._additive(members))
+        if not set(members) <= {"zscore", "seasonal", "iforest", "shift", *added} \
+                or not set(added) <= {"streaming"}:
+            raise _Unstackable(f"members {members}")
         out: list = ["ensemble", tuple(detector.metrics_), members, config.combiner,
                      tuple(sorted((n, config.weight(n)) for n in members)), detector.final_ is not None]
         if "seasonal" in members:
@@ -272,6 +277,11 @@ class _Group:
         parts["weights"] = np.array([first.config_.weight(n) for n in members])
         parts["combiner"] = first.config_.combiner
         parts["threshold"] = np.array([d.threshold_ for d in detectors])
+        if "streaming" in members:  # additive (see key): each service's own live member
+            streaming = np.empty(len(detectors), dtype=object)
+            streaming[:] = [d.members_["streaming"] for d in detectors]
+            top = max(first.config_.weight(n) for n in members)
+            parts["streaming"] = {"members": streaming, "ratio": first.config_.weight("streaming") / top}
         if "seasonal" in members:
             seasonal = [d.members_["seasonal"] for d in detectors]
             parts["seasonal"] = {
@@ -321,6 +331,7 @@ class _Group:
                 expected.update(centre=centre[:, keep], spread=spread[:, keep],
                                 tolerance=tolerance[:, keep])
             return _by_direction((values - centre) / spread, direction)[:, keep]
+        added = self._streaming(values, index, keep) if "streaming" in self.members else None
         resid = values - centre
         tolerant = np.sign(resid) * np.maximum(np.abs(resid) - tolerance, 0.0) / spread
         raw = {"zscore": _by_direction(tolerant, direction)[:, keep]}
@@ -337,6 +348,8 @@ class _Group:
             raw["seasonal"] = self._seasonal(values, index, direction)
         surprises = {}
         for name in self.members:
+            if name == "streaming":  # added after the combination (see _streaming)
+                continue
             s = self.parts["calibrators"][name].surprise(raw[name])
             if name == "iforest":
                 table = np.full(values.shape, np.nan)
@@ -351,7 +364,22 @@ class _Group:
                     members[name] = -np.expm1(-surprises[name])
         combined = self._combine(surprises, values)
         final = self.parts["final"]
-        return final.transform(combined) if final is not None else -np.expm1(-combined)
+        out = final.transform(combined) if final is not None else -np.expm1(-combined)
+        if added is not None:  # the additive member, as ServiceDetector._add
+            missing = np.isnan(out)
+            out = np.fmax(out, added)
+            out[missing] = np.nan
+        return out
+
+    def _streaming(self, values: np.ndarray, index: pd.DatetimeIndex, keep: slice) -> np.ndarray:
+        """The additive streaming member's weighted calibrated score (S, n, M): each service's
+        member judges the whole window (moving its live state on by the new rows, as the
+        detector's own ``score`` does), the newest rows are kept."""
+        part = self.parts["streaming"]
+        raw = np.stack([member.score(pd.DataFrame(values[s], index=index, columns=self.metrics))
+                        .to_numpy(dtype=float)[keep] for s, member in enumerate(part["members"])])
+        surprise = self.parts["calibrators"]["streaming"].surprise(raw)
+        return -np.expm1(-surprise * part["ratio"])
 
     def _combine(self, surprises: dict[str, np.ndarray], values: np.ndarray) -> np.ndarray:
         # the order ServiceDetector combines in (its sums are then the same sums)

@@ -89,6 +89,7 @@ seasonal look-up uses the running maximum of the timestamps. Infinite values are
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -667,7 +668,8 @@ class StreamingMember:
             except ValueError as exc:  # too few values to measure the sampling period
                 raise MetricFrameError(f"the streaming member cannot follow {metric}: {exc}") from None
         self.training_scores_ = pd.DataFrame(scores, index=frame.index)
-        self.states_ = states
+        # plain data (numbers, lists, float arrays): what a model bundle stores
+        self.states_ = {metric: state.to_dict() for metric, state in states.items()}
         self.reset()
         return self
 
@@ -686,28 +688,25 @@ class StreamingMember:
         return np.where(np.isnan(x), np.nan, scores)
 
     # ----------------------------------------------------------------------------- live state
+    # The live streams are not the member's fitted state: they live beside it (``_LIVE``), so a
+    # bundle, a pickle or a copy of a fitted member holds the memory at the end of training only.
+    def _live(self) -> "_Live":
+        live = _LIVE.get(self)
+        if live is None:
+            self._check_fitted()
+            live = _LIVE[self] = _Live(self.states_)
+        return live
+
     def reset(self) -> "StreamingMember":
         """Put the live stream back at the end of the training history."""
-        self._live: dict[str, object] = {}
-        self._seen: dict[str, dict[float, tuple[float, float]]] = {}
+        _LIVE.pop(self, None)
         return self
-
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        state.pop("_live", None)
-        state.pop("_seen", None)
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        if hasattr(self, "states_"):
-            self.reset()
 
     def state_dict(self) -> dict:
         """The fitted memory as plain data: ``{metric: StreamState.to_dict()}`` (numbers,
         lists and float arrays; JSON for the rest, ``.npz`` for the arrays)."""
         self._check_fitted()
-        return {metric: state.to_dict() for metric, state in self.states_.items()}
+        return self.states_
 
     @classmethod
     def from_state_dict(cls, states: dict, specs: dict | None = None, **params) -> "StreamingMember":
@@ -715,9 +714,9 @@ class StreamingMember:
         from detection.streaming_state import StreamState
 
         member = cls(specs=specs, **params)
-        member.states_ = {metric: StreamState.from_dict(data) for metric, data in states.items()}
+        member.states_ = {metric: StreamState.from_dict(data).to_dict() for metric, data in states.items()}
         member.metrics_ = list(member.states_)
-        return member.reset()
+        return member
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "states_"):
@@ -734,16 +733,15 @@ class StreamingMember:
                              for metric in frame.columns}, index=frame.index)
 
     def _score_metric(self, metric: str, x: np.ndarray, seconds: np.ndarray) -> np.ndarray:
-        live = self._live.get(metric)
-        if live is None:
-            live = self._live[metric] = self.states_[metric].copy()
-        seen = self._seen.setdefault(metric, {})
+        streams = self._live()
+        live = streams.live(metric)
+        seen = streams.seen.setdefault(metric, {})
         present = np.flatnonzero(~np.isnan(x))
         end = live.last_seconds
         continues = any(seconds[k] > end or seen.get(seconds[k], (None,))[0] == x[k] for k in present)
         if not continues and len(present):
             # a frame the live stream has passed and never saw: judged after training, aside
-            return self._judge(metric, x, seconds, present, self.states_[metric].copy(), None)
+            return self._judge(metric, x, seconds, present, streams.fitted(metric), None)
         return self._judge(metric, x, seconds, present, live, seen)
 
     def _judge(self, metric: str, x: np.ndarray, seconds: np.ndarray, present: np.ndarray,
@@ -771,3 +769,27 @@ class StreamingMember:
                 while len(seen) > self.CACHE_ROWS:
                     del seen[next(iter(seen))]
         return out
+
+
+class _Live:
+    """A fitted member's live streams: per metric the state moved on by the rows judged, and
+    the scores those rows got (``StreamingMember.CACHE_ROWS`` of them)."""
+
+    def __init__(self, states: dict):
+        self.states = states
+        self.streams: dict[str, object] = {}
+        self.seen: dict[str, dict[float, tuple[float, float]]] = {}
+
+    def fitted(self, metric: str):
+        """A fresh copy of the state at the end of training."""
+        from detection.streaming_state import StreamState
+
+        return StreamState.from_dict(self.states[metric])
+
+    def live(self, metric: str):
+        if metric not in self.streams:
+            self.streams[metric] = self.fitted(metric)
+        return self.streams[metric]
+
+
+_LIVE: "weakref.WeakKeyDictionary[StreamingMember, _Live]" = weakref.WeakKeyDictionary()
