@@ -331,7 +331,7 @@ class _Group:
                 expected.update(centre=centre[:, keep], spread=spread[:, keep],
                                 tolerance=tolerance[:, keep])
             return _by_direction((values - centre) / spread, direction)[:, keep]
-        added = self._streaming(values, index, keep) if "streaming" in self.members else None
+        streaming = self._streaming(values, index, keep) if "streaming" in self.members else None
         resid = values - centre
         tolerant = np.sign(resid) * np.maximum(np.abs(resid) - tolerance, 0.0) / spread
         raw = {"zscore": _by_direction(tolerant, direction)[:, keep]}
@@ -362,24 +362,25 @@ class _Group:
             for name in ("zscore", "seasonal", "shift", "iforest"):
                 if name in surprises:
                     members[name] = -np.expm1(-surprises[name])
+            if streaming is not None:
+                members["streaming"] = -np.expm1(-streaming)
         combined = self._combine(surprises, values)
         final = self.parts["final"]
         out = final.transform(combined) if final is not None else -np.expm1(-combined)
-        if added is not None:  # the additive member, as ServiceDetector._add
+        if streaming is not None:  # the additive member, as ServiceDetector._add
             missing = np.isnan(out)
-            out = np.fmax(out, added)
+            out = np.fmax(out, -np.expm1(-streaming * self.parts["streaming"]["ratio"]))
             out[missing] = np.nan
         return out
 
     def _streaming(self, values: np.ndarray, index: pd.DatetimeIndex, keep: slice) -> np.ndarray:
-        """The additive streaming member's weighted calibrated score (S, n, M): each service's
-        member judges the whole window (moving its live state on by the new rows, as the
-        detector's own ``score`` does), the newest rows are kept."""
+        """The additive streaming member's calibrated surprise (S, n, M): each service's member
+        judges the whole window (moving its live state on by the new rows, as the detector's
+        own ``score`` does), the newest rows are kept."""
         part = self.parts["streaming"]
         raw = np.stack([member.score(pd.DataFrame(values[s], index=index, columns=self.metrics))
                         .to_numpy(dtype=float)[keep] for s, member in enumerate(part["members"])])
-        surprise = self.parts["calibrators"]["streaming"].surprise(raw)
-        return -np.expm1(-surprise * part["ratio"])
+        return self.parts["calibrators"]["streaming"].surprise(raw)
 
     def _combine(self, surprises: dict[str, np.ndarray], values: np.ndarray) -> np.ndarray:
         # the order ServiceDetector combines in (its sums are then the same sums)
