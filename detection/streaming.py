@@ -411,7 +411,10 @@ class StreamingUnivariateDetector:
                                   + excess / np.log(10), 0.0)
         shift = settle(np.where(scored, shift, np.nan))  # ties broken alike live (see settle)
         sustained = settle(np.where(scored, sustained, np.nan))
-        self._internals = {"x": x, "seconds": seconds, "residuals": predictors, "absolute": np.abs(residual),
+        around = self._around if self._around is not None else pd.Series(x).rolling(
+            2 * rows.seasonal_half_width + 1, center=True, min_periods=1).median().to_numpy()
+        self._internals = {"x": x, "seconds": seconds, "around": around, "residuals": predictors,
+                           "absolute": np.abs(residual),
                            "z": z, "shift": shift, "sustained": sustained}
         return np.column_stack([
             range_surprise,
@@ -428,8 +431,10 @@ class StreamingUnivariateDetector:
         series = pd.Series(x)
         level = _past(series.rolling(w, min_periods=min_periods).median())
         residuals = [x - level]
+        self._around = None
         if seconds is not None and len(self.seasonal_periods):
             around, step = _seasonal_inputs(x, seconds, rows.seasonal_half_width)  # shared by periods
+            self._around = around
             for period in self.seasonal_periods:
                 period_s = pd.Timedelta(pd.tseries.frequencies.to_offset(period)).total_seconds()
                 residuals.append(x - _seasonal_expectation(seconds, period_s, self.seasonal_cycles,

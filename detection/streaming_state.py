@@ -33,7 +33,7 @@ MAX_EXCESS = 1000.0
 STEP_ROWS = 25  # the seasonal look-up's tolerance is the median of this many recent steps
 
 # arrays of the state, each with how its length is set (see StreamState.lengths)
-ARRAYS = ("x", "seconds", "residuals", "absolute", "z", "shift", "sustained", "surprise")
+ARRAYS = ("x", "seconds", "around", "residuals", "absolute", "z", "shift", "sustained", "surprise")
 SCALARS = ("present", "rows", "max_seconds", "since_report", "last_report", "abs_sum", "abs_count",
            "shift_count", "sustained_count")
 
@@ -81,7 +81,7 @@ class StreamConfig:
 
     def lengths(self) -> dict[str, tuple[int, ...]]:
         z = max(max(self.shift_windows), self.sustained_window)
-        return {"x": (self.reach,), "seconds": (self.reach,),
+        return {"x": (self.reach,), "seconds": (self.reach,), "around": (self.reach,),
                 "residuals": (1 + len(self.periods), self.window), "absolute": (self.history,),
                 "z": (z,), "shift": (self.history - 1,), "sustained": (self.history - 1,),
                 "surprise": (self.refractory,)}
@@ -123,9 +123,6 @@ def _ring_last(ring: np.ndarray, end: int, count: int) -> np.ndarray:
     return np.concatenate([ring[..., start:], ring[..., :stop]], axis=-1)
 
 
-def _filled(ring: np.ndarray, end: int) -> np.ndarray:
-    """Every entry of a ring that holds a row (order does not matter)."""
-    return ring if end >= ring.shape[-1] else ring[..., :end]
 
 
 class StreamState:
@@ -154,12 +151,13 @@ class StreamState:
         self.sustained_count = int(scalars["sustained_count"])
         self._reach = config.reach
         self._z_rows = self._a["z"].shape[0]
+        self._range = None  # (high, low) of the last ``history`` values, kept while it can be
 
     # ----------------------------------------------------------------------------- plain data
     def to_dict(self) -> dict:
         """``{"config": {...}, "scalars": {...}, "arrays": {name: ndarray}}``, oldest row first."""
         arrays = {}
-        ends = {"x": self.present, "seconds": self.present, "residuals": self.present,
+        ends = {"x": self.present, "seconds": self.present, "around": self.present, "residuals": self.present,
                 "absolute": self.present, "z": self.present, "shift": self.present,
                 "sustained": self.present, "surprise": self.rows}
         for name, ring in self._a.items():
@@ -223,7 +221,8 @@ class StreamState:
         # 1. expectations: the level (median of the last window) and each seasonal period
         recent = _ring_last(x_ring, i, c.window)
         level = _median(recent) if len(recent) >= mp else math.nan
-        predictions = [level] + [self._seasonal(t, period, i) for period in c.periods]
+        tolerance = self._tolerance(t, i) if c.periods else 0.0
+        predictions = [level] + [self._seasonal(t, period, i, tolerance) for period in c.periods]
         residuals = np.array([value - p for p in predictions])
         past = _ring_last(a["residuals"], i, c.window)  # (predictors, <= window)
         if len(predictions) == 1:
@@ -258,11 +257,9 @@ class StreamState:
             z = math.nan
 
         # 2. evidence: range, shift, sustained
-        filled = _filled(x_ring, i)
         range_s = 0.0
         if min(i, c.history) >= c.warmup:
-            window = filled if self._reach == c.history else _ring_last(x_ring, i, c.history)
-            high, low = float(window.max()), float(window.min())
+            high, low = self._high_low(i)
             width = high - low
             if width == 0:
                 outside = math.inf if value != high else 0.0
@@ -296,7 +293,19 @@ class StreamState:
 
         # 3. remember the row
         slot = i % self._reach
+        if self._range is not None:  # the range of the next row's window, kept if it can be
+            high, low = self._range
+            leaving = x_ring[slot] if i >= c.history else math.nan
+            if leaving == high or leaving == low:
+                self._range = None
+            else:
+                self._range = (max(high, value), min(low, value))
         x_ring[slot], s_ring[slot] = value, t
+        hw = c.seasonal_half_width
+        if i >= hw:  # the row half a width back now has every neighbour: its "around" median
+            j = i - hw
+            lo = max(0, j - hw)
+            a["around"][j % self._reach] = _median(_ring_last(x_ring, i + 1, i + 1 - lo))
         a["residuals"][:, i % c.window] = residuals
         h = i % c.history
         leaving = a["absolute"][h]
@@ -315,18 +324,21 @@ class StreamState:
         return RowScore(score, surprise, residual, z, range_s, shift_s, sustained_s)
 
     # ----------------------------------------------------------------------------- helpers
-    def _seasonal(self, t: float, period: float, i: int) -> float:
-        """Median over the previous cycles of the values around ``t - c * period``."""
-        c, a = self.config, self._a
-        secs = a["seconds"]
-        # the look-up's tolerance: the median of the recent steps (the first row's step is 0)
-        back = _ring_last(secs, i, STEP_ROWS)
-        chain = np.append(back, t)
-        steps = np.diff(chain)
-        if i < STEP_ROWS:  # the series' first row has a step of 0
+    def _tolerance(self, t: float, i: int) -> float:
+        """The seasonal look-up's tolerance: the median of the recent steps (the series' first
+        row has a step of 0)."""
+        back = _ring_last(self._a["seconds"], i, STEP_ROWS)
+        steps = np.diff(np.append(back, t))
+        if i < STEP_ROWS:
             steps = np.append(0.0, steps)
         steps = steps[np.isfinite(steps)]
-        tolerance = _median(steps) if len(steps) else 0.0
+        return _median(steps) if len(steps) else 0.0
+
+    def _seasonal(self, t: float, period: float, i: int, tolerance: float) -> float:
+        """Median over the previous cycles of the values around ``t - c * period`` (each the
+        median of the rows within the half width of that instant: the ``around`` ring)."""
+        c, a = self.config, self._a
+        secs, around = a["seconds"], a["around"]
         hw = c.seasonal_half_width
         found = []
         for k in range(1, c.cycles + 1):
@@ -334,9 +346,19 @@ class StreamState:
             j = self._last_at_or_before(target, i)
             if j < 0 or target - secs[j % self._reach] > tolerance or j + hw >= i:
                 continue
-            lo, hi = max(0, j - hw), j + hw + 1
-            found.append(_median(_ring_last(a["x"], hi, hi - lo)))
-        return _median(np.array(found)) if found else math.nan
+            found.append(float(around[j % self._reach]))
+        if not found:
+            return math.nan
+        found.sort()
+        half = len(found) // 2
+        return found[half] if len(found) % 2 else (found[half - 1] + found[half]) / 2
+
+    def _high_low(self, i: int) -> tuple[float, float]:
+        """Largest and smallest of the ``history`` values before row ``i``."""
+        if self._range is None or self._reach != self.config.history:
+            window = _ring_last(self._a["x"], i, self.config.history)
+            self._range = (float(window.max()), float(window.min()))
+        return self._range
 
     def _last_at_or_before(self, target: float, i: int) -> int:
         """The last row number before ``i`` whose timestamp is <= ``target`` (-1: none kept).
