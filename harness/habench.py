@@ -178,7 +178,7 @@ class HaWorld(SoakWorld):
         return twice + in_flight
 
     def ha_report(self, seconds: float, replicas: int) -> HaReport:
-        soak = self.report(seconds)
+        soak = self.summary(seconds)
         spread = sorted(self.takeovers)
         takeover = ({"median": statistics.median(spread), "max": spread[-1], "min": spread[0]}
                     if spread else {})

@@ -529,7 +529,7 @@ class SoakWorld:
         """What else happens at the end of a simulated minute; True keeps the clock from jumping."""
         return False
 
-    def report(self, seconds: float) -> SoakReport:
+    def summary(self, seconds: float) -> SoakReport:
         incidents = self.store.list(limit=10 ** 6)
         by_cause = Counter(i.root_cause or "undiagnosed" for i in incidents)
         outcomes: Counter = Counter()
@@ -567,7 +567,7 @@ def run_soak(data_dir: Path, incidents: int = 1000, seed: int = 7,
     with SimulatedPlatform(settings, start, seed=seed) as simulated:
         world = SoakWorld(simulated, incidents, progress, guardrails)
         world.run()
-        return world.report(time.monotonic() - started)
+        return world.summary(time.monotonic() - started)
 
 
 def render(report: SoakReport) -> str:
