@@ -10,9 +10,9 @@ only the service models the platform calls. The unzipped size is checked against
 250 MB limit (the zip is uploaded through S3, so its own 50 MB direct-upload limit does not apply).
 
 The binaries are those of the environment that builds the package: build on Linux x86_64 with
-the Python of the function's runtime (the stack's ``python3.12``, glibc 2.34), or pass
-``--python-version``/``--platform`` to have pip fetch the runtime's wheels of the same pinned
-versions (``pip install --target --only-binary=:all:``) instead of copying the local ones.
+the Python of the function's runtime (the stack's ``python3.12``; wheels tagged up to
+manylinux_2_34). A package built with another Python imports there only if its compiled
+extensions match: there is no cross-build (fetching the runtime's wheels) yet.
 """
 
 from __future__ import annotations
