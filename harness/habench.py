@@ -146,6 +146,7 @@ class HaWorld(SoakWorld):
         """Renew every live replica's leases, kill one now and then, restart the dead."""
         for replica in self.kill_rng.sample(self.replicas, len(self.replicas)):
             before = set(replica.fleet.held)
+            replica.fleet.balance(now)
             for watcher in replica.fleet.watchers:
                 replica.fleet.holds(watcher)
             self._note_takeovers(replica, before, now)

@@ -68,12 +68,15 @@ class Fleet:
         self.owner = owner
         self.lease_ttl = lease_ttl
         self.held: set[str] = set()
+        self.share = len(watchers)   # until the first heartbeat says how many replicas are alive
 
     def holds(self, watcher: Watcher) -> bool:
         """Whether this replica owns ``watcher``'s service now (taking or renewing its lease)."""
         if self.leases is None:
             return True
         now = watcher.clock()
+        if watcher.name not in self.held and len(self.held) >= self.share:
+            return False   # this replica has its fair share: the others take the rest
         if not self.leases.hold(watcher.name, self.owner, now, self.lease_ttl):
             if watcher.name in self.held:
                 log.warning("%s: lease lost to another replica", watcher.name)
@@ -84,6 +87,24 @@ class Fleet:
             watcher.take_over()
             self.store.record(None, now, "lease_taken", {"service": watcher.name, "replica": self.owner})
         return True
+
+    def balance(self, now: pd.Timestamp) -> None:
+        """Say this replica is alive, work out its fair share of the services (all of them over
+        the live replicas, rounded up) and give up one service beyond it, one with no open
+        incident, so a replica that joins gets work without any incident changing hands."""
+        if self.leases is None:
+            return
+        live = self.leases.heartbeat(self.owner, now, self.lease_ttl)
+        self.share = -(-len(self.watchers) // max(1, live))
+        if len(self.held) <= self.share:
+            return
+        for watcher in self.watchers:
+            target = watcher.target
+            if watcher.name in self.held and not self.store.open_incidents(target.cluster, target.service):
+                self.leases.release(watcher.name, self.owner)
+                self.held.discard(watcher.name)
+                log.info("%s: given up to balance the fleet (share %d)", watcher.name, self.share)
+                return
 
     def release(self) -> None:
         """Give every lease up (a clean stop): another replica takes over at once, not after the ttl."""
@@ -100,6 +121,8 @@ class Fleet:
         """
         done: dict[str, FleetTick] = {}
         held = []
+        if only is None and self.leases is not None:
+            self.balance(self.watchers[0].clock())
         for watcher in self.watchers:
             if only is not None and watcher.name not in only:
                 continue

@@ -38,6 +38,10 @@ class Leases(Protocol):
     def holder(self, name: str, now: pd.Timestamp) -> str | None:
         """Who holds ``name`` at ``now``, if anyone."""
 
+    def heartbeat(self, owner: str, now: pd.Timestamp, ttl: pd.Timedelta) -> int:
+        """``owner`` is alive until ``now + ttl``; returns how many replicas are alive at ``now``
+        (each then takes no more than its fair share of the services)."""
+
 
 def _epoch(at: pd.Timestamp) -> float:
     return pd.Timestamp(at).timestamp()
@@ -48,7 +52,13 @@ class MemoryLeases:
 
     def __init__(self) -> None:
         self._held: dict[str, tuple[str, float]] = {}
+        self._members: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    def heartbeat(self, owner: str, now: pd.Timestamp, ttl: pd.Timedelta) -> int:
+        with self._lock:
+            self._members[owner] = _epoch(now + ttl)
+            return sum(until > _epoch(now) for until in self._members.values())
 
     def hold(self, name: str, owner: str, now: pd.Timestamp, ttl: pd.Timedelta) -> bool:
         with self._lock:
@@ -76,6 +86,14 @@ class SqliteLeases:
         with closing(self._connect()) as db:
             db.execute("CREATE TABLE IF NOT EXISTS leases (name TEXT PRIMARY KEY, owner TEXT NOT NULL, "
                        "until REAL NOT NULL)")
+            db.execute("CREATE TABLE IF NOT EXISTS replicas (owner TEXT PRIMARY KEY, until REAL NOT NULL)")
+
+    def heartbeat(self, owner: str, now: pd.Timestamp, ttl: pd.Timedelta) -> int:
+        with closing(self._connect()) as db:
+            db.execute("INSERT OR REPLACE INTO replicas (owner, until) VALUES (?, ?)",
+                       (owner, _epoch(now + ttl)))
+            db.execute("DELETE FROM replicas WHERE until < ?", (_epoch(now) - 86_400,))
+            return db.execute("SELECT COUNT(*) FROM replicas WHERE until > ?", (_epoch(now),)).fetchone()[0]
 
     def _connect(self) -> sqlite3.Connection:
         return sqlite3.connect(self.path, timeout=30, isolation_level=None)
@@ -129,6 +147,34 @@ class DynamoLeases:
             if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                 return False
             raise
+
+    def heartbeat(self, owner: str, now: pd.Timestamp, ttl: pd.Timedelta) -> int:
+        """One item holds every replica's ``until`` in a map; stale entries (a day) are removed."""
+        key = self._key("replicas")
+        update = dict(TableName=self.table, Key=key, UpdateExpression="SET #m.#me = :until",
+                      ExpressionAttributeNames={"#m": "members", "#me": owner},
+                      ExpressionAttributeValues={":until": {"N": repr(_epoch(now + ttl))}},
+                      ReturnValues="ALL_NEW")
+        try:
+            members = self.client.update_item(**update)["Attributes"]["members"]["M"]
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ValidationException":
+                raise
+            try:   # the first heartbeat ever: the map does not exist yet
+                self.client.put_item(TableName=self.table, Item=key | {"members": {"M": {}}},
+                                     ConditionExpression="attribute_not_exists(pk)")
+            except ClientError as again:
+                if again.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+            members = self.client.update_item(**update)["Attributes"]["members"]["M"]
+        until = {name: float(value["N"]) for name, value in members.items()}
+        stale = [name for name, t in until.items() if t < _epoch(now) - 86_400]
+        if stale:
+            names = {f"#s{i}": name for i, name in enumerate(stale)}
+            self.client.update_item(TableName=self.table, Key=key,
+                                    ExpressionAttributeNames=names | {"#m": "members"},
+                                    UpdateExpression="REMOVE " + ", ".join(f"#m.{n}" for n in names))
+        return sum(t > _epoch(now) for t in until.values())
 
     def release(self, name: str, owner: str) -> None:
         try:

@@ -57,6 +57,13 @@ def test_one_holder_at_a_time_until_the_lease_lapses_or_is_given_up(leases) -> N
     assert leases.hold("prod/api", "b", T0 + pd.Timedelta(minutes=4), TTL), "each service its own lease"
 
 
+def test_heartbeats_count_the_replicas_alive(leases) -> None:
+    assert leases.heartbeat("a", T0, TTL) == 1
+    assert leases.heartbeat("b", T0 + pd.Timedelta(minutes=1), TTL) == 2
+    assert leases.heartbeat("a", T0 + pd.Timedelta(minutes=2), TTL) == 2
+    assert leases.heartbeat("a", T0 + pd.Timedelta(minutes=3), TTL) == 1, "b's heartbeat lapsed"
+
+
 class Killed(BaseException):
     """The replica's process dies (not an error any code of it handles)."""
 
@@ -109,3 +116,26 @@ def test_a_dead_replica_s_service_is_taken_over_and_its_action_never_repeated(tm
     assert "verification" in kinds, "b verified the incident a opened"
     taken = [e["data"] for e in store.events_of_kind("lease_taken")]
     assert [t["replica"] for t in taken] == ["a", "b"]
+
+
+def test_replicas_share_the_fleet_and_the_survivor_takes_it_all(tmp_path, detector) -> None:
+    clock, leases = Clock(T0), MemoryLeases()
+    store = IncidentStore(tmp_path / "incidents.sqlite")
+    targets = [ServiceTarget(cluster="prod", service=f"s{k}") for k in range(5)]
+
+    def replica_of(name: str) -> Fleet:
+        platform = fake_platform(Settings(data_dir=tmp_path), clock=clock, store=store)
+        watchers = [platform.watcher(t, detector, source=FakeSource()) for t in targets]
+        return Fleet(watchers, store, leases=leases, owner=name, lease_ttl=TTL)
+
+    a, b = replica_of("a"), replica_of("b")
+    for _ in range(4):
+        a.tick()
+        b.tick()
+        clock.advance()
+    assert not a.held & b.held and len(a.held | b.held) == 5, "every service has one owner"
+    assert sorted([len(a.held), len(b.held)]) == [2, 3], "each replica has its fair share"
+    for _ in range(4):   # b dies: its heartbeat and its leases lapse, a takes everything
+        a.tick()
+        clock.advance()
+    assert len(a.held) == 5
