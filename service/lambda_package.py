@@ -9,10 +9,10 @@ whole (with its ``*.libs`` and ``dist-info``), less test suites and byte code; b
 only the service models the platform calls. The unzipped size is checked against Lambda's
 250 MB limit (the zip is uploaded through S3, so its own 50 MB direct-upload limit does not apply).
 
-The binaries are those of the environment that builds the package: build on Linux x86_64 with
-the Python of the function's runtime (the stack's ``python3.12``; wheels tagged up to
-manylinux_2_34). A package built with another Python imports there only if its compiled
-extensions match: there is no cross-build (fetching the runtime's wheels) yet.
+The binaries are those of the environment that builds the package, so it must be the runtime's:
+Linux x86_64 with the Python of the stack's runtime (:data:`RUNTIME`, ``python3.11``; wheels
+tagged up to manylinux_2_34). Built anywhere else the package would not import on Lambda, so
+:func:`build` refuses, naming the machine it runs on (there is no cross-build yet).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+RUNTIME = "python3.11"                    # the stack's Lambda runtime (deploy/template.yaml)
+ARCHITECTURE = ("Linux", "x86_64")        # and its architecture
 LIMIT_BYTES = 250 * 1024 * 1024           # Lambda: unzipped deployment package, layers included
 SEED_RCA = {"anomalies": ["CPU: 60% (expected 4%)"], "metrics": {"cpu_utilization": 60}}
 SEED_ROLLBACK = {"cluster": "aiops-platform-cluster", "service": "aiops-platform-service", "reason": "Test"}
@@ -174,11 +176,25 @@ def _walk(entry: Path, arcroot: str):
             yield Path(folder) / name, f"{arcroot}/{relative.as_posix()}/{name}".replace("/./", "/")
 
 
+def check_build_machine(version: tuple[int, int] = sys.version_info[:2],
+                        machine: tuple[str, str] | None = None) -> None:
+    """Refuse to package on a machine whose binaries the Lambda runtime cannot load."""
+    import platform
+
+    machine = machine or (platform.system(), platform.machine())
+    runtime = f"python{version[0]}.{version[1]}"
+    if runtime != RUNTIME or tuple(machine) != ARCHITECTURE:
+        raise PackageError(f"the packages carry this machine's compiled libraries, so they must be built "
+                           f"on {ARCHITECTURE[0]} {ARCHITECTURE[1]} with {RUNTIME} (the stack's runtime); "
+                           f"this is {runtime} on {machine[0]} {machine[1]}")
+
+
 def build(function: str, out_dir: Path, compresslevel: int = 6,
           python: str = sys.executable) -> LambdaPackage:
     """Build ``function``'s zip in ``out_dir`` from what its handler loads; refuse one over the limit."""
     if function not in FUNCTIONS:
         raise PackageError(f"unknown function {function!r}; known: {', '.join(FUNCTIONS)}")
+    check_build_machine()
     loaded = probe(function, python)
     present = [m for m in FORBIDDEN[function] if m in loaded["modules"]]
     if present:

@@ -154,3 +154,20 @@ def test_the_image_holds_every_package_and_starts_through_the_entrypoint(tmp_pat
                           text=True, env={"PATH": "/usr/bin:/bin", "AIOPS_CONFIG_TOML": 'services = ["a/b"]',
                                "AIOPS_CONFIG_FILE": str(config)})
     assert done.returncode == 0 and done.stdout.strip() == 'services = ["a/b"]', done.stderr
+
+
+def test_the_functions_run_on_the_runtime_the_packages_are_built_for(translated) -> None:
+    from service.lambda_package import RUNTIME, PackageError, check_build_machine
+
+    runtimes = {f["Properties"]["Runtime"] for f in resources(translated, "AWS::Lambda::Function").values()}
+    assert runtimes == {RUNTIME}
+    with pytest.raises(PackageError, match=r"with python3\.11 .*; this is python3\.12 on Linux x86_64"):
+        check_build_machine((3, 12), ("Linux", "x86_64"))
+    with pytest.raises(PackageError, match="this is python3.11 on Darwin arm64"):
+        check_build_machine((3, 11), ("Darwin", "arm64"))
+    check_build_machine((3, 11), ("Linux", "x86_64"))
+
+
+def test_several_replicas_may_watch_the_fleet() -> None:
+    parameter = load_template()["Parameters"]["Replicas"]
+    assert parameter["MaxValue"] > 1 and "leases" in parameter["Description"]
