@@ -12,8 +12,8 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from harness.loadbench import _free_port, score_payloads, write_bundles
 from harness.cli import cli
+from harness.loadbench import _free_port, score_payloads, write_bundles
 
 pytestmark = pytest.mark.e2e
 TOKEN = "serve-token-0123456789abcdef"

@@ -12,8 +12,8 @@ import pytest
 from click.testing import CliRunner
 
 from detection.anomaly import Anomaly
-from service.aws import local_aws, reset_local_aws
 from harness.cli import cli
+from service.aws import local_aws, reset_local_aws
 from service.store import IncidentStore
 from tests.fakes import clock_env
 

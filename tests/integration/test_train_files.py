@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
+from harness.cli import cli
 from models.bundle import load_bundle
 from models.signing import Trust, local_key
-from harness.cli import cli
 from simulation.physics import ServiceShape, history
 
 pytestmark = pytest.mark.integration
