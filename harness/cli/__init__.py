@@ -8,17 +8,15 @@ benchmarks and the live simulator.
 
 from __future__ import annotations
 
-import click
-
-from harness.cli.benchmark import benchmark
-from harness.cli.demo import demo
-from harness.cli.simulate import simulate
+from service.cli import COMMANDS, LazyGroup
 from service.cli import cli as application
 
-cli = click.Group(name="aiops", callback=application.callback, params=application.params,
-                  help=application.help, context_settings=application.context_settings,
-                  commands={**application.commands, "demo": demo, "simulate": simulate,
-                            "benchmark": benchmark})
+# the harness's commands join the application's, imported (as theirs) only when they run
+cli = LazyGroup(name="aiops", callback=application.callback, params=application.params,
+                help=application.help, context_settings=application.context_settings,
+                lazy={**COMMANDS, "demo": "harness.cli.demo:demo",
+                      "simulate": "harness.cli.simulate:simulate",
+                      "benchmark": "harness.cli.benchmark:benchmark"})
 
 
 def main() -> None:

@@ -6,24 +6,33 @@ import functools
 import json
 import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-from pydantic import ValidationError
-from tabulate import tabulate
 
-from models.bundle import BundleError
-from rca.playbook import PlaybookError
 from service.clock import utc
-from service.cloudwatch import MetricSourceError
-from service.ecs import EcsActionError
-from service.repository import IncidentRepository
-from service.settings import ServiceTarget, Settings, StoreKind
-from service.store import IncidentStore
-from training.errors import TrainingError  # not training.baselines: that loads scikit-learn
 
-OPERATIONAL_ERRORS = (EcsActionError, MetricSourceError, TrainingError, BundleError, PlaybookError,
-                      NoCredentialsError, BotoCoreError, ClientError, KeyError, ValueError, OSError)
+if TYPE_CHECKING:
+    from service.repository import IncidentRepository
+    from service.settings import Settings
+
+# The settings, the incident log, boto3's and the models' error types are imported where they are
+# used, not here: every command imports this module, and ``aiops benchmark nab`` (or ``--help``)
+# needs none of them (they cost about a third of a second of start-up).
+
+
+def operational_errors() -> tuple[type[BaseException], ...]:
+    """The errors a command reports in one line (exit 1) instead of a traceback."""
+    from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+    from models.bundle import BundleError
+    from rca.playbook import PlaybookError
+    from service.cloudwatch import MetricSourceError
+    from service.ecs import EcsActionError
+    from training.errors import TrainingError  # not training.baselines: that loads scikit-learn
+
+    return (EcsActionError, MetricSourceError, TrainingError, BundleError, PlaybookError,
+            NoCredentialsError, BotoCoreError, ClientError, KeyError, ValueError, OSError)
 
 
 class UtcTime(click.ParamType):
@@ -49,18 +58,22 @@ def handle_errors(func):
     """Turn the platform's known errors into one line on stderr and exit code 1."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from pydantic import ValidationError
+
         try:
             return func(*args, **kwargs)
         except ValidationError as exc:
             first = exc.errors()[0]
             fail(f"invalid setting {'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
-        except OPERATIONAL_ERRORS as exc:
+        except operational_errors() as exc:
             text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
             fail(str(text).splitlines()[0] if str(text) else type(exc).__name__)
     return wrapper
 
 
-def settings_from(ctx: click.Context, **overrides) -> Settings:
+def settings_from(ctx: click.Context, **overrides) -> "Settings":
+    from service.settings import ServiceTarget, Settings
+
     base: dict = dict(ctx.obj or {})
     target = {k: overrides.pop(k) for k in ("cluster", "service") if overrides.get(k)}
     if target:
@@ -73,6 +86,8 @@ def emit(data, as_json: bool, table: list[list] | None = None, headers: list[str
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
     elif table is not None:
+        from tabulate import tabulate
+
         click.echo(tabulate(table, headers=headers or [], tablefmt="simple"))
 
 
@@ -94,9 +109,12 @@ def with_target(func):
     return func
 
 
-def existing_store(settings: Settings, required: bool = True) -> IncidentRepository | None:
+def existing_store(settings: "Settings", required: bool = True) -> "IncidentRepository | None":
     """The incident log the settings choose (``AIOPS_STORE``): the shared DynamoDB table, or the
     SQLite file, which must exist (None when it does not and ``required`` is False)."""
+    from service.settings import StoreKind
+    from service.store import IncidentStore
+
     if settings.store is StoreKind.DYNAMODB:
         from service.bootstrap import open_store
 
