@@ -98,8 +98,9 @@ class EnsembleConfig:
 
     Parameters
     ----------
-    members : member name -> weight (``zscore``, ``seasonal``, ``iforest``, ``shift``); weight 0 or absent
-        turns a member off (the z-score's baseline is still fitted: it gives expected values).
+    members : member name -> weight (``zscore``, ``seasonal``, ``iforest``, ``shift``,
+        ``streaming``); weight 0 or absent turns a member off (the z-score's baseline is still
+        fitted: it gives expected values).
     combiner : ``max`` or ``mean`` of the weighted calibrated member scores.
     threshold : the final [0, 1] score above which a point is anomalous.
     calibration : TailCalibrator settings (``n_quantiles``, ``tail_quantile``, ``fallback_scale``).

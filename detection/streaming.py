@@ -4,7 +4,10 @@
 ``detection.streaming_baseline``: one call over a whole series whose score at row ``i`` uses
 rows ``0..i`` only. It is what ``aiops detect`` and ``aiops benchmark nab`` run, and, as
 ``StreamingMember`` (end of this module), the ``streaming`` member of the ``ServiceDetector``
-that ``aiops train`` fits and ``aiops watch`` runs: one detection core.
+that ``aiops train`` fits and ``aiops watch`` runs: one detection core. Live, the member does
+not replay: ``stream_state()`` keeps the detector's memory after a replay and
+``detection.streaming_state.StreamState.update`` scores the next row from it, giving the scores
+the replay of the longer series would have given.
 
 How a row is scored
 -------------------
