@@ -42,7 +42,8 @@ from rca.explain import explain
 from rca.features import Features
 from rca.guards import Decision, decide
 from rca.playbook import Playbook
-from rca.vectorize import ERRORS, MODEL_METRICS, FeatureVectorizer, metric_missing
+from rca.semantics import NO_FAULT
+from rca.vectorize import ERRORS, MODEL_METRICS, FeatureVectorizer, metric_anomalous, metric_missing
 
 CANDIDATES = ("forest", "hgb", "logistic")
 MIN_CONTRIBUTION = 0.02
@@ -142,6 +143,7 @@ class TrainedClassifier:
         what this model relied on for this incident, whatever the model is.
         """
         target = decision.guess if decision.cause == "unknown" else decision.cause
+        target = NO_FAULT if decision.rule == "no_fault" else target
         target = "error_rate" if target in ("error_rate_high", "error_rate_low") else target
         if target not in self.classes:
             return []
@@ -158,8 +160,13 @@ class TrainedClassifier:
         proba = self.probabilities(rows)[:, column]
         drops = sorted(zip(groups, proba[0] - proba[1:], strict=True), key=lambda gd: -gd[1])
         out = []
+        if drops and all(d < MIN_CONTRIBUTION for _, d in drops[:EVIDENCE_TOP]):
+            # a model so sure that no single metric moves it: name the anomalous metric that
+            # moves it most rather than nothing (a small or an over-confident model)
+            drops = [(g, max(d, 0.0)) for g, d in drops if g in MODEL_METRICS
+                     and metric_anomalous(features, g)][:1]
         for group, drop in drops[:EVIDENCE_TOP]:
-            if drop < MIN_CONTRIBUTION:
+            if drop < MIN_CONTRIBUTION and len(drops) > 1:
                 continue
             if group == "deployment":
                 out.append(Evidence("minutes_since_deployment", features["minutes_since_deployment"],

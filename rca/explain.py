@@ -73,6 +73,10 @@ def explain(decision: Decision, f: Features, playbook: Playbook) -> str:
     if decision.cause != "unknown":
         return sentence(decision.cause, f, playbook)
     guess = decision.guess
+    if decision.rule == "no_fault":
+        return (f"The symptoms look like a fault-free service's (noise, a blip, a deployment warming up;"
+                f" confidence {decision.confidence:.2f}), not like any row of the playbook: alerting "
+                "only.")
     if decision.rule == "no_evidence":
         return (f"The pattern resembles {guess}, but its key metric is not outside its baseline; "
                 "not acting on it.")

@@ -15,6 +15,8 @@ A model ranks causes; where the response matrix is categorical, these rules deci
    other symptoms and the error count decide the row (CPU with errors, more than
    ``error_boundary`` errors, ...). Editing the boundary needs no retraining.
    ``error_rate_low`` only ever alerts (the playbook refuses any other action for it).
+   A model that names no fault (:data:`rca.semantics.NO_FAULT`: the incident looks like the
+   fault-free windows it was trained on) is ``unknown``.
 4. Evidence for destructive actions: ``memory_leak`` (restart) needs memory above its baseline
    or a task stopped with OutOfMemory; ``error_rate_high`` (rollback) needs errors above their
    baseline. Without it the answer is ``unknown``.
@@ -30,7 +32,14 @@ from dataclasses import dataclass
 
 from rca.features import Features
 from rca.playbook import Action, Playbook
-from rca.semantics import any_persistent_symptom, errors_in_period, family_of, matrix_row, near_oom
+from rca.semantics import (
+    NO_FAULT,
+    any_persistent_symptom,
+    errors_in_period,
+    family_of,
+    matrix_row,
+    near_oom,
+)
 from rca.vectorize import ERRORS, MEMORY, metric_anomalous
 
 ERROR_FAMILY = "error_rate"
@@ -49,7 +58,7 @@ class Decision:
     cause: str
     confidence: float
     rule: str            # "model", "recent_deployment", "error_boundary", "no_anomaly",
-                         # "low_confidence", "no_evidence"
+                         # "low_confidence", "no_evidence", "no_fault"
     guess: str           # the model's best class (after the error split), for the explanation
     guess_confidence: float
 
@@ -84,6 +93,8 @@ def decide(probabilities: Mapping[str, float], features: Features, playbook: Pla
         return Decision("error_rate_high", 1.0, "recent_deployment", guess, p)
     if near_oom(features):
         return Decision("memory_leak", 1.0, "near_oom", guess, p)
+    if best == NO_FAULT and guess == "unknown":
+        return Decision("unknown", p, "no_fault", guess, p)
     if guess == "unknown":
         return Decision("unknown", p, "error_boundary", guess, p)
     if not _has_evidence(guess, features):

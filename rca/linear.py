@@ -20,7 +20,7 @@ import numpy as np
 from rca.vectorize import FEATURE_NAMES, model_inputs
 
 FORMAT = "aiops-rca-linear/1"
-SHIPPED = Path(__file__).with_name("model-linear-v1.json")   # the model the package ships
+SHIPPED = Path(__file__).with_name("model-linear-v2.json")   # the model the package ships
 
 
 class ModelFileError(ValueError):

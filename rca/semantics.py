@@ -17,6 +17,9 @@ way for every classifier, so that the seed's definitions hold whatever a model l
 - CPU and errors both above their baselines is "High CPU (with errors)" whichever family the
   model named, unless the errors are known to have come first (a bad change whose CPU followed).
 
+A model may also name no family at all (:data:`NO_FAULT`, learnt from fault-free windows whose
+noise, blips or deployment warm-up still opened an incident): that is ``unknown``, alert only.
+
 Whether a rollback that ``error_rate_high`` calls for is *safe* (a recent deployment, a
 previous revision) is not decided here: that is the remediator's call.
 """
@@ -29,6 +32,8 @@ from rca.features import Features
 from rca.vectorize import CPU, ERRORS, HEALTH_METRICS, LATENCY, MEMORY, metric_anomalous
 
 FAMILIES = ("high_cpu", "memory_leak", "error_rate", "slow_response")
+NO_FAULT = "none"    # the class of fault-free windows (hard negatives): the row is ``unknown``
+MODEL_CLASSES = FAMILIES + (NO_FAULT,)
 FAMILY_METRIC = {"high_cpu": CPU, "memory_leak": MEMORY, "error_rate": ERRORS, "slow_response": LATENCY}
 OOM_LEVEL = 90.0    # memory (% of the task's limit) at which a rise is heading for an OOM kill
 MIN_PERSIST = 2     # the watcher's default open_after: a symptom seen in one period only is noise
@@ -40,6 +45,8 @@ def family_of(cause: str) -> str:
         return "high_cpu"
     if cause in ("error_rate_low", "error_rate_high", "error_rate"):
         return "error_rate"
+    if cause in ("unknown", NO_FAULT):
+        return NO_FAULT
     return cause
 
 

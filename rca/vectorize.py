@@ -1,9 +1,11 @@
 """From an incident's feature dict to the fixed, service-agnostic vector a model reads.
 
-Only figures that mean the same on any service go in: anomaly flags, robust z-scores, log
-ratios to the baseline, slopes normalised by the baseline's spread or level, the shape of the
-rise, how recent the last deployment was, whether tasks were OOM-killed and what share of the
-desired tasks is running (lost tasks put more load on the rest). Absolute values
+Only figures that mean the same on any service and with any detector go in: anomaly flags,
+deviations in baseline spreads, log ratios to the baseline, slopes normalised by the baseline's
+spread or level, the shape of the rise, how recent the last deployment was, whether tasks were
+OOM-killed and what share of the desired tasks is running (lost tasks put more load on the
+rest), the share of requests that
+failed (errors as a rate, where the count per period depends on the sampling). Absolute values
 (requests a minute, CPU percent, task counts) stay out, so a model trained on simulated
 services does not learn one service's scale. What is unknown is NaN, which the classifier
 handles natively, never a made-up number.
@@ -21,9 +23,12 @@ CPU, MEMORY, ERRORS, LATENCY, REQUESTS = ("cpu_utilization", "memory_utilization
                                           "response_time", "request_count")
 MODEL_METRICS = (CPU, MEMORY, ERRORS, LATENCY, REQUESTS)
 HEALTH_METRICS = (CPU, MEMORY, ERRORS, LATENCY)
-PER_METRIC = ("missing", "anomalous", "z", "log_ratio", "dev_z", "slope_z", "slope_rel", "climb",
+# Not the detector's own score (``_z``): its scale is the detector's (a robust z from 4 up for
+# ``aiops rca --window``, a calibrated tail probability below 1 from the watcher's ensemble), so a
+# model that read it learnt one detector; ``dev_z`` measures the same departure in baseline spreads.
+PER_METRIC = ("missing", "anomalous", "log_ratio", "dev_z", "slope_z", "slope_rel", "climb",
               "persist", "first")
-DERIVED = ("cpu_vs_requests", "anomalous_health_metrics", "log_minutes_since_deployment",
+DERIVED = ("cpu_vs_requests", "error_share", "anomalous_health_metrics", "log_minutes_since_deployment",
            "oom_stopped_tasks", "running_share")
 FEATURE_NAMES: tuple[str, ...] = tuple(f"{m}_{p}" for m in MODEL_METRICS for p in PER_METRIC) + DERIVED
 NAN = math.nan
@@ -69,6 +74,9 @@ def model_inputs(features: Mapping[str, float]) -> dict[str, float]:
             out[f"{metric}_persist"] = min(out[f"{metric}_persist"], 5.0) \
                 if math.isfinite(out[f"{metric}_persist"]) else NAN
     out["cpu_vs_requests"] = out[f"{CPU}_log_ratio"] - out[f"{REQUESTS}_log_ratio"]
+    # errors as a rate: the share of the period's requests that failed (the same at any sampling)
+    errors, requests = _num(features.get(f"{ERRORS}_value")), _num(features.get(f"{REQUESTS}_value"))
+    out["error_share"] = min(errors / max(requests, 1.0), 1.0) if errors >= 0 and requests >= 0 else NAN
     out["anomalous_health_metrics"] = float(sum(out[f"{m}_anomalous"] == 1.0 for m in HEALTH_METRICS))
     minutes = _num(features.get("minutes_since_deployment"))
     out["log_minutes_since_deployment"] = math.log1p(minutes) if minutes >= 0 else NAN

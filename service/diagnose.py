@@ -181,6 +181,7 @@ def diagnose_window(history: pd.DataFrame, window: pd.DataFrame, classifier: Roo
 
     The features read the window's last 15 minutes, as the watcher's do.
     """
-    found = window_features(history, window, settings.threshold, settings.group_window, context)
+    found = window_features(history, window, settings.threshold, settings.group_window, context,
+                            scoring_seconds=settings.period_seconds)
     return WindowDiagnosis(classifier.diagnose(found.features), found.anomalies, window, found.centre,
                            found.lower, found.upper)

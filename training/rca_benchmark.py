@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 from tabulate import tabulate
@@ -23,10 +24,11 @@ from tabulate import tabulate
 from rca.classifier import TrainedClassifier
 from rca.diagnosis import Diagnosis
 from rca.features import Features
+from rca.guards import decide
 from rca.playbook import Playbook
 from rca.rules import RuleClassifier
 from training.rca_dataset import HOLDOUT_SEEDS, START, Generated, generate_incidents
-from training.rca_train import DEFAULT_SERVICES, TRUTH_CLASSES, TrainInfo, rules_for, train, train_linear
+from training.rca_train import DEFAULT_SERVICES, TRUTH_CLASSES, TrainInfo, rules_for, run_linear, train
 
 DESTRUCTIVE = ("restart_tasks", "rollback")
 DEFAULT_TEST_SERVICES = 200
@@ -90,6 +92,7 @@ class BenchmarkResult:
     sets: list[tuple[str, SetScore, SetScore]] = field(default_factory=list)   # name, model, rules
     coverage: dict[str, list[dict]] = field(default_factory=dict)
     chosen_floors: dict[str, list[dict]] = field(default_factory=dict)   # set name -> per held-out group
+    by_period: dict[int, tuple[int, float, float]] = field(default_factory=dict)   # csv form: n, model, rules
 
 
 @dataclass(frozen=True)
@@ -234,16 +237,43 @@ def seed_payload_set(playbook: Playbook) -> LabelledSet:
                        [c.name for c in SEED_CASES])
 
 
+CV_NAME = "simulator CV by world"
+
+
+def astuple_fields(labelled: LabelledSet) -> tuple:
+    """A set's fields after its name, to rename it."""
+    return (labelled.features, labelled.truths, labelled.accepts, labelled.harmful_if, labelled.groups,
+            labelled.folds)
+
+
+def cross_validated_set(run, playbook: Playbook) -> tuple[LabelledSet, list[Diagnosis]]:
+    """The training incidents, each answered by the model of the grouped cross-validation fold
+    that never saw its world (simulated service), through the same guards: the simulator
+    figure by grouped cross-validation (the calibration temperature, one number, is fitted on
+    these out-of-fold logits)."""
+    incidents = run.incidents
+    features = [i.features for i in incidents]
+    answers = []
+    for row, f in zip(run.oof_proba[:len(incidents)], features, strict=True):
+        decision = decide(dict(zip(run.model.classes, row, strict=True)), f, playbook)
+        answers.append(Diagnosis.from_cause(playbook, decision.cause, decision.confidence, "", []))
+    truths = [i.cause for i in incidents]
+    labelled = LabelledSet(CV_NAME, features, truths, [(t,) for t in truths],
+                           [tuple(harmful_actions(t, playbook)) for t in truths],
+                           [str(i.seed) for i in incidents])
+    return labelled, answers
+
+
 def render_sets(result: BenchmarkResult, tablefmt: str = "simple") -> str:
     """Every labelled set side by side, model and rules: exact, among answered, F1, abstained, harmful."""
-    headers = [""] + [f"{name}: {who}" for name, _, _ in result.sets for who in ("model", "rules")]
-    def row(label, fmt):
-        return [label] + [fmt(s) for _, m, r in result.sets for s in (m, r)]
-    rows = [row("cases", lambda s: s.n), row("exact accuracy", lambda s: f"{s.exact:.1%}"),
-            row("accuracy among answered", lambda s: f"{s.answered_accuracy:.1%}"),
-            row("macro-F1", lambda s: f"{s.macro_f1:.3f}"), row("abstained", lambda s: f"{s.abstained:.1%}"),
-            row("harmful actions", lambda s: s.harmful)]
-    out = ["Side by side (model: the trained classifier; rules: the rule-only baseline)",
+    headers = ["set", "classifier", "cases", "exact accuracy", "accuracy among answered", "macro-F1",
+               "abstained", "harmful actions"]
+    rows = [[name, who, s.n, f"{s.exact:.1%}", f"{s.answered_accuracy:.1%}", f"{s.macro_f1:.3f}",
+             f"{s.abstained:.1%}", s.harmful]
+            for name, m, r in result.sets for who, s in (("model", m), ("rules", r))]
+    out = ["Side by side (model: the trained classifier; rules: the rule-only baseline). Simulator "
+           "hold-out: services never used in training; CV by world: each training incident answered by "
+           "the fold that never saw its service",
            tabulate(rows, headers=headers, tablefmt=tablefmt), "",
            "Coverage vs accuracy of the model by confidence floor (min_confidence; restart and "
            "rollback keep min_confidence_destructive)"]
@@ -263,7 +293,7 @@ def render_sets(result: BenchmarkResult, tablefmt: str = "simple") -> str:
                          headers=["held out", "floor", "cases", "right among answered", "abstained",
                                   "harmful"], tablefmt=tablefmt)]
     for name, model, _ in result.sets:
-        if name != "simulator hold-out" and model.misses:
+        if not name.startswith("simulator") and model.misses:
             out.append(f"Misses of the model, {name}: " + "; ".join(
                 f"{m['case']} ({m['truth']} -> {m['predicted']})" for m in model.misses))
     return "\n".join(out)
@@ -279,10 +309,13 @@ def benchmark(playbook: Playbook, n_train_services: int = DEFAULT_SERVICES,
     rule-only baseline on the very same incidents; then both on each of ``sets`` (real-system
     windows, seed payloads), side by side."""
     started = time.monotonic()
+    cross_validated: list[tuple[LabelledSet, list[Diagnosis]]] = []
     if classifier is None and kind == "linear":
-        model, info = train_linear(playbook, n_train_services, seed, threshold=threshold, n_jobs=n_jobs,
-                                   progress=progress, start=start)
-        classifier = TrainedClassifier(model, playbook)
+        run = run_linear(playbook, n_train_services, seed, threshold=threshold, n_jobs=n_jobs,
+                         progress=progress, start=start)
+        info = run.info
+        classifier = TrainedClassifier(run.model, playbook)
+        cross_validated.append(cross_validated_set(run, playbook))
     elif classifier is None:
         classifier, info = train(playbook, n_train_services, kind, threshold=threshold, n_jobs=n_jobs,
                                  progress=progress, start=start)
@@ -302,8 +335,18 @@ def benchmark(playbook: Playbook, n_train_services: int = DEFAULT_SERVICES,
     simulated = LabelledSet("simulator hold-out", features, truths,
                             [(t,) for t in truths], [tuple(harmful_actions(t, playbook)) for t in truths],
                             [str(i.seed) for i in test.incidents])
-    scores = [(labelled, score_set(classifier, labelled, playbook), score_set(rules, labelled, playbook))
-              for labelled in (simulated, *sets)]
+    faults = simulated.subset([i for i, t in enumerate(truths) if t != "unknown"])
+    faults = LabelledSet("simulator hold-out, faults only", *astuple_fields(faults))
+    scores = [(labelled, score_set(classifier, labelled, playbook, answers),
+               score_set(rules, labelled, playbook))
+              for labelled, answers in ((simulated, None), (faults, None), *cross_validated,
+                                        *((s, None) for s in sets))]
+    periods = {}
+    for period in sorted({i.service.get("period_seconds", 60) for i in test.incidents if i.form == "csv"}):
+        idx = [k for k, i in enumerate(test.incidents) if i.form == "csv"
+               and i.service.get("period_seconds", 60) == period]
+        periods[int(period)] = (len(idx), float(np.mean([predicted[k] == truths[k] for k in idx])),
+                                float(np.mean([baseline[k] == truths[k] for k in idx])))
     coverage = {labelled.name: coverage_table(classifier, labelled, playbook)
                 for labelled in (simulated, *sets)}
     return BenchmarkResult(evaluate(f"trained ({info.kind})", truths, predicted, playbook, forms),
@@ -311,7 +354,8 @@ def benchmark(playbook: Playbook, n_train_services: int = DEFAULT_SERVICES,
                            len(test.incidents), (HOLDOUT_SEEDS[0], HOLDOUT_SEEDS[n_test_services - 1]),
                            dict(test.skipped), round(time.monotonic() - started, 1),
                            [(lab.name, m, r) for lab, m, r in scores], coverage,
-                           {lab.name: choose_floor(classifier, lab, playbook) for lab in sets if lab.folds})
+                           {lab.name: choose_floor(classifier, lab, playbook) for lab in sets if lab.folds},
+                           periods)
 
 
 def render(result: BenchmarkResult, tablefmt: str = "simple") -> str:
@@ -330,6 +374,8 @@ def render_simulated(result: BenchmarkResult, tablefmt: str = "simple") -> str:
               f"{rules.recall.get(c, float('nan')):.2%}"] for c in TRUTH_CLASSES]
     rows += [[f"accuracy, {form} form", f"{model.by_form[form]:.2%}", f"{rules.by_form[form]:.2%}"]
              for form in model.by_form]
+    rows += [[f"accuracy, csv form sampled every {p} s ({n})", f"{m:.2%}", f"{r:.2%}"]
+             for p, (n, m, r) in result.by_period.items()]
     out = [f"Root-cause classifier on {result.n_test} held-out simulated incidents (seeds "
            f"{result.test_seeds[0]}-{result.test_seeds[1]}, never used in training)", "",
            tabulate(rows, headers=["", model.name, rules.name], tablefmt=tablefmt)]
@@ -362,7 +408,9 @@ def to_dict(result: BenchmarkResult) -> dict:
             "model": {**result.model.summary(), "confusion": result.model.confusion.to_dict()},
             "rules": {**result.rules.summary(), "confusion": result.rules.confusion.to_dict()},
             "sets": {name: {"model": m.to_dict(), "rules": r.to_dict()} for name, m, r in result.sets},
-            "coverage": result.coverage, "chosen_floors": result.chosen_floors}
+            "coverage": result.coverage, "chosen_floors": result.chosen_floors,
+            "by_period": {str(p): {"n": n, "model": round(m, 4), "rules": round(r, 4)}
+                          for p, (n, m, r) in result.by_period.items()}}
 
 
 def log_to_mlflow(result: BenchmarkResult, tracking_uri: str, experiment: str = "rca-benchmark") -> str:
@@ -386,7 +434,7 @@ def log_to_mlflow(result: BenchmarkResult, tracking_uri: str, experiment: str = 
                             f"{prefix}.unknown": evaluation.unknown})
             metrics.update({f"{prefix}.recall.{k}": v for k, v in evaluation.recall.items()})
         for name, model, rules in result.sets:
-            key = name.replace(" ", "_").replace("-", "_")
+            key = "".join(ch if ch.isalnum() else "_" for ch in name)
             for prefix, got in (("model", model), ("rules", rules)):
                 metrics.update({f"{key}.{prefix}.exact": got.exact, f"{key}.{prefix}.macro_f1": got.macro_f1,
                                 f"{key}.{prefix}.abstained": got.abstained,

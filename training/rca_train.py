@@ -26,9 +26,9 @@ from rca.features import Features
 from rca.guards import model_class
 from rca.linear import LinearModel, design_matrix, softmax, squash
 from rca.playbook import ROOT_CAUSES, Playbook
-from rca.semantics import FAMILIES
+from rca.semantics import MODEL_CLASSES
 from rca.vectorize import FEATURE_NAMES, MODEL_METRICS
-from training.rca_dataset import START, TRAIN_SEEDS, Rules, generate_incidents
+from training.rca_dataset import START, TRAIN_SEEDS, LabelledIncident, Rules, generate_incidents
 
 BUNDLE_KIND = "rca_classifier"
 DEFAULT_SERVICES = 600          # about 3,600 incidents: the default training set
@@ -50,15 +50,16 @@ class OperatorLabel:
 def operator_labels(store) -> list[OperatorLabel]:
     """Incidents an operator labelled, with the features recorded when they opened.
 
-    The newest label of an incident wins; incidents without recorded features, and labels of
-    ``unknown`` (nothing to learn from), are left out.
+    The newest label of an incident wins; incidents without recorded features are left out. A
+    label of ``unknown`` (a false alarm: no fault) teaches the fault-free class, as the
+    simulator's fault-free windows do.
     """
     out = []
     for incident in store.list(limit=1_000_000):
         events = store.events(incident.id)
         labels = [e["data"].get("cause") for e in events if e["kind"] == "label"]
         features = [e["data"] for e in events if e["kind"] == "features"]
-        if labels and features and labels[-1] in TRUTH_CLASSES:
+        if labels and features and labels[-1] in ROOT_CAUSES:
             out.append(OperatorLabel(incident.id, labels[-1], features[0]))
     return out
 
@@ -161,8 +162,9 @@ def log_training_to_mlflow(info: TrainInfo, bundle: Path, tracking_uri: str,
         return run.info.run_id
 
 
-LINEAR_C = 0.3          # chosen by grouped cross-validation over C in 0.03-3 (README, Root-cause classifier)
-MODEL_VERSION = 1
+C_GRID = (0.03, 0.1, 0.3, 1.0, 3.0)   # the regularisation, chosen among these by grouped CV at each training
+ABSENT_INTERCEPT = -30.0
+MODEL_VERSION = 2       # 2: the fault-free class, error_share, csv-form training data
 CV_FOLDS = 4
 
 
@@ -185,9 +187,19 @@ def _fit_logistic(X: np.ndarray, y: np.ndarray, weights: np.ndarray, C: float, s
     with threadpool_limits(limits=1):
         fitted = LogisticRegression(C=C, max_iter=3000, random_state=seed).fit(
             inputs, y, sample_weight=weights)
-    order = [list(fitted.classes_).index(c) for c in classes]
-    return LinearModel(tuple(classes), FEATURE_NAMES, lows, highs, medians, centres, scales,
-                       fitted.coef_[order], fitted.intercept_[order])
+    # a class absent from this (cross-validation) part gets no weight and a very low intercept
+    known = [str(c) for c in fitted.classes_]
+    coef = np.zeros((len(classes), inputs.shape[1]))
+    intercept = np.full(len(classes), ABSENT_INTERCEPT)
+    if len(known) == 2:    # scikit-learn keeps one row for two classes: the second one's logit
+        coef[classes.index(known[1])] = fitted.coef_[0]
+        intercept[classes.index(known[1])] = fitted.intercept_[0]
+        intercept[classes.index(known[0])] = 0.0
+    else:
+        for row, c in enumerate(known):
+            coef[classes.index(c)] = fitted.coef_[row]
+            intercept[classes.index(c)] = fitted.intercept_[row]
+    return LinearModel(tuple(classes), FEATURE_NAMES, lows, highs, medians, centres, scales, coef, intercept)
 
 
 def _temperature(logits: np.ndarray, y_index: np.ndarray) -> float:
@@ -199,32 +211,57 @@ def _temperature(logits: np.ndarray, y_index: np.ndarray) -> float:
 
 
 def fit_linear(features: Sequence[Features], causes: Sequence[str], groups: Sequence[int],
-               weights: Sequence[float] | None = None, C: float = LINEAR_C, seed: int = 0,
-               folds: int = CV_FOLDS) -> tuple[LinearModel, dict]:
-    """Fit the shipped linear model and calibrate it on grouped out-of-fold predictions.
+               weights: Sequence[float] | None = None, C: float | Sequence[float] = C_GRID, seed: int = 0,
+               folds: int = CV_FOLDS) -> tuple[LinearModel, dict, np.ndarray]:
+    """Fit the shipped linear model, its regularisation and calibration chosen by grouped CV.
 
     ``groups``: the simulated service (world) of each incident; cross-validation never puts one
-    service's incidents on both sides. Returns the model (its temperature fitted on the
-    out-of-fold logits) and the cross-validated figures.
+    service's incidents on both sides. Each candidate ``C`` is scored by the out-of-fold
+    accuracy of the symptom family (ties: the lower out-of-fold log-loss); the chosen one is
+    refitted on everything, its temperature fitted on its out-of-fold logits. Returns the
+    model, the cross-validated figures and the out-of-fold probabilities (one row per incident,
+    columns as the model's classes): each incident as a model that never saw its world would
+    answer it.
     """
     from sklearn.model_selection import GroupKFold
 
     labels = np.array([model_class(c) for c in causes])
-    classes = tuple(c for c in FAMILIES if c in set(labels))
+    classes = tuple(c for c in MODEL_CLASSES if c in set(labels))
     if len(classes) < 2:
         raise RcaTrainingError("training needs incidents of at least two symptom families")
     X = design_matrix(features)
     w = np.ones(len(labels)) if weights is None else np.asarray(weights, dtype=float)
     y_index = np.array([classes.index(c) for c in labels])
-    oof = np.zeros((len(labels), len(classes)))
-    for train_idx, test_idx in GroupKFold(n_splits=folds).split(X, labels, np.asarray(groups)):
-        part = _fit_logistic(X[train_idx], labels[train_idx], w[train_idx], C, seed, classes)
-        oof[test_idx] = part.logits(X[test_idx])
-    temperature = _temperature(oof, y_index)
-    model = _fit_logistic(X, labels, w, C, seed, classes)
-    cv = {"C": C, "folds": folds, "family_accuracy": round(float(np.mean(oof.argmax(1) == y_index)), 4),
-          "temperature": round(temperature, 4)}
-    return replace(model, temperature=temperature, meta={"cv": cv}), cv
+    splits = list(GroupKFold(n_splits=folds).split(X, labels, np.asarray(groups)))
+    candidates = [float(C)] if np.isscalar(C) else [float(c) for c in C]
+    tried = []
+    for c in candidates:
+        oof = np.zeros((len(labels), len(classes)))
+        for train_idx, test_idx in splits:
+            part = _fit_logistic(X[train_idx], labels[train_idx], w[train_idx], c, seed, classes)
+            oof[test_idx] = part.logits(X[test_idx])
+        temperature = _temperature(oof, y_index)
+        proba = softmax(oof / temperature)
+        accuracy = float(np.mean(proba.argmax(1) == y_index))
+        loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(y_index)), y_index], 1e-12, 1))))
+        tried.append((c, round(accuracy, 4), round(loss, 4), temperature, proba))
+    c, accuracy, loss, temperature, proba = max(tried, key=lambda t: (t[1], -t[2]))
+    model = _fit_logistic(X, labels, w, c, seed, classes)
+    cv = {"C": c, "folds": folds, "family_accuracy": accuracy, "log_loss": loss,
+          "temperature": round(temperature, 4),
+          "candidates": {str(t[0]): {"family_accuracy": t[1], "log_loss": t[2]} for t in tried}}
+    return replace(model, temperature=temperature, meta={"cv": cv}), cv, proba
+
+
+@dataclass
+class LinearRun:
+    """A linear training run with what cross-validation needs: the simulated incidents and each
+    one's out-of-fold probabilities (grouped by world: from a model that never saw its service)."""
+
+    model: LinearModel
+    info: TrainInfo
+    incidents: list[LabelledIncident]
+    oof_proba: np.ndarray     # rows: the simulated incidents, then the operator labels
 
 
 def train_linear(playbook: Playbook, n_services: int = DEFAULT_SERVICES, seed: int = 0,
@@ -236,6 +273,15 @@ def train_linear(playbook: Playbook, n_services: int = DEFAULT_SERVICES, seed: i
     ``seed`` picks the services: training seeds ``TRAIN_SEEDS[seed * n_services:(seed + 1) *
     n_services]``, so ``aiops train-rca --seed N`` rebuilds the same file byte for byte.
     """
+    run = run_linear(playbook, n_services, seed, labels, threshold, n_jobs, progress, start)
+    return run.model, run.info
+
+
+def run_linear(playbook: Playbook, n_services: int = DEFAULT_SERVICES, seed: int = 0,
+               labels: Sequence[OperatorLabel] = (), threshold: float = 4.0, n_jobs: int = 1,
+               progress: Callable[[str], None] = lambda _: None,
+               start: pd.Timestamp = START) -> LinearRun:
+    """:func:`train_linear`, keeping the incidents and their grouped out-of-fold probabilities."""
     if seed < 0 or (seed + 1) * n_services > len(TRAIN_SEEDS):
         raise RcaTrainingError(f"--seed {seed} with {n_services} services runs past the training seeds")
     started = time.monotonic()
@@ -248,8 +294,9 @@ def train_linear(playbook: Playbook, n_services: int = DEFAULT_SERVICES, seed: i
     groups = [i.seed for i in data.incidents] + [-lab.incident_id for lab in labels]
     weights = [1.0] * len(data.incidents) + [LABEL_WEIGHT] * len(labels)
     progress(f"fitting the linear model on {len(data.incidents)} simulated incidents and "
-             f"{len(labels)} operator label(s), calibrated by {CV_FOLDS}-fold CV grouped by service ...")
-    model, cv = fit_linear(features, causes, groups, weights, seed=seed)
+             f"{len(labels)} operator label(s); C and calibration by {CV_FOLDS}-fold CV grouped by "
+             "service ...")
+    model, cv, oof = fit_linear(features, causes, groups, weights, seed=seed)
     seeds = (TRAIN_SEEDS[first], TRAIN_SEEDS[first + n_services - 1])
     info = TrainInfo("linear", n_services, seeds, len(data.incidents), len(labels), dict(Counter(causes)),
                      dict(data.skipped), round(time.monotonic() - started, 1), vars(rules))
@@ -257,4 +304,4 @@ def train_linear(playbook: Playbook, n_services: int = DEFAULT_SERVICES, seed: i
             "simulated_incidents": info.n_simulated, "operator_labels": info.n_labels,
             "class_counts": dict(sorted(info.class_counts.items())), "cv": cv,
             "reproduce": f"aiops train-rca --seed {seed} --services {n_services} --no-labels"}
-    return replace(model, meta=meta), info
+    return LinearRun(replace(model, meta=meta), info, list(data.incidents), oof)

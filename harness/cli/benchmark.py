@@ -70,6 +70,9 @@ def run_folder(ctx: click.Context, kind: str) -> Path:
               show_default=True, help="The classifier to train and test (linear: the shipped kind).")
 @click.option("--seed", type=click.IntRange(0, 10_000), default=0, show_default=True,
               help="Which training services (as `aiops train-rca --seed`).")
+@click.option("--model-file", type=click.Path(path_type=Path, dir_okay=False, exists=True), default=None,
+              help="Score this linear model file (e.g. an earlier shipped one) instead of training one; "
+                   "no cross-validated row then.")
 @click.option("--dev-set", type=click.Path(path_type=Path, file_okay=False), default=None,
               envvar="AIOPS_RCA_DEV_SET",
               help="A folder of labelled real-system windows (history.csv, window.csv, truth.json "
@@ -84,12 +87,14 @@ def run_folder(ctx: click.Context, kind: str) -> Path:
 @click.pass_context
 @handle_errors
 def rca(ctx: click.Context, train_services: int | None, test_services: int | None, kind: str, seed: int,
-        dev_set: Path | None, jobs: int, start, as_json: bool, mlflow_uri: str | None,
-        experiment: str | None) -> None:
+        model_file: Path | None, dev_set: Path | None, jobs: int, start, as_json: bool,
+        mlflow_uri: str | None, experiment: str | None) -> None:
     """The root-cause classifier beside the rule-only baseline: simulator, real windows, seed payloads.
 
-    Trains on training seeds, tests both classifiers on the same incidents from seeds never used
-    in training, on the seed-format payloads and on --dev-set, and prints side by side exact
+    Trains on training seeds (or takes --model-file), tests both classifiers on the same incidents
+    from seeds never used in training, on the training incidents by grouped cross-validation
+    (each answered by a model that never saw its simulated service), on the seed-format payloads
+    and on --dev-set, and prints side by side exact
     accuracy, accuracy among answered, macro-F1, abstention and harmful actions, the model's
     coverage vs accuracy by confidence floor, then the simulator's per-cause recall and
     confusion matrices.
@@ -123,8 +128,18 @@ def rca(ctx: click.Context, train_services: int | None, test_services: int | Non
     else:
         say("rca-dev: not scored (give --dev-set DIR or AIOPS_RCA_DEV_SET)")
     sets.append(seed_payload_set(playbook))
+    classifier = None
+    if model_file is not None:
+        from rca.classifier import TrainedClassifier
+        from rca.linear import LinearModel, ModelFileError
+
+        try:
+            classifier = TrainedClassifier(LinearModel.load(model_file), playbook)
+        except ModelFileError as exc:
+            fail(f"--model-file: {exc}")
     result = run_benchmark(playbook, train_services or DEFAULT_SERVICES,
-                           test_services or DEFAULT_TEST_SERVICES, kind, threshold=settings.threshold,
+                           test_services or DEFAULT_TEST_SERVICES, kind, classifier=classifier,
+                           threshold=settings.threshold,
                            n_jobs=jobs, progress=say, start=start or START, sets=sets, seed=seed)
     if not as_json:
         click.echo(render(result))

@@ -203,7 +203,7 @@ def _report(diagnosis: dict, anomalies: list[str], plots: dict[str, bytes], dire
                    "is --seed 0 --services 600 --no-labels.")
 @click.option("--out", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the linear model here [DATA_DIR/models/rca/model-linear.json]; "
-                   "rca/model-linear-v1.json refreshes the shipped one.")
+                   "rca/model-linear-v2.json refreshes the shipped one.")
 @click.option("--no-labels", is_flag=True, help="Leave out the operator labels of the incident log.")
 @click.option("--jobs", type=click.IntRange(1, 64), default=2, show_default=True,
               help="Processes simulating incidents.")

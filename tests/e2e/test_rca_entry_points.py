@@ -14,10 +14,10 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
+from harness.cli import cli
 from rca.playbook import load_playbook
 from service.api import create_app
 from service.aws import local_aws
-from harness.cli import cli
 from service.diagnose import train_rca
 from service.settings import Settings
 from service.store import IncidentStore
@@ -82,7 +82,7 @@ def test_without_a_retrained_model_the_shipped_one_answers_at_once(tmp_path) -> 
     done = aiops("rca", "--payload", json.dumps(SEED), "--json", data_dir=tmp_path)
     assert done.exit_code == 0, done.stderr
     out = json.loads(done.stdout)
-    assert out["classifier"] == "shipped model model-linear-v1.json"
+    assert out["classifier"] == "shipped model model-linear-v2.json"
     assert out["root_cause"] == "high_cpu" and out["confidence"] >= 0.9
     assert "training" not in done.stderr and not (tmp_path / "models").exists()
 
@@ -92,7 +92,7 @@ def test_a_broken_retrained_model_is_refused_for_the_shipped_one(tmp_path) -> No
     (tmp_path / "models" / "rca" / "model-linear.json").write_text('{"format": "aiops-rca-linear/1"}')
     done = aiops("rca", "--payload", json.dumps(SEED), "--json", data_dir=tmp_path)
     assert done.exit_code == 0, done.stderr
-    assert json.loads(done.stdout)["classifier"] == "shipped model model-linear-v1.json"
+    assert json.loads(done.stdout)["classifier"] == "shipped model model-linear-v2.json"
 
 
 def _csv(frame: pd.DataFrame, path: Path) -> Path:
@@ -219,7 +219,10 @@ def test_the_benchmark_prints_both_sides_and_logs_to_mlflow(tmp_path) -> None:
     assert out["test_seeds"][0] >= 9_000_000 and out["training"]["seeds"][1] < 9_000_000
     for side in ("model", "rules"):
         assert {"accuracy", "macro_f1", "harmful_actions", "recall", "confusion"} <= set(out[side])
-    assert set(out["sets"]) == {"simulator hold-out", "seed payloads"}
+    assert set(out["sets"]) == {"simulator hold-out", "simulator hold-out, faults only",
+                                "simulator CV by world", "seed payloads"}
+    cv = out["sets"]["simulator CV by world"]["model"]
+    assert cv["n"] == out["training"]["n_simulated"], "every training incident, answered out of fold"
     for side in ("model", "rules"):
         seeds = out["sets"]["seed payloads"][side]
         assert {"exact", "macro_f1", "abstained", "harmful_actions"} <= set(seeds)
@@ -232,7 +235,8 @@ def test_the_benchmark_prints_both_sides_and_logs_to_mlflow(tmp_path) -> None:
     table = aiops("benchmark", "rca", "--train-services", "12", "--test-services", "10", "--jobs", "1",
                   data_dir=tmp_path, env={"MLFLOW_TRACKING_URI": ""})
     assert "harmful actions" in table.stdout and "MLflow tracking skipped" in table.stdout
-    assert "seed payloads: model" in table.stdout and "Coverage vs accuracy" in table.stdout
+    assert "simulator CV by world" in table.stdout and "Coverage vs accuracy" in table.stdout
+    assert "seed payloads: answered / right / harmful" in table.stdout
 
 
 def test_a_dev_set_that_is_not_one_is_refused_before_any_training(tmp_path) -> None:

@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from service.api import create_app
 from harness.cli import cli
+from service.api import create_app
 from service.settings import Settings
 from training.rca_seed_cases import SEED_CASES
 
@@ -53,4 +53,4 @@ def test_cli_http_and_lambda_agree(payload, data_dir, client, monkeypatch) -> No
     event = lambda_handlers.rca_handler(payload, None)
     assert event["statusCode"] == 200
     assert by_cli == _answer(reply.json()) == _answer(json.loads(event["body"]))
-    assert by_cli[3] == "shipped model model-linear-v1.json"
+    assert by_cli[3] == "shipped model model-linear-v2.json"

@@ -203,7 +203,8 @@ def test_context_becomes_service_agnostic_inputs() -> None:
     assert known["oom_stopped_tasks"] == 2 and set(known) == set(FEATURE_NAMES)
     unknown = model_inputs({"cpu_utilization_anomalous": 1.0})
     assert all(math.isnan(unknown[k]) for k in ("running_share", "log_minutes_since_deployment",
-                                                "oom_stopped_tasks", "memory_utilization_z"))
+                                                "oom_stopped_tasks", "memory_utilization_dev_z"))
+    assert "cpu_utilization_z" not in known, "the detector's own score is no input: its scale is the detector's"
     assert unknown["memory_utilization_missing"] == 1.0
 
 
@@ -221,8 +222,13 @@ def test_the_watcher_without_spreads_or_context_still_gets_a_diagnosis(trained) 
 def test_simulated_incidents_cover_every_cause_and_form(simulated) -> None:
     causes = {i.cause for i in simulated}
     assert causes == {"high_cpu", "high_cpu_with_errors", "memory_leak", "error_rate_low",
-                      "error_rate_high", "slow_response"}
-    assert {i.form for i in simulated} == {"window", "window_no_spread", "payload"}
+                      "error_rate_high", "slow_response", "unknown"}
+    assert {i.form for i in simulated} == {"window", "window_no_spread", "payload", "csv"}
+    assert {i.scenario for i in simulated if i.cause == "unknown"} == {"none"}, \
+        "only fault-free stretches are labelled unknown (hard negatives)"
+    assert {i.form for i in simulated if i.cause == "unknown"} == {"csv"}
+    periods = {i.service["period_seconds"] for i in simulated if i.form == "csv"}
+    assert min(periods) < 60 < max(periods), "the csv form is sampled finer and coarser than a minute"
     again = generate_incidents(5, TRAIN_SEEDS).incidents
     assert [i.cause for i in again] == [i.cause for i in simulated[:len(again)]], "a seed fixes a run"
 
