@@ -204,7 +204,7 @@ def test_context_becomes_service_agnostic_inputs() -> None:
     unknown = model_inputs({"cpu_utilization_anomalous": 1.0})
     assert all(math.isnan(unknown[k]) for k in ("running_share", "log_minutes_since_deployment",
                                                 "oom_stopped_tasks", "memory_utilization_dev_z"))
-    assert "cpu_utilization_z" not in known, "the detector's own score is no input: its scale is the detector's"
+    assert "cpu_utilization_z" not in known, "the detector's score is no input: its scale is its own"
     assert unknown["memory_utilization_missing"] == 1.0
 
 
