@@ -277,8 +277,13 @@ def test_operator_labels_become_training_data(tmp_path, simulated) -> None:
         store.record(incident, "2026-11-16T11:00:00Z", "label", {"cause": "slow_response"})
     unlabelled = store.open_incident("c", "s", "2026-11-16T12:00:00Z")
     store.record(unlabelled, "2026-11-16T12:00:00Z", "features", leak)
+    false_alarm = store.open_incident("c", "s", "2026-11-16T13:00:00Z")
+    store.record(false_alarm, "2026-11-16T13:00:00Z", "features", leak)
+    store.record(false_alarm, "2026-11-16T14:00:00Z", "label", {"cause": "unknown"})
     labels = operator_labels(store)
-    assert [lab.cause for lab in labels] == ["slow_response"] * 3
+    assert sorted(lab.cause for lab in labels) == ["slow_response"] * 3 + ["unknown"], \
+        "a false alarm labelled unknown teaches the fault-free class"
+    labels = [lab for lab in labels if lab.cause != "unknown"]
     features = [i.features for i in simulated] + [lab.features for lab in labels]
     causes = [i.cause for i in simulated] + [lab.cause for lab in labels]
     model = fit_classifier(features, causes, weights=[1.0] * len(simulated) + [40.0] * len(labels))
