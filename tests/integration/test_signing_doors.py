@@ -108,7 +108,7 @@ def test_a_retrained_linear_model_is_used_only_as_it_was_signed(tmp_path) -> Non
     assert done.returncode == 0 and json.loads(done.stdout)["classifier"] == f"trained model from {model}"
     model.write_text(model.read_text().replace('"', '"', 1) + "\n")   # one byte more
     done = run()
-    assert json.loads(done.stdout)["classifier"] == "shipped model model-linear-v1.json"
+    assert json.loads(done.stdout)["classifier"] == "shipped model model-linear-v2.json"
     assert "aiops rca (root-cause classifier): model file" in done.stderr
     assert "does not match its signature" in done.stderr
     done = run("--allow-unsigned")
