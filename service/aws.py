@@ -6,9 +6,11 @@ with botocore's standard retry mode, and are never made at import time.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -83,6 +85,7 @@ def local_aws(env: bool = True) -> Iterator[str]:
     )
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one access-log line per API call
+    _serialize_moto_dynamodb_writes()
     port = _free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -101,6 +104,33 @@ def local_aws(env: bool = True) -> Iterator[str]:
                 else:
                     os.environ[key] = value
         server.stop()
+
+
+_MOTO_WRITES = threading.RLock()   # a transaction calls the other writes inside it
+
+
+def _serialize_moto_dynamodb_writes() -> None:
+    """Make the emulator's DynamoDB writes atomic, as DynamoDB's are.
+
+    moto checks a write's condition and then applies it without a lock, and its server answers
+    each request on a thread of its own, so two racing conditional writes (or transactions) can
+    both pass their conditions: something real DynamoDB never allows (transactions are
+    serializable, a conditional write is atomic). Every write goes through one lock here, on the
+    local endpoint only; code that talks to AWS is unchanged.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+
+    for name in ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item"):
+        method = getattr(DynamoDBBackend, name, None)
+        if method is None or getattr(method, "_serialized", False):
+            continue
+
+        def locked(self, *args, __method=method, **kwargs):
+            with _MOTO_WRITES:
+                return __method(self, *args, **kwargs)
+
+        locked._serialized = True
+        setattr(DynamoDBBackend, name, functools.wraps(method)(locked))
 
 
 _LOCAL_ENV = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION",

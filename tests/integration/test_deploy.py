@@ -192,7 +192,8 @@ def test_the_deployed_rollback_function_runs_its_package_on_the_stacks_table(sta
     factory = ClientFactory()
     world = EcsWorld(factory.client("ecs"), SEED["cluster"], SEED["service"], "aiops-platform",
                      endpoint_url=endpoint, ec2_client=factory.client("ec2"))
-    world.setup(pd.Timestamp("2026-11-02 09:00", tz="UTC"), revisions=3)
+    # moto keeps one state per process: other tests may have registered this family's revisions too
+    now_on = world.setup(pd.Timestamp("2026-11-02 09:00", tz="UTC"), revisions=3).revision
     variables = factory.client("lambda").get_function(
         FunctionName="aiops-platform-rollback")["Configuration"]["Environment"]["Variables"]
     env = {**variables, "AIOPS_DATA_DIR": str(tmp_path / "tmp"),
@@ -207,7 +208,7 @@ def test_the_deployed_rollback_function_runs_its_package_on_the_stacks_table(sta
             " 'matplotlib') if m in sys.modules)}))")
     first = clean_run("INVOCATION = 'alarm-1'\n" + call, where, env)
     assert (first["status"], first.get("change"), first["loaded"]) == (
-        200, "task definition aiops-platform:3 -> aiops-platform:2", []), first
+        200, f"task definition aiops-platform:{now_on} -> aiops-platform:{now_on - 1}", []), first
     again = clean_run("INVOCATION = 'alarm-2'\n" + call, where, env)
     assert (again["status"], again.get("reason")) == (409, "cooldown"), again
 

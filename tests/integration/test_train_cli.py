@@ -140,7 +140,9 @@ def test_the_mlflow_pyfunc_checks_the_signature(trained, monkeypatch, tmp_path) 
     import mlflow
 
     cwd, _ = trained
-    mlflow.set_tracking_uri(f"sqlite:///{cwd / 'mlflow.db'}")
+    store = f"sqlite:///{cwd / 'mlflow.db'}"
+    mlflow.set_tracking_uri(store)
+    mlflow.set_registry_uri(store)   # "models:/" resolves there, whatever an earlier test set
     monkeypatch.delenv("AIOPS_SIGNING_KEY", raising=False)
     monkeypatch.setenv("AIOPS_DATA_DIR", str(cwd / "data"))  # where `aiops train` left its key
     frame = history(END, 1, ServiceShape(), np.random.default_rng(9)).iloc[-30:]
