@@ -87,7 +87,6 @@ class HaWorld(SoakWorld):
         self.dead: dict[str, pd.Timestamp] = {}            # replica slot -> back at
         self.pending: dict[str, pd.Timestamp] = {}         # service -> when its owner died
         self.takeovers: list[float] = []
-        self.takeover_log: list[tuple] = []
         self.generation = 0
         super().__init__(world, incidents, progress, store=store)
         self.replicas = [self._replica(f"replica-{k}") for k in range(replicas)]
@@ -140,7 +139,6 @@ class HaWorld(SoakWorld):
             died = self.pending.pop(name, None)
             if died is not None:
                 self.takeovers.append((now - died).total_seconds())
-                self.takeover_log.append((name, died, now, replica.fleet.owner))
 
     def minute_done(self, now: pd.Timestamp) -> bool:
         """Renew every live replica's leases, kill one now and then, restart the dead."""
