@@ -61,7 +61,11 @@ def outward_shift(deviation: pd.Series, recent: pd.Timedelta, reference: pd.Time
     image; 0 otherwise. A return towards the centre is 0, a jump across it counts from the
     centre.
     """
-    now, before = _medians(deviation, recent, reference)
+    return _outward(*_medians(deviation, recent, reference))
+
+
+def _outward(now: np.ndarray, before: np.ndarray) -> np.ndarray:
+    """:func:`outward_shift` from the two windows' medians."""
     with np.errstate(invalid="ignore"):
         up = np.where(now > 0, np.maximum(now - np.maximum(before, 0.0), 0.0), 0.0)
         down = np.where(now < 0, np.minimum(now - np.minimum(before, 0.0), 0.0), 0.0)
@@ -123,19 +127,23 @@ class LevelShiftDetector:
         self.baseline_ = fitted_baseline(self.baseline, frame, exclude, self.specs)
         self.metrics_ = list(frame.columns)
         self.scale_ = {}
+        outward = {}
         for metric in self.metrics_:
             # the spread of the plain (two-sided) shift: the outward part is 0 half the time,
-            # and the MAD of that would call ordinary noise a shift
+            # and the MAD of that would call ordinary noise a shift; both from one pair of
+            # rolling medians (the training scores' outward shift is of the same deviation)
             values = frame[metric]
             centre = self.baseline_.expected(metric, values.index).centre
-            shift = level_shift(values - centre, self.recent_, self.reference_)
+            now, before = _medians(values - centre, self.recent_, self.reference_)
+            shift = now - before
+            outward[metric] = _outward(now, before)
             level = float(np.nanmedian(values.to_numpy()))
             known = shift[np.isfinite(shift)]
             mad = float(np.median(np.abs(known - np.median(known)))) if known.size else 0.0
             floor = spread_floor(np.array([level]), np.array([MAD_TO_SIGMA * mad]),
                                  spec_for(metric, self.specs))
             self.scale_[metric] = float(floor[0])
-        scores = pd.DataFrame({m: self._scores(m, self._shift(m, frame[m])) for m in self.metrics_},
+        scores = pd.DataFrame({m: self._scores(m, outward[m]) for m in self.metrics_},
                               index=frame.index)
         scores[frame.isna()] = np.nan
         self.training_scores_ = scores

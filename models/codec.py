@@ -34,6 +34,7 @@ import pandas as pd
 
 STRUCTURE = "__structure__"
 FORMAT = 1
+COMPRESS_LEVEL = 1  # zlib level of the archive (see _npz_bytes)
 
 # Every class a stored detector may contain, by "module.QualifiedName". Loading refuses others.
 ALLOWED = (
@@ -190,7 +191,13 @@ def encode(obj: Any) -> bytes:
 
 
 def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
-    """An ``.npz`` archive (what ``np.savez`` writes) with fixed timestamps: same arrays, same bytes."""
+    """An ``.npz`` archive (what ``np.savez_compressed`` writes) with fixed timestamps: same
+    arrays, same bytes.
+
+    Deflate at ``COMPRESS_LEVEL`` 1, not zlib's default 6: every fitted model is encoded once
+    in the worker that fitted it, and level 6 cost 0.33 s of a 1.1 s ensemble fit (14 days x
+    5 metrics) for files 4.5% smaller (4.22 MB against 4.41 MB; level 0: 16 MB).
+    """
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, value in arrays.items():
@@ -198,7 +205,7 @@ def _npz_bytes(arrays: dict[str, np.ndarray]) -> bytes:
             info.compress_type = zipfile.ZIP_DEFLATED
             member = io.BytesIO()
             np.lib.format.write_array(member, np.asarray(value), allow_pickle=False)
-            archive.writestr(info, member.getvalue())
+            archive.writestr(info, member.getvalue(), compresslevel=COMPRESS_LEVEL)
     return buffer.getvalue()
 
 

@@ -6,6 +6,9 @@ fits them through the pipeline's own parallel engine (``training.parallel.fit_al
 per service, every core), and measures in the same run the naive baseline the issue names:
 statsmodels ``STL(period=1440)`` on a sample of the same series, its mean time per series
 extrapolated to all of them (serially, and divided by the cores for a fair parallel figure).
+The fit is timed until every service's fitted state (the ``state.npz`` bytes its bundle
+stores, encoded in the worker that fitted it) is back in this process; decoding a state back
+into a model is left to whoever needs the model (``Fitted.model``: the pipeline, to evaluate).
 
 Peak memory is the largest sum of resident memory of this process and its worker processes,
 sampled every 0.1 s while fitting. The load average is printed beside the figures because the
