@@ -271,16 +271,19 @@ class SeasonalResidualDetector:
         self.day_type_level_: dict[str, np.ndarray] = {}
         for metric in self.metrics_:
             self.fitted_[metric] = self._fit_curve(metric, frame[metric], grid, gap)
+        observed_values, centred, residuals = {}, {}, {}
+        for metric in self.metrics_:
+            values = observed_values[metric] = frame[metric].dropna()
+            centred[metric] = self._centre(metric, values.index)
+            residuals[metric] = pd.Series(values.to_numpy() - centred[metric][0], index=values.index)
+        # by day type too under cold start: noise grows with load, and the weekend's quieter
+        # minutes would make a weekday's spread too narrow
+        types = day_types(frame.index.day_of_week, self.weekend_days_) if self._by_day_type() else None
+        self.spread_ = _hourly_spreads(pd.DataFrame(residuals, index=frame.index),
+                                       frame.index.hour.to_numpy(), types=types)
         scores = {}
         for metric in self.metrics_:
-            values = frame[metric].dropna()
-            centre, tolerance = self._centre(metric, values.index)
-            resid = values.to_numpy() - centre
-            # by day type too under cold start: noise grows with load, and the weekend's
-            # quieter minutes would make a weekday's spread too narrow
-            types = (day_types(values.index.day_of_week, self.weekend_days_)
-                     if self._by_day_type() else None)
-            self.spread_[metric] = _hourly_spread(resid, values.index.hour.to_numpy(), types=types)
+            values, (centre, tolerance) = observed_values[metric], centred[metric]
             # a point only the other day type could predict scores 0 inside its tolerance: not
             # the score of a normal point, so it is left out of the threshold and calibration
             trained = self._score_metric(metric, values, (centre, tolerance))
@@ -488,28 +491,39 @@ def _fill_gaps(binned: pd.Series, max_gap_bins: int, n_period: int) -> pd.Series
     return filled.fillna(by_phase).fillna(float(binned.median()))
 
 
-def _hourly_spread(resid: np.ndarray, hours: np.ndarray, min_points: int = 30,
-                   types: np.ndarray | None = None) -> np.ndarray:
-    """Scaled MAD of the residuals per hour of the day (24 values), or, given each point's day
-    type, per day type and hour (48 values, ``type * 24 + hour``); a group with fewer than
-    ``min_points`` residuals takes its hour's figure, a thin hour the global one."""
-    ok = ~np.isnan(resid)
-    resid, hours = resid[ok], hours[ok]
-    glob = MAD_TO_SIGMA * float(np.median(np.abs(resid - np.median(resid)))) if len(resid) else 0.0
-    out = _group_spread(resid, hours, np.full(24, glob), min_points)
-    if types is None:
-        return out
-    return _group_spread(resid, types[ok] * 24 + hours, np.tile(out, 2), min_points)
+def _hourly_spreads(resid: pd.DataFrame, hours: np.ndarray, min_points: int = 30,
+                    types: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per column of ``resid`` (NaN: no point), the scaled MAD of its residuals per hour of the
+    day (24 values), or, given each row's day type, per day type and hour (48 values,
+    ``type * 24 + hour``); a group with fewer than ``min_points`` residuals takes its hour's
+    figure, a thin hour the column's global one.
+
+    Every column in one grouped pass (the groups' medians skip NaN, so a column's figures are
+    those of its own points alone): a third of the cost of one pass per metric.
+    """
+    glob = np.zeros(resid.shape[1])
+    for j in range(resid.shape[1]):
+        values = resid.iloc[:, j].to_numpy()
+        values = values[~np.isnan(values)]
+        if len(values):
+            glob[j] = MAD_TO_SIGMA * float(np.median(np.abs(values - np.median(values))))
+    out = _group_spreads(resid, hours, np.repeat(glob[:, None], 24, axis=1), min_points)
+    if types is not None:
+        out = _group_spreads(resid, types * 24 + hours, np.tile(out, 2), min_points)
+    return {metric: out[j] for j, metric in enumerate(resid.columns)}
 
 
-def _group_spread(resid: np.ndarray, keys: np.ndarray, fallback: np.ndarray,
-                  min_points: int) -> np.ndarray:
-    """Scaled MAD of ``resid`` per integer key, ``fallback`` where a key has too few points."""
+def _group_spreads(resid: pd.DataFrame, keys: np.ndarray, fallback: np.ndarray,
+                   min_points: int) -> np.ndarray:
+    """Scaled MAD of each column of ``resid`` per integer key (columns x keys), ``fallback``
+    where a key has fewer than ``min_points`` values of that column."""
     out = fallback.copy()
-    if len(resid):  # per group with grouped (cython) medians, as SeasonalBaseline does per bucket
-        values = pd.Series(resid)
-        grouped = values.groupby(keys)
-        mad = (values - grouped.transform("median")).abs().groupby(keys).median()
-        enough = grouped.size().to_numpy() >= min_points
-        out[mad.index.to_numpy()[enough]] = MAD_TO_SIGMA * mad.to_numpy()[enough]
+    # per group with grouped (cython) medians, as SeasonalBaseline does per bucket
+    grouped = resid.groupby(keys)
+    mad = (resid - grouped.transform("median")).abs().groupby(keys).median()
+    count = grouped.count().reindex(mad.index).to_numpy()
+    at = mad.index.to_numpy()
+    for j in range(resid.shape[1]):
+        enough = count[:, j] >= min_points
+        out[j, at[enough]] = MAD_TO_SIGMA * mad.iloc[:, j].to_numpy()[enough]
     return out
