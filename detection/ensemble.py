@@ -463,7 +463,9 @@ class ServiceDetector:
 
     def stream_detector(self) -> StreamingUnivariateDetector:
         """A fresh detector as the ``streaming`` member runs it for each metric."""
-        return StreamingUnivariateDetector(**_coerce(self.config).streaming)
+        settings = dict(_coerce(self.config).streaming)
+        settings.pop("resolution", None)  # the member's bucketing, not the detector's
+        return StreamingUnivariateDetector(**settings)
 
     def reset(self) -> "ServiceDetector":
         """Put the streaming member's live stream back at the end of training (see

@@ -14,10 +14,11 @@ What it stacks: ``ServiceDetector`` with the members ``zscore``, ``seasonal`` (f
 weeks or more, the weekly repeat), ``iforest`` and ``shift`` in any combination and weights,
 either combiner, with or without recalibration; ``RobustZDetector`` (its table). Detectors that
 share a layout (metrics, members, settings, the seasonal grid) form one group. The additive
-``streaming`` member (on by default) is not stacked yet: each service's member moves its own
-live state on by the window's new rows (``StreamingMember.score``, a few numpy calls per new
-row and metric), and its calibrated score is added to the stacked final scores as the detector
-adds it. Anything else (a cold-start seasonal member, a frame whose rows are not one regular
+``streaming`` member (on by default) is stacked too: the live states of every service's metrics
+are rows of one ``detection.streaming_stack.StreamStack``, moved together by each 5-minute
+bucket that closes (``detection.streaming.score_together``, equal to each member's own
+``score``), and its calibrated score is added to the stacked final scores as the detector adds
+it. Anything else (a cold-start seasonal member, a frame whose rows are not one regular
 index shared by the group) is scored by the detector itself, so every detector gets its answer.
 """
 
@@ -377,9 +378,9 @@ class _Group:
         """The additive streaming member's calibrated surprise (S, n, M): each service's member
         judges the whole window (moving its live state on by the new rows, as the detector's
         own ``score`` does), the newest rows are kept."""
-        part = self.parts["streaming"]
-        raw = np.stack([member.score(pd.DataFrame(values[s], index=index, columns=self.metrics))
-                        .to_numpy(dtype=float)[keep] for s, member in enumerate(part["members"])])
+        from detection.streaming import score_together
+
+        raw = score_together(self.parts["streaming"]["members"], self.metrics, values, index)[:, keep]
         return self.parts["calibrators"]["streaming"].surprise(raw)
 
     def _combine(self, surprises: dict[str, np.ndarray], values: np.ndarray) -> np.ndarray:

@@ -132,14 +132,17 @@ class StreamState:
     ``StreamState.from_dict`` from stored data.
     """
 
-    def __init__(self, config: StreamConfig, arrays: dict[str, np.ndarray], scalars: dict[str, float]):
+    def __init__(self, config: StreamConfig, arrays: dict[str, np.ndarray], scalars: dict[str, float],
+                 copy: bool = True):
+        """``copy=False``: ``arrays`` are float64 rings this state moves in place (the rows of a
+        ``detection.streaming_stack.StreamStack``), not oldest-first data to copy."""
         self.config = config
         lengths = config.lengths()
         for name in ARRAYS:
             if arrays[name].shape != lengths[name]:
                 raise ValueError(f"state array {name!r} has shape {arrays[name].shape}, "
                                  f"expected {lengths[name]} for these settings")
-        self._a = {k: np.array(v, dtype=float) for k, v in arrays.items()}
+        self._a = {k: np.array(v, dtype=float) for k, v in arrays.items()} if copy else dict(arrays)
         self.present = int(scalars["present"])  # non-missing rows seen
         self.rows = int(scalars["rows"])  # all rows seen, missing ones too
         self.max_seconds = float(scalars["max_seconds"])

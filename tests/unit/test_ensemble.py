@@ -212,21 +212,34 @@ def test_the_nab_benchmark_replays_the_detector_the_ensemble_runs_per_metric(str
     univariate = ServiceDetector().fit_predict_stream(values, stamps)
     alone = StreamingUnivariateDetector().fit_predict_stream(values, stamps)
     np.testing.assert_array_equal(univariate, alone)
-    # live, the member moves its state on from the end of training, one row at a time, and
-    # judges as the same detector replaying the whole history and the new minutes as one stream
+    # live, the member moves its state on from the end of training, one 5-minute bucket at a
+    # time, and judges as the same detector replaying the whole history's buckets as one stream
     member = streaming.members_["streaming"].reset()
     day = next_day()
+    day.iloc[60:, day.columns.get_loc(CPU)] += 15.0  # a rise: rows the member scores above 0
     ticks = [member.score(day.iloc[start:start + 16]) for start in range(0, 120)]
-    live_scores = pd.concat([t.iloc[[-1]] for t in ticks])[CPU].to_numpy()
+    newest = pd.concat([t.iloc[[-1]] for t in ticks])[CPU]
+    assert newest.notna().all()  # every minute carries the judgement of the latest bucket closed
     both = pd.concat([fourteen_days()[CPU], day[CPU].iloc[:135]])
+    means = both.groupby(both.index.floor("5min")).mean()
     replayed = StreamingUnivariateDetector()
-    replayed.fit_predict_stream(both.to_numpy(), pd.DatetimeIndex(both.index))
-    surprise = replayed.evidence_["surprise"].to_numpy()[-120:]
-    np.testing.assert_allclose(np.where(live_scores > 0, surprise, 0.0), live_scores, rtol=0, atol=1e-9)
-    assert (live_scores > 0).any() or (surprise == 0).all()
-    # each window overlaps the one before by 15 minutes: those keep the scores they got
+    replayed.fit_predict_stream(means.to_numpy(), pd.DatetimeIndex(means.index))
+    evidence = replayed.evidence_
+    raw = member._raw(CPU, means.to_numpy(), evidence["residual"].to_numpy(), evidence["surprise"].to_numpy())
+    five = pd.Timedelta("5min")
+    carried = (newest.index + pd.Timedelta("1min")).floor("5min") - five  # closed at or before it
+    expected = pd.Series(raw, index=means.index).loc[carried].to_numpy()
+    np.testing.assert_allclose(newest.to_numpy(), expected, rtol=0, atol=1e-9)
+    rise = newest.index >= day.index[64]  # the bucket of minutes 60-64 closes at minute 64
+    assert (newest[~rise] == 0).all() and (newest[rise] > 0).all()
+    # each window overlaps the one before by 15 minutes: a row keeps the score it got, and the
+    # rows that carry one bucket share its score
     for before, after in zip(ticks, ticks[1:], strict=False):
-        pd.testing.assert_series_equal(after[CPU].iloc[:-1], before[CPU].iloc[1:])
+        kept, again = before[CPU].iloc[1:], after[CPU].iloc[:-1]
+        pd.testing.assert_series_equal(again[kept.notna()], kept[kept.notna()])
+        bucket = (after.index + pd.Timedelta("1min")).floor("5min")
+        for start in bucket.unique():
+            assert after[CPU][bucket == start].nunique(dropna=False) == 1
 
 
 def test_a_tick_moves_the_streaming_state_by_the_new_minutes_only(streaming, monkeypatch) -> None:
@@ -234,20 +247,22 @@ def test_a_tick_moves_the_streaming_state_by_the_new_minutes_only(streaming, mon
 
     member = streaming.members_["streaming"].reset()
     day = next_day()
-    member.score(day.iloc[:16])
+    member.score(day.iloc[:16])  # judges the buckets of minutes 0-4, 5-9 and 10-14
     calls = []
     original = StreamState.update
     monkeypatch.setattr(StreamState, "update", lambda self, *a: calls.append(a) or original(self, *a))
-    member.score(day.iloc[1:17])  # the next tick's read window
-    assert len(calls) == len(day.columns)  # one row per metric: no replay of the history
-    # a minute CloudWatch had not published yet is judged when it arrives
-    late = day.iloc[2:18].copy()
+    member.score(day.iloc[1:17])  # the next tick's read window: no bucket closes
+    assert calls == []
+    member.score(day.iloc[4:20])  # minute 19 closes 15-19: one row per metric, no replay of history
+    assert len(calls) == len(day.columns)
+    # a minute CloudWatch had not published yet keeps its bucket open; judged when it arrives
+    late = day.iloc[9:25].copy()
     late.iloc[-1, 0] = np.nan
     assert np.isnan(member.score(late)[CPU].iloc[-1])
     calls.clear()
-    judged = member.score(day.iloc[3:19])
-    assert len(calls) == len(day.columns) + 1  # the late CPU minute, and the new minute
-    assert not np.isnan(judged[CPU].iloc[-2])
+    judged = member.score(day.iloc[10:26])
+    assert len(calls) == 1  # the CPU bucket 20-24, now whole
+    assert judged[CPU].iloc[-7:-2].notna().all() and judged[CPU].iloc[-7:-2].nunique() == 1
 
 
 def test_the_streaming_member_adds_evidence_and_delays_nothing_the_others_see(streaming) -> None:
@@ -276,5 +291,6 @@ def test_the_streaming_member_sees_a_sustained_rise_and_ignores_a_drop_or_a_wobb
     members = {"zscore": 1.0, "streaming": 1.0}
     flat = ServiceDetector({"members": members}).fit(pd.DataFrame({CPU: 20.0}, index=pd.date_range(
         "2026-11-02", periods=7 * 1440, freq="1min", tz="UTC")))
-    wobble = flat.members_["streaming"].score(live({CPU: [20.3, 20.0, 45.0]}, "2026-11-09 10:00"))[CPU]
-    assert wobble.iloc[0] == 0.0 and wobble.iloc[2] > 0   # under CPU's 0.5-point floor: nothing
+    wobble = flat.members_["streaming"].score(
+        live({CPU: [20.3] * 5 + [20.0] * 5 + [45.0] * 5}, "2026-11-09 10:00"))[CPU]
+    assert wobble.iloc[4] == 0.0 and wobble.iloc[14] > 0   # under CPU's 0.5-point floor: nothing

@@ -1,0 +1,332 @@
+"""Many streaming states moved on together: what a fleet's tick costs.
+
+``StreamState.update`` moves one series by one row in a few dozen numpy calls, so ten thousand
+series would spend seconds a bucket on call overhead alone. ``StreamStack`` holds the states of
+many series that share one ``StreamConfig`` as stacked rings (series x ring) and moves any subset
+of them by one row each in one pass of array operations: the same arithmetic, step for step, as
+``StreamState.update`` (equal scores: ``tests/unit/test_streaming_stack.py``).
+
+A series that is not yet mature (fewer rows than its windows, or a missing value still inside
+them) is moved by ``StreamState.update`` on a view of its rows (``state(n)``, then ``put``), so
+the two paths share one memory. Its live rings are the stack's only copy.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from detection.streaming_state import (
+    MAD_TO_SIGMA,
+    MAX_EXCESS,
+    SCALARS,
+    STEP_ROWS,
+    StreamConfig,
+    StreamState,
+    settle,
+)
+
+CHUNK = 1024  # series per block when a whole history ring is compared (bounds the temporaries)
+
+
+class StreamStack:
+    """The live states of many series with one ``StreamConfig``, moved one row at a time."""
+
+    def __init__(self, config: StreamConfig, size: int):
+        """An empty stack of ``size`` series; ``fill`` each with its state."""
+        if size < 1:
+            raise ValueError("a stack needs at least one series")
+        self.config = config
+        self.arrays = {name: np.full((size,) + shape, np.nan) for name, shape in config.lengths().items()}
+        self.scalars = {name: np.zeros(size) for name in SCALARS}
+        n = size
+        self.high, self.low = np.full(n, np.nan), np.full(n, np.nan)
+        self.known = np.zeros(n, dtype=bool)  # high/low hold the range of the last ``history`` values
+        c = self.config
+        self._reach = c.reach
+        self._z_rows = self.arrays["z"].shape[1]
+        self._mature = max(c.window, STEP_ROWS, c.warmup, self._z_rows, 2 * c.seasonal_half_width)
+        self._fast = bool(c.periods) and self._reach == c.history
+
+    @classmethod
+    def of(cls, states: Sequence[StreamState]) -> "StreamStack":
+        """The given states, stacked (copied) in order."""
+        if not states:
+            raise ValueError("a stack needs at least one state")
+        stack = cls(states[0].config, len(states))
+        for n, state in enumerate(states):
+            stack.fill(n, state)
+        return stack
+
+    def fill(self, n: int, state: StreamState) -> None:
+        """Copy ``state`` into series ``n``."""
+        if state.config != self.config:
+            raise ValueError("states with different settings or sampling cannot be stacked")
+        for name, ring in self.arrays.items():
+            ring[n] = state._a[name]
+        self.put(n, state)
+
+    def __len__(self) -> int:
+        return len(self.scalars["present"])
+
+    def state(self, n: int) -> StreamState:
+        """Series ``n``'s state: views of its rings (they move with it); ``put`` its scalars back."""
+        return StreamState(self.config, {name: ring[n] for name, ring in self.arrays.items()},
+                           {name: values[n] for name, values in self.scalars.items()}, copy=False)
+
+    def put(self, n: int, state: StreamState) -> None:
+        """Write back the scalars of a state ``state(n)`` gave, after it moved."""
+        for name in SCALARS:
+            self.scalars[name][n] = getattr(state, name)
+        self.known[n] = False
+
+    def last_seconds(self) -> np.ndarray:
+        """Each series' latest timestamp (seconds since the epoch; -inf before any row)."""
+        return self.scalars["max_seconds"]
+
+    # ----------------------------------------------------------------------------- many rows
+    def update(self, series: np.ndarray, values: np.ndarray, seconds: np.ndarray | float
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """Score the next row of each of ``series`` (distinct positions) and remember it.
+
+        Returns each row's surprise (the largest channel's, before suppression) and residual
+        (NaN for a missing value), as ``StreamState.update``'s ``RowScore`` would."""
+        series = np.asarray(series, dtype=np.intp)
+        values = np.asarray(values, dtype=float)
+        seconds = np.broadcast_to(np.asarray(seconds, dtype=float), series.shape)
+        if np.isinf(values).any():
+            raise ValueError("value is infinite")
+        surprise, residual = np.zeros(len(series)), np.full(len(series), np.nan)
+        sc = self.scalars
+        present = ~np.isnan(values)
+        missing = series[~present]
+        if len(missing):  # a missing row: counted, scored 0, nothing learnt
+            sc["max_seconds"][missing] = np.fmax(sc["max_seconds"][missing], seconds[~present])
+            self._report(missing, np.zeros(len(missing)), present=False)
+        i = sc["present"][series].astype(np.intp)
+        mature = present & (i >= self._mature) & (sc["rows"][series] >= self.config.refractory)
+        if self._fast and mature.any():
+            fast = np.flatnonzero(mature)
+            ok, s_fast, r_fast = self._update_mature(series[fast], values[fast], seconds[fast])
+            surprise[fast[ok]], residual[fast[ok]] = s_fast, r_fast
+            mature[fast[~ok]] = False
+        for k in np.flatnonzero(present & ~mature):  # one at a time, on views of the same rings
+            n = int(series[k])
+            state = self.state(n)
+            row = state.update(float(values[k]), float(seconds[k]))
+            self.put(n, state)
+            surprise[k], residual[k] = row.surprise, row.residual
+        return surprise, residual
+
+    def _last(self, name: str, rows: np.ndarray, end: np.ndarray, count: int) -> np.ndarray:
+        """The ``count`` ring entries before row numbers ``end`` of each of ``rows``, oldest first.
+
+        Series moved together mostly sit at a few ring positions: each position's series are
+        copied as one slice (a gather of every entry costs several times more)."""
+        ring = self.arrays[name]
+        size = ring.shape[-1]
+        start = (end - count) % size
+        out = np.empty((len(rows),) + ring.shape[1:-1] + (count,))
+        positions, which = np.unique(start, return_inverse=True)
+        for p, first in enumerate(positions.tolist()):
+            chosen = which == p if len(positions) > 1 else slice(None)
+            picked = rows[chosen]
+            if first + count <= size:
+                out[chosen] = ring[picked, ..., first:first + count]
+            else:
+                wrapped = first + count - size
+                parts = [ring[picked, ..., first:], ring[picked, ..., :wrapped]]
+                out[chosen] = np.concatenate(parts, axis=-1)
+        return out
+
+    def _update_mature(self, rows: np.ndarray, value: np.ndarray, seconds: np.ndarray):
+        """``StreamState.update`` for series past every warm-up, vectorised. Returns which of
+        them it moved (those without a missing value left in their windows) and their scores."""
+        c, a, sc = self.config, self.arrays, self.scalars
+        i = sc["present"][rows].astype(np.intp)
+        absolute_past = self._last("absolute", rows, i, c.window)
+        z_past = self._last("z", rows, i, self._z_rows)
+        ok = ~(np.isnan(absolute_past).any(axis=1) | np.isnan(z_past).any(axis=1))
+        if not ok.all():
+            rows, value, seconds, i = rows[ok], value[ok], seconds[ok], i[ok]
+            absolute_past, z_past = absolute_past[ok], z_past[ok]
+        if not len(rows):
+            return ok, np.zeros(0), np.zeros(0)
+        t = sc["max_seconds"][rows] = np.fmax(sc["max_seconds"][rows], seconds)
+        k_rows = np.arange(len(rows))
+
+        # 1. expectations: the level and each seasonal period; the predictor with the smallest error
+        level = np.median(self._last("x", rows, i, c.window), axis=1)
+        back = self._last("seconds", rows, i, STEP_ROWS)
+        tolerance = np.median(np.diff(np.concatenate([back, t[:, None]], axis=1), axis=1), axis=1)
+        predictions = np.stack([level] + [self._seasonal(rows, i, t, period, tolerance)
+                                          for period in c.periods], axis=1)
+        residuals = value[:, None] - predictions
+        past = self._last("residuals", rows, i, c.window)  # (series, predictors, window)
+        held = ~np.isnan(past)
+        absolute = np.abs(past)
+        clean = held.all(axis=(1, 2))
+        counts = held.sum(axis=2)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            errors = np.where(clean[:, None], absolute.sum(axis=2) / past.shape[2],
+                              np.where(held, absolute, 0.0).sum(axis=2) / counts)
+        errors = np.where(clean[:, None] | (counts >= c.min_periods), errors, np.nan)
+        errors = np.where(np.isnan(residuals), np.nan, errors)
+        errors[:, 0] = np.where(np.isnan(errors[:, 0]), 0.0, errors[:, 0])
+        errors[:, 1:] = np.where(np.isnan(errors[:, 1:]), np.inf, errors[:, 1:])
+        best = np.argmin(settle(errors), axis=1)
+        residual = residuals[k_rows, best]
+        spread = np.maximum(MAD_TO_SIGMA * np.median(absolute_past, axis=1),
+                            0.5 * absolute_past.sum(axis=1) / c.window)
+        count = sc["abs_count"][rows]
+        enough = count >= c.min_periods
+        with np.errstate(invalid="ignore", divide="ignore"):
+            spread = np.where(enough, np.fmax(spread, 0.1 * sc["abs_sum"][rows] / count), spread)
+        spread = np.fmax(spread, 1e-9 * (1.0 + np.abs(level)))
+        z = np.clip(residual / spread, -1e9, 1e9)
+
+        # 2. evidence: range, shift, sustained
+        range_s = self._range_surprise(rows, i, value)
+        zc = np.clip(z, -c.z_clip, c.z_clip)
+        longest = c.shift_windows[-1]
+        if longest > 1:
+            recent = np.clip(z_past[:, self._z_rows - (longest - 1):][:, ::-1], -c.z_clip, c.z_clip)
+            sums = np.concatenate([np.zeros((len(rows), 1)), np.cumsum(recent, axis=1)], axis=1)
+        else:
+            sums = np.zeros((len(rows), 1))
+        shift = np.max(np.stack([np.abs((sums[:, k - 1] + zc) / k) * math.sqrt(k) for k in c.shift_windows],
+                                axis=1), axis=1)
+        s = c.sustained_window
+        tail = z_past[:, self._z_rows - (s - 1):] if s > 1 else z_past[:, :0]
+        sustained = np.median(np.abs(np.concatenate([tail, z[:, None]], axis=1)), axis=1)
+        shift, sustained = settle(shift), settle(sustained)
+        shift_s = self._rarity("shift", rows, shift)
+        sustained_s = self._rarity("sustained", rows, sustained)
+        surprise = np.maximum(np.maximum(range_s, shift_s), sustained_s)
+
+        # 3. remember the row
+        reach, hw = self._reach, c.seasonal_half_width
+        slot = i % reach
+        self._move_range(rows, i, value, slot)
+        a["x"][rows, slot], a["seconds"][rows, slot] = value, t
+        a["around"][rows, (i - hw) % reach] = np.median(self._last("x", rows, i + 1, 2 * hw + 1), axis=1)
+        a["residuals"][rows, :, i % c.window] = residuals
+        h = i % c.history
+        leaving = a["absolute"][rows, h]
+        out = (i >= c.history) & ~np.isnan(leaving)
+        total = sc["abs_sum"][rows]
+        sc["abs_sum"][rows] = np.where(out, total - leaving, total) + np.abs(residual)
+        sc["abs_count"][rows] += 1.0 - out
+        a["absolute"][rows, h] = np.abs(residual)
+        a["z"][rows, i % self._z_rows] = z
+        self._remember("shift", rows, i, shift)
+        self._remember("sustained", rows, i, sustained)
+        sc["present"][rows] = i + 1
+        self._report(rows, surprise, present=True)
+        return ok, surprise, residual
+
+    def _seasonal(self, rows: np.ndarray, i: np.ndarray, t: np.ndarray, period: float,
+                  tolerance: np.ndarray) -> np.ndarray:
+        """``StreamState._seasonal`` for many series: the median over the previous cycles of the
+        "around" value at ``t - cycle * period`` (a binary search of each ring's timestamps)."""
+        c, reach, hw = self.config, self._reach, self.config.seasonal_half_width
+        secs, around = self.arrays["seconds"], self.arrays["around"]
+        found = np.full((len(rows), c.cycles), np.nan)
+        for k in range(1, c.cycles + 1):
+            target = t - k * period
+            lo, hi = np.maximum(0, i - reach), i.copy()
+            none = (lo >= hi) | (secs[rows, lo % reach] > target)
+            while True:
+                open_ = (hi - lo > 1) & ~none
+                if not open_.any():
+                    break
+                mid = (lo + hi) // 2
+                below = secs[rows, mid % reach] <= target
+                lo = np.where(open_ & below, mid, lo)
+                hi = np.where(open_ & ~below, mid, hi)
+            use = ~none & (target - secs[rows, lo % reach] <= tolerance) & (lo + hw < i)
+            found[:, k - 1] = np.where(use, around[rows, lo % reach], np.nan)
+        found.sort(axis=1)  # NaN last
+        n = (~np.isnan(found)).sum(axis=1)
+        half = n // 2
+        k_rows = np.arange(len(rows))
+        upper = found[k_rows, np.minimum(half, c.cycles - 1)]
+        lower = found[k_rows, np.maximum(half - 1, 0)]
+        return np.where(n == 0, np.nan, np.where(n % 2 == 1, upper, (lower + upper) / 2))
+
+    def _range_surprise(self, rows: np.ndarray, i: np.ndarray, value: np.ndarray) -> np.ndarray:
+        """The range channel: how far beyond the last ``history`` values' range the row lies."""
+        c = self.config
+        unknown = rows[~self.known[rows]]
+        for start in range(0, len(unknown), CHUNK):  # the whole ring, unwritten slots are NaN
+            block = unknown[start:start + CHUNK]
+            ring = self.arrays["x"][block]
+            self.high[block], self.low[block] = np.nanmax(ring, axis=1), np.nanmin(ring, axis=1)
+            self.known[block] = True
+        high, low = self.high[rows], self.low[rows]
+        width = high - low
+        with np.errstate(invalid="ignore", divide="ignore"):
+            outside = np.where(width == 0, np.where(value != high, np.inf, 0.0),
+                               np.maximum(value - high, low - value) / width)
+        excess = np.minimum((outside - c.range_tolerance) / c.range_tolerance, MAX_EXCESS)
+        count = np.minimum(i + 1, c.history)
+        with np.errstate(invalid="ignore"):
+            gain = np.log10(1.0 + (count - 1) * c.unit) + excess / math.log(10)
+        return np.where(excess > 0, gain, 0.0)
+
+    def _move_range(self, rows: np.ndarray, i: np.ndarray, value: np.ndarray, slot: np.ndarray) -> None:
+        """Keep the range of the next row's window, unless the value leaving it was an end."""
+        leaving = np.where(i >= self.config.history, self.arrays["x"][rows, slot], np.nan)
+        high, low = self.high[rows], self.low[rows]
+        lost = (leaving == high) | (leaving == low)
+        self.known[rows[lost]] = False
+        self.high[rows] = np.where(lost, high, np.maximum(high, value))
+        self.low[rows] = np.where(lost, low, np.minimum(low, value))
+
+    def _rarity(self, name: str, rows: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """``-log10`` tail probability of ``u`` among each series' previous channel values."""
+        c = self.config
+        ring = self.arrays[name]
+        held = self.scalars[f"{name}_count"][rows]
+        at_least = np.zeros(len(rows))
+        whole = len(rows) == len(ring) and (rows == np.arange(len(ring))).all()
+        for start in range(0, len(rows), CHUNK):
+            part = slice(start, start + CHUNK)
+            block = ring[start:start + CHUNK] if whole else ring[rows[part]]
+            at_least[part] = np.count_nonzero(block >= u[part, None], axis=1)  # NaN compares False
+        with np.errstate(divide="ignore", invalid="ignore"):
+            surprise = -np.log10((at_least * c.unit + 1) / (held * c.unit + 1))
+        for k in np.flatnonzero((at_least == 0) & (held >= c.min_reference)):
+            record = float(np.nanmax(ring[rows[k]]))
+            if record > 0:
+                surprise[k] += min(c.tail_index * math.log10(max(u[k] / record, 1.0)), 3.0)
+        surprise = np.where(np.isfinite(surprise), surprise, 0.0)
+        return np.where(np.isnan(u) | (held < c.min_reference), 0.0, surprise)
+
+    def _remember(self, name: str, rows: np.ndarray, i: np.ndarray, u: np.ndarray) -> None:
+        ring, counts = self.arrays[name], self.scalars[f"{name}_count"]
+        slot = i % ring.shape[1]
+        leaving = ring[rows, slot]
+        counts[rows] -= (i >= ring.shape[1]) & ~np.isnan(leaving)
+        ring[rows, slot] = u
+        counts[rows] += ~np.isnan(u)
+
+    def _report(self, rows: np.ndarray, surprise: np.ndarray, present: bool) -> None:
+        """The alarm suppression's memory (``StreamState._report``); the reported value itself
+        is not needed by the member, which scores the surprise."""
+        c, sc, ring = self.config, self.scalars, self.arrays["surprise"]
+        done = sc["rows"][rows].astype(np.intp)
+        recent = self._last("surprise", rows, done, c.refractory)
+        before = np.where(done >= c.refractory, recent.max(axis=1), 0.0) if c.refractory else 0.0
+        reported = np.zeros(len(rows))
+        if present:
+            gain = surprise > sc["last_report"][rows] + c.min_gain
+            again = (sc["since_report"][rows] >= c.refractory) | gain
+            reported = np.where((surprise > before) & (surprise > 0) & again, surprise, 0.0)
+        ring[rows, done % c.refractory] = surprise
+        sc["rows"][rows] = done + 1
+        fired = reported > 0
+        sc["since_report"][rows] = np.where(fired, 1, sc["since_report"][rows] + 1)
+        sc["last_report"][rows] = np.where(fired, reported, sc["last_report"][rows])

@@ -1,0 +1,103 @@
+"""Many streaming states moved together score as each moved alone: the fleet's path is the
+detector's path, only vectorised."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from detection.ensemble import ServiceDetector
+from detection.streaming import StreamingUnivariateDetector, score_together
+from detection.streaming_stack import StreamStack
+from models.codec import decode, encode
+from simulation.physics import ServiceShape, history
+
+END = pd.Timestamp("2026-11-16", tz="UTC")
+
+
+def series_set(count: int, days: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Daily shapes with noise, some quantised, gaps, a surge each at its own time."""
+    t = np.arange(days * 288)
+    out = []
+    for s in range(count):
+        x = 50 + 20 * np.sin(2 * np.pi * t / 288 + s) + rng.normal(0, 1 + s % 3, len(t))
+        if s % 4 == 0:
+            x = np.round(x)
+        x[rng.random(len(t)) < 0.01] = np.nan
+        x[len(t) - 200 + 7 * s: len(t) - 180 + 7 * s] += 30
+        out.append(x)
+    return out
+
+
+def test_a_stack_moves_each_series_as_its_own_state_would() -> None:
+    rng = np.random.default_rng(3)
+    days, cut = 10, 9 * 288
+    index = pd.date_range("2026-11-02", periods=days * 288, freq="5min", tz="UTC")
+    data = series_set(10, days, rng)
+    states = []
+    for n, x in enumerate(data):
+        start = 8 * 288 + 250 if n == 9 else 0  # the last series is young: its windows still fill
+        detector = StreamingUnivariateDetector()
+        detector.fit_predict_stream(x[start:cut], index[start:cut])
+        states.append(detector.stream_state())
+    alone = [s.copy() for s in states]
+    stack = StreamStack.of([s.copy() for s in states])
+    seconds = (index.asi8 // 10**9).astype(float)
+    fired = 0
+    for r in range(cut, len(index)):
+        values = np.array([x[r] for x in data])
+        rows = [state.update(float(v), seconds[r]) for state, v in zip(alone, values, strict=True)]
+        surprise, residual = stack.update(np.arange(len(data)), values, seconds[r])
+        np.testing.assert_allclose(surprise, [row.surprise for row in rows], rtol=0, atol=1e-9)
+        np.testing.assert_allclose(residual, [row.residual for row in rows], rtol=0, atol=1e-9)
+        fired += int((surprise > 2).sum())
+    assert fired > 0  # the surges were seen: the comparison covers large surprises too
+    for n, state in enumerate(alone):
+        mine = stack.state(n).to_dict()
+        for name, value in state.to_dict()["scalars"].items():
+            assert mine["scalars"][name] == pytest.approx(value, nan_ok=True), name
+
+
+def test_a_stack_refuses_states_of_other_settings() -> None:
+    index = pd.date_range("2026-11-02", periods=3000, freq="5min", tz="UTC")
+    x = np.sin(np.arange(3000) / 50.0)
+    five = StreamingUnivariateDetector()
+    five.fit_predict_stream(x, index)
+    hourly = StreamingUnivariateDetector(history="20D")
+    hourly.fit_predict_stream(x, index)
+    with pytest.raises(ValueError, match="different settings"):
+        StreamStack.of([five.stream_state(), hourly.stream_state()])
+
+
+@pytest.fixture(scope="module")
+def fitted() -> list[ServiceDetector]:
+    return [ServiceDetector().fit(history(END, 14, ServiceShape(), np.random.default_rng(i))) for i in range(3)]
+
+
+def test_members_scored_together_give_each_members_own_scores(fitted) -> None:
+    day = history(END + pd.Timedelta(days=1), 1, ServiceShape(), np.random.default_rng(9))
+    day.iloc[300:, day.columns.get_loc("response_time")] *= 1.6  # a slow dependency from 05:00
+    frames = [day * (1 + 0.03 * i) for i in range(3)]
+    frames[1].iloc[200:260, frames[1].columns.get_loc("cpu_utilization")] += 30
+    metrics = list(fitted[0].metrics_)
+    alone = [decode(encode(d)).members_["streaming"] for d in fitted]  # independent live streams
+    together = np.empty(3, dtype=object)
+    together[:] = [decode(encode(d)).members_["streaming"] for d in fitted]
+    for start in range(240, 340):  # the watcher's ticks: 16-minute windows a minute apart
+        window = [f.iloc[start:start + 16].copy() for f in frames]
+        if start % 7 == 0:  # a minute CloudWatch publishes late, for one service
+            window[2].iloc[-1, 0] = np.nan
+        own = np.stack([m.score(w).to_numpy() for m, w in zip(alone, window, strict=True)])
+        got = score_together(together, metrics, np.stack([w.to_numpy() for w in window]), window[0].index)
+        np.testing.assert_allclose(got, own, rtol=0, atol=1e-9, equal_nan=True, err_msg=str(start))
+    assert np.nanmax(got) > 0
+    # a what-if window from before the live streams' present is judged aside, for both paths
+    past = [f.iloc[100:116] for f in frames]
+    own = np.stack([m.score(w).to_numpy() for m, w in zip(alone, past, strict=True)])
+    got = score_together(together, metrics, np.stack([w.to_numpy() for w in past]), past[0].index)
+    np.testing.assert_allclose(got, own, rtol=0, atol=1e-9, equal_nan=True)
+    # and the one-service path reads the stacked stream: the next window, scored by a member alone
+    nxt = frames[0].iloc[340:356]
+    np.testing.assert_allclose(together[0].score(nxt).to_numpy(), alone[0].score(nxt).to_numpy(),
+                               rtol=0, atol=1e-9, equal_nan=True)
