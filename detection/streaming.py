@@ -739,8 +739,12 @@ class StreamingMember:
 
         spec = spec_for(metric, self.specs)
         # a move smaller than the metric's floor (the spread every member grants it: 0.5 points of
-        # CPU, one error, 10 ms) is no symptom, however rare it is for a metric that stood still
-        floor = spread_floor(x - residual, 0.0, spec)
+        # CPU, one error, 10 ms) is no symptom, however rare it is for a metric that stood still.
+        # A count's bucket mean stands for the bucket's total: one error in five minutes is one
+        # error, so its floor is the total's floor over the minutes it holds
+        width = getattr(self, "width_", None)
+        minutes = width / self.step_ if width is not None and spec.count else 1.0
+        floor = spread_floor((x - residual) * minutes, 0.0, spec) / minutes
         outward = np.nan_to_num(by_direction(residual, spec.direction), nan=0.0)
         scores = np.where(outward > floor, surprise, 0.0)
         return np.where(np.isnan(x), np.nan, scores)
@@ -965,10 +969,21 @@ class _Together:
                 self.stack.fill(n, state)
                 live.move_to(metric, self, n)
 
-    def current(self, members: Sequence["StreamingMember"]) -> bool:
-        """Whether these members' live streams are still this stack's (none was reset)."""
-        return len(members) == len(self.lives) and all(
-            _LIVE.get(m) is live for m, live in zip(members, self.lives, strict=True))
+        self.position = {id(live): s for s, live in enumerate(self.lives)}
+
+    def rows_of(self, members: Sequence["StreamingMember"], metrics: list[str]) -> np.ndarray | None:
+        """The stack's series of these members' metrics (member by member, metric by metric),
+        or None if one of them is not (or no longer: reset, moved) in this stack."""
+        if list(metrics) != self.metrics:
+            return None
+        found = []
+        for member in members:
+            live = _LIVE.get(member)
+            s = self.position.get(id(live)) if live is not None else None
+            if s is None or live.slots.get(self.metrics[0], (None,))[0] is not self:
+                return None
+            found.append(s)
+        return (np.array(found)[:, None] * len(self.metrics) + np.arange(len(self.metrics))).ravel()
 
     def remember(self, at: float, rows: np.ndarray, values: np.ndarray, scores: np.ndarray) -> None:
         table = self.judged.get(at)
@@ -1007,23 +1022,24 @@ def score_together(members: np.ndarray, metrics: list[str], values: np.ndarray,
                          for s, m in enumerate(members)])
     live = _LIVE.get(first)
     together = live.slots[metrics[0]][0] if live is not None and metrics[0] in live.slots else None
-    if together is None or not together.current(members):
+    series = together.rows_of(members, metrics) if together is not None else None
+    if series is None:
         together = _Together(members, metrics)
-    services, rows, count = values.shape
-    flat = np.ascontiguousarray(values.transpose(0, 2, 1)).reshape(services * count, rows)
-    seconds = _seconds(index)
-    scores, whatif = _judge_buckets(first, together, flat, seconds)
-    out = np.where(np.isnan(flat), np.nan, scores).reshape(services, count, rows).transpose(0, 2, 1)
+        series = np.arange(len(members) * len(metrics))
+    services, length, count = values.shape
+    flat = np.ascontiguousarray(values.transpose(0, 2, 1)).reshape(services * count, length)
+    scores, whatif = _judge_buckets(first, together, series, flat, _seconds(index))
+    out = np.where(np.isnan(flat), np.nan, scores).reshape(services, count, length).transpose(0, 2, 1)
     for s in sorted({int(n) // count for n in whatif}):  # frames the live streams passed: judged aside
         out[s] = members[s].score(pd.DataFrame(values[s], index=index, columns=metrics)).to_numpy(dtype=float)
     return out
 
 
-def _judge_buckets(member: StreamingMember, together: _Together, flat: np.ndarray,
+def _judge_buckets(member: StreamingMember, together: _Together, rows: np.ndarray, flat: np.ndarray,
                    seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``StreamingMember._score_metric`` for every stacked series at once (rows of ``flat`` are
-    the stack's series): each row's carried bucket score, and the series whose window the live
-    stream has passed without seeing it (to judge aside)."""
+    """``StreamingMember._score_metric`` for many stacked series at once (row ``k`` of ``flat``
+    is the stack's series ``rows[k]``): each row's carried bucket score, and the rows whose
+    window the live stream has passed without seeing it (to judge aside)."""
     width, step = member.width_, member.step_
     stack, count = together.stack, len(together.metrics)
     starts, inverse = np.unique(_bucket(seconds, width), return_inverse=True)
@@ -1044,27 +1060,28 @@ def _judge_buckets(member: StreamingMember, together: _Together, flat: np.ndarra
             continue
         judged_in[:, b] = judged
         judged_any |= judged
-        new = judged & (start > stack.last_seconds())
+        new = judged & (start > stack.last_seconds()[rows])
         known = together.judged.get(start)
+        known = known[rows] if known is not None else None
         same = judged & ~new & (known[:, 0] == means if known is not None else False)
         continues |= new | same
         if known is not None:
             bucket_scores[same, b] = known[same, 1]
         fresh = np.flatnonzero(new)
         if len(fresh):
-            surprise, residual = stack.update(fresh, means[fresh], start)
+            surprise, residual = stack.update(rows[fresh], means[fresh], start)
             raw = np.empty(len(fresh))
             for j, metric in enumerate(together.metrics):
                 mine = metric_of[fresh] == j
                 raw[mine] = member._raw(metric, means[fresh][mine], residual[mine], surprise[mine])
             bucket_scores[fresh, b] = raw
-            together.remember(start, fresh, means[fresh], raw)
+            together.remember(start, rows[fresh], means[fresh], raw)
     together.trim(StreamingMember.CACHE_ROWS)
     carried = member._closing(seconds)
     out = np.full(flat.shape, np.nan)
     for c in np.unique(carried).tolist():
         known = together.judged.get(c)  # what the bucket got when it was judged, in any window
-        value = known[:, 1] if known is not None else np.full(len(flat), np.nan)
+        value = known[rows, 1] if known is not None else np.full(len(flat), np.nan)
         b = int(np.searchsorted(starts, c))
         if b < len(starts) and starts[b] == c:  # judged from this window, where it could be
             value = np.where(judged_in[:, b], bucket_scores[:, b], value)
@@ -1072,3 +1089,10 @@ def _judge_buckets(member: StreamingMember, together: _Together, flat: np.ndarra
     whatif = np.flatnonzero(judged_any & ~continues)
     return out, whatif
 
+
+
+def stacked_state_bytes() -> int:
+    """Bytes of the live states stacked in this process (``score_together``'s stacks)."""
+    stacks = {id(together): together.stack for live in list(_LIVE.values())
+              for together, _ in live.slots.values()}
+    return sum(a.nbytes for stack in stacks.values() for a in stack.arrays.values())

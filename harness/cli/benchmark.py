@@ -396,8 +396,8 @@ def load(rate: float, seconds: float, series: int, points: int, detector: str, a
               help="Services of 5 metrics each scored per tick (2,000 = 10,000 series).")
 @click.option("--models", type=click.IntRange(1, 100), default=4, show_default=True,
               help="Distinct fitted models, shared round-robin by the services.")
-@click.option("--ticks", type=click.IntRange(1, 100), default=5, show_default=True,
-              help="Ticks timed; the median is printed.")
+@click.option("--ticks", type=click.IntRange(1, 100), default=10, show_default=True,
+              help="Ticks timed, a minute apart; the median and the slowest are printed.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @handle_errors
 def scoring(services: int, models: int, ticks: int, as_json: bool) -> None:
