@@ -475,6 +475,22 @@ class ServiceDetector:
             self.members_["streaming"].reset()
         return self
 
+    def stream_end(self) -> pd.Timestamp | None:
+        """Where the streaming member's live stream is: the latest minute it has judged for
+        every metric (None without the member). A watcher that (re)starts later than this
+        feeds it the minutes between (``catch_up``), as if it had watched them."""
+        self._check_fitted()
+        if "streaming" not in self.members_:
+            return None
+        return self.members_["streaming"].live_end()
+
+    def catch_up(self, frame: pd.DataFrame) -> None:
+        """Move the streaming member's live stream on by ``frame``'s rows (minutes it missed:
+        a restart, a take-over, a new model). The other members keep no live state."""
+        self._check_fitted()
+        if "streaming" in self.members_ and len(frame):
+            self.members_["streaming"].score(frame.reindex(columns=self.metrics_))
+
     def expected_frame(self, index: pd.DatetimeIndex, metrics: list[str]) -> pd.DataFrame:
         """The hour-of-week baseline centre of each fitted metric in ``metrics`` at ``index``."""
         self._check_fitted()

@@ -764,6 +764,17 @@ class StreamingMember:
         _LIVE.pop(self, None)
         return self
 
+    def live_end(self) -> pd.Timestamp:
+        """The latest time every metric's live stream has judged (its last row, or its last
+        bucket's end)."""
+        self._check_fitted()
+        live = self._live()
+        seconds = min(live.live(metric).last_seconds for metric in self.metrics_)
+        width = getattr(self, "width_", None)
+        if width is not None:  # a bucket is stamped with its start and judged at its last row
+            seconds += width - self.step_
+        return pd.Timestamp(int(seconds), unit="s", tz="UTC")
+
     def state_dict(self) -> dict:
         """The fitted memory as plain data: ``{metric: StreamState.to_dict()}`` (numbers,
         lists and float arrays; JSON for the rest, ``.npz`` for the arrays)."""

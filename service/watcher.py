@@ -64,6 +64,10 @@ except ImportError:  # pragma: no cover - an rca without ECS context
     EcsContext = None
 
 FEATURE_WINDOW = pd.Timedelta(minutes=15)
+# On (re)start, the streaming member is fed the minutes it missed since its live stream stopped
+# (the end of training, or the last tick of a replica that died), this far back at most: its
+# shift and sustained channels look back up to 16 hours, its level a day.
+CATCH_UP = pd.Timedelta(days=1)
 MEMORY = "memory_utilization"   # the metric whose trend gives the time to OOM
 ECS_ACTIONS = ("scale_up", "restart_tasks", "rollback")   # what learned outcomes may skip
 BLIND_ALERT_TICKS = 5  # periods without metrics before the on-call engineer is told
@@ -251,6 +255,25 @@ class Watcher:
         for incident_id in unsent_reports(self.store, self.target.cluster, self.target.service):
             send_report(self.store, self.notifier, incident_id, self.escalator.on_call,
                         self.settings.reports_dir, now)
+        self._catch_up(now)
+
+    def _catch_up(self, now: pd.Timestamp) -> None:
+        """Feed the detector's live stream the minutes it missed before this tick's window
+        (``CATCH_UP`` at most); without them its next judgement would jump the gap."""
+        stream_end = getattr(self.detector, "stream_end", None)
+        end = stream_end() if stream_end is not None else None
+        until = now - FEATURE_WINDOW - self.period
+        if end is None or end >= until:
+            return
+        start = max(end, now - CATCH_UP)
+        try:
+            missed = self.source.read(start, until)
+        except MetricSourceError as exc:  # the tick goes on; the stream jumps the gap as before
+            log.warning("%s: could not read the %s missed before this start: %s",
+                        self.name, until - start, exc)
+            return
+        self.detector.catch_up(missed)
+        log.info("%s: detector caught up on %s of metrics missed before this start", self.name, until - start)
 
     def _read(self, now: pd.Timestamp) -> tuple[pd.DataFrame | None, str | None]:
         """The metric window, or None and the error; a long outage pages the on-call engineer once."""

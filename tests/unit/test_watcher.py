@@ -423,3 +423,33 @@ def test_a_watcher_killed_right_after_a_split_diagnoses_and_acts_on_restart(tmp_
     assert (second.related_to, second.root_cause, second.status) == (first.id, "memory_leak", "verifying")
     assert ecs.calls == [("scale_up", *CS), ("restart_tasks", *CS)]
     assert len(log.list()) == 2
+
+
+def test_a_restarted_watcher_feeds_its_streaming_member_the_minutes_it_missed(tmp_path) -> None:
+    from detection.ensemble import ServiceDetector
+
+    trained = T0 - pd.Timedelta(hours=6)  # the model was trained six hours before this start
+    index = pd.date_range(trained - pd.Timedelta(days=8), trained, freq="1min", inclusive="left")
+    detector = ServiceDetector({"members": {"zscore": 1.0, "streaming": 1.0}}).fit(
+        normal(index, np.random.default_rng(0)))
+    assert detector.stream_end() < trained
+    member = detector.members_["streaming"]
+
+    def judged() -> int:  # 5-minute buckets of CPU the live stream has judged
+        return member._live().live("cpu_utilization").rows
+
+    before = judged()
+    clock = Clock(T0)
+    watcher, store, ecs, _ = make_watcher(tmp_path, detector, FakeSource(), clock)
+    run(watcher, clock, 3)
+    assert detector.stream_end() >= clock() - pd.Timedelta(minutes=6)
+    assert judged() - before >= 6 * 12 - 4, "the stream went through the six missed hours, not across them"
+    assert store.list() == [] and ecs.calls == []
+    # a source that fails on start: the tick goes on, the stream jumps the gap as it did before
+    later = ServiceDetector({"members": {"zscore": 1.0, "streaming": 1.0}}).fit(
+        normal(index, np.random.default_rng(0)))
+    failing = FakeSource()
+    failing.fail = "CloudWatch is unreachable"
+    watcher, _, _, _ = make_watcher(tmp_path / "b", later, failing, Clock(T0))
+    watcher.tick()
+    assert later.stream_end() < trained  # nothing read: nothing judged, and no crash
