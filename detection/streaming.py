@@ -996,6 +996,18 @@ class _Together:
             found.append(s)
         return (np.array(found)[:, None] * len(self.metrics) + np.arange(len(self.metrics))).ravel()
 
+    def fitted(self):
+        """The members' memories at the end of training, stacked like the live ones (made on
+        the first window that needs them: one the live streams passed without seeing it)."""
+        if getattr(self, "_fitted", None) is None:
+            from detection.streaming_stack import StreamStack
+
+            self._fitted = StreamStack(self.stack.config, len(self.stack))
+            for s, live in enumerate(self.lives):
+                for j, metric in enumerate(self.metrics):
+                    self._fitted.fill(s * len(self.metrics) + j, live.fitted(metric))
+        return self._fitted
+
     def remember(self, at: float, rows: np.ndarray, values: np.ndarray, scores: np.ndarray) -> None:
         table = self.judged.get(at)
         if table is None:
@@ -1039,18 +1051,14 @@ def score_together(members: np.ndarray, metrics: list[str], values: np.ndarray,
         series = np.arange(len(members) * len(metrics))
     services, length, count = values.shape
     flat = np.ascontiguousarray(values.transpose(0, 2, 1)).reshape(services * count, length)
-    scores, whatif = _judge_buckets(first, together, series, flat, _seconds(index))
-    out = np.where(np.isnan(flat), np.nan, scores).reshape(services, count, length).transpose(0, 2, 1)
-    for s in sorted({int(n) // count for n in whatif}):  # frames the live streams passed: judged aside
-        out[s] = members[s].score(pd.DataFrame(values[s], index=index, columns=metrics)).to_numpy(dtype=float)
-    return out
+    scores = _judge_buckets(first, together, series, flat, _seconds(index))
+    return np.where(np.isnan(flat), np.nan, scores).reshape(services, count, length).transpose(0, 2, 1)
 
 
 def _judge_buckets(member: StreamingMember, together: _Together, rows: np.ndarray, flat: np.ndarray,
-                   seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                   seconds: np.ndarray) -> np.ndarray:
     """``StreamingMember._score_metric`` for many stacked series at once (row ``k`` of ``flat``
-    is the stack's series ``rows[k]``): each row's carried bucket score, and the rows whose
-    window the live stream has passed without seeing it (to judge aside)."""
+    is the stack's series ``rows[k]``): each row's carried bucket score."""
     width, step = member.width_, member.step_
     stack, count = together.stack, len(together.metrics)
     starts, inverse = np.unique(_bucket(seconds, width), return_inverse=True)
@@ -1088,6 +1096,10 @@ def _judge_buckets(member: StreamingMember, together: _Together, rows: np.ndarra
             bucket_scores[fresh, b] = raw
             together.remember(start, rows[fresh], means[fresh], raw)
     together.trim(StreamingMember.CACHE_ROWS)
+    aside = np.flatnonzero(judged_any & ~continues)
+    if len(aside):  # windows the live streams passed without seeing them: judged from training's end
+        bucket_scores[aside] = _judge_aside(member, together, rows[aside], flat[aside], seconds, starts,
+                                            inverse, judged_in[aside], aside % count)
     carried = member._closing(seconds)
     out = np.full(flat.shape, np.nan)
     for c in np.unique(carried).tolist():
@@ -1097,8 +1109,36 @@ def _judge_buckets(member: StreamingMember, together: _Together, rows: np.ndarra
         if b < len(starts) and starts[b] == c:  # judged from this window, where it could be
             value = np.where(judged_in[:, b], bucket_scores[:, b], value)
         out[:, carried == c] = value[:, None]
-    whatif = np.flatnonzero(judged_any & ~continues)
-    return out, whatif
+    return out
+
+
+def _judge_aside(member: StreamingMember, together: _Together, rows: np.ndarray, flat: np.ndarray,
+                 seconds: np.ndarray, starts: np.ndarray, inverse: np.ndarray, judged_in: np.ndarray,
+                 metric_of: np.ndarray) -> np.ndarray:
+    """The bucket scores of windows judged aside: on the stacked memories at the end of training,
+    each bucket a trial update that is put back afterwards (``StreamStack.mark``/``restore``),
+    so neither the live streams nor the fitted memories move."""
+    fitted = together.fitted()
+    scores = np.full((len(rows), len(starts)), np.nan)
+    marks = []
+    present = ~np.isnan(flat)
+    try:
+        for b, start in enumerate(starts.tolist()):
+            columns = inverse == b
+            fresh = np.flatnonzero(judged_in[:, b] & (start > fitted.last_seconds()[rows]))
+            if not len(fresh):
+                continue
+            means = (np.where(present[fresh][:, columns], flat[fresh][:, columns], 0.0).sum(axis=1)
+                     / present[fresh][:, columns].sum(axis=1))
+            marks.append(fitted.mark(rows[fresh]))
+            surprise, residual = fitted.update(rows[fresh], means, start)
+            for j, metric in enumerate(together.metrics):
+                mine = metric_of[fresh] == j
+                scores[fresh[mine], b] = member._raw(metric, means[mine], residual[mine], surprise[mine])
+    finally:
+        for mark in reversed(marks):
+            fitted.restore(mark)
+    return scores
 
 
 

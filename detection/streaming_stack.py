@@ -82,6 +82,32 @@ class StreamStack:
             self.scalars[name][n] = getattr(state, name)
         self.known[n] = False
 
+    def mark(self, series: np.ndarray) -> dict:
+        """What the next ``update`` of ``series`` will overwrite, to put back with ``restore``
+        (a trial: judge rows without keeping them, at the cost of the slots they touch)."""
+        c, sc = self.config, self.scalars
+        series = np.asarray(series, dtype=np.intp)
+        i, done = sc["present"][series].astype(np.intp), sc["rows"][series].astype(np.intp)
+        slots = {"x": i % self._reach, "seconds": i % self._reach,
+                 "around": (i - c.seasonal_half_width) % self._reach, "residuals": i % c.window,
+                 "absolute": i % c.history, "z": i % self._z_rows,
+                 "shift": i % self.arrays["shift"].shape[1],
+                 "sustained": i % self.arrays["sustained"].shape[1],
+                 "surprise": done % c.refractory}
+        return {"series": series, "slots": slots,
+                "rings": {name: self.arrays[name][series, ..., slot].copy() for name, slot in slots.items()},
+                "scalars": {name: values[series].copy() for name, values in sc.items()},
+                "range": (self.high[series].copy(), self.low[series].copy(), self.known[series].copy())}
+
+    def restore(self, mark: dict) -> None:
+        """Put back what ``mark`` saved (marks of several updates: the latest first)."""
+        series = mark["series"]
+        for name, slot in mark["slots"].items():
+            self.arrays[name][series, ..., slot] = mark["rings"][name]
+        for name, values in mark["scalars"].items():
+            self.scalars[name][series] = values
+        self.high[series], self.low[series], self.known[series] = mark["range"]
+
     def last_seconds(self) -> np.ndarray:
         """Each series' latest timestamp (seconds since the epoch; -inf before any row)."""
         return self.scalars["max_seconds"]

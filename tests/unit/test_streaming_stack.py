@@ -100,6 +100,9 @@ def test_members_scored_together_give_each_members_own_scores(fitted) -> None:
     own = np.stack([m.score(w).to_numpy() for m, w in zip(alone, past, strict=True)])
     got = score_together(together, metrics, np.stack([w.to_numpy() for w in past]), past[0].index)
     np.testing.assert_allclose(got, own, rtol=0, atol=1e-9, equal_nan=True)
+    assert np.isfinite(got).any()
+    again = score_together(together, metrics, np.stack([w.to_numpy() for w in past]), past[0].index)
+    np.testing.assert_array_equal(again, got)  # judged on trial updates, put back: nothing moved
     # and the one-service path reads the stacked stream: the next window, scored by a member alone
     nxt = frames[0].iloc[340:356]
     np.testing.assert_allclose(together[0].score(nxt).to_numpy(), alone[0].score(nxt).to_numpy(),
