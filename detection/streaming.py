@@ -686,8 +686,14 @@ class StreamingMember:
             x = values.to_numpy(dtype=float)
             detector.fit_predict_stream(x, pd.DatetimeIndex(values.index))
             evidence = detector.evidence_
-            raw = self._raw(metric, x, evidence["residual"].to_numpy(), evidence["surprise"].to_numpy())
-            scores[metric] = self._spread(raw, rows, frame[metric].to_numpy(dtype=float))
+            residual = evidence["residual"].to_numpy()
+            raw = self._raw(metric, x, residual, evidence["surprise"].to_numpy())
+            fine = frame[metric].to_numpy(dtype=float)
+            if self.width_ is None:
+                scores[metric] = raw
+            else:  # each minute carries its bucket's score while it shows the symptom itself
+                scores[metric] = self._gate(metric, fine, self._spread(raw, rows, fine),
+                                            self._spread(x - residual, rows, fine))
             try:
                 states[metric] = detector.stream_state()
             except ValueError as exc:  # too few values to measure the sampling period
@@ -727,7 +733,7 @@ class StreamingMember:
 
     @staticmethod
     def _spread(raw: np.ndarray, rows: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Each row's carried bucket score where it has a value (missing minutes stay missing)."""
+        """Each row's carried bucket value where it has one (missing minutes stay missing)."""
         out = np.where(rows >= 0, raw[np.maximum(rows, 0)] if len(raw) else np.nan, np.nan)
         return np.where(np.isnan(x), np.nan, out)
 
@@ -809,17 +815,34 @@ class StreamingMember:
         """Raw scores of one metric's rows: each row's own, or the bucket it carries (``_closing``)."""
         width = getattr(self, "width_", None)  # bundles made before buckets judge every row
         if width is None or not len(x):
-            return self._score_points(metric, x, seconds)
+            return self._score_points(metric, x, seconds)[0]
         means, starts = self._buckets(x, seconds, width)
-        raw = self._score_points(metric, means, starts)
+        raw, expected = self._score_points(metric, means, starts)
         carried = self._closing(seconds)
         positions = np.minimum(np.searchsorted(starts, carried), max(len(starts) - 1, 0))
         inside = (starts[positions] == carried) if len(starts) else np.zeros(len(x), dtype=bool)
         out = np.where(inside, raw[positions] if len(raw) else np.nan, np.nan)
-        if not inside.all():  # a bucket judged before this window: the score it got then
+        centre = np.where(inside, expected[positions] if len(raw) else np.nan, np.nan)
+        if not inside.all():  # a bucket judged before this window: what it got then
             seen = self._live().seen_of(metric)
             for k in np.flatnonzero(~inside):
-                out[k] = seen.get(float(carried[k]), (None, np.nan))[1]
+                _, out[k], centre[k] = seen.get(float(carried[k]), (None, np.nan, np.nan))
+        return self._gate(metric, x, out, centre)
+
+    def _gate(self, metric: str, x: np.ndarray, carried: np.ndarray, expected: np.ndarray) -> np.ndarray:
+        """A minute keeps the score of the bucket it carries only while it still shows the
+        symptom itself: off the bad way from the bucket's expectation beyond the metric's floor
+        (for a count, any excess). A symptom that has ended is not carried into the minutes
+        after it (a fixed service would otherwise look sick for up to a bucket more)."""
+        from detection.baseline import spread_floor
+        from detection.metrics import spec_for
+        from detection.zscore import by_direction
+
+        spec = spec_for(metric, self.specs)
+        floor = 0.0 if spec.count else spread_floor(np.nan_to_num(expected), 0.0, spec)
+        with np.errstate(invalid="ignore"):
+            outward = np.nan_to_num(by_direction(x - expected, spec.direction), nan=0.0)
+        out = np.where(outward > floor, carried, np.where(np.isnan(carried), np.nan, 0.0))
         return np.where(np.isnan(x), np.nan, out)
 
     def _buckets(self, x: np.ndarray, seconds: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:
@@ -835,7 +858,8 @@ class StreamingMember:
         judged = (latest >= starts + width - self.step_) & (starts >= seconds[0]) & (counts > 0)
         return sums[judged] / counts[judged], starts[judged]
 
-    def _score_points(self, metric: str, x: np.ndarray, seconds: np.ndarray) -> np.ndarray:
+    def _score_points(self, metric: str, x: np.ndarray, seconds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Raw scores of rows (or bucket means) and the expectation each was judged against."""
         streams = self._live()
         live = streams.live(metric)
         seen = streams.seen_of(metric)
@@ -851,33 +875,37 @@ class StreamingMember:
             streams.keep(metric, live)
 
     def _judge(self, metric: str, x: np.ndarray, seconds: np.ndarray, present: np.ndarray,
-               state, seen: dict | None) -> np.ndarray:
-        """Feed ``state`` the rows after its end; the raw score of every row of the frame."""
+               state, seen: dict | None) -> tuple[np.ndarray, np.ndarray]:
+        """Feed ``state`` the rows after its end; the raw score of every row of the frame, and
+        its expectation (value minus residual)."""
         surprise = np.full(len(x), np.nan)
         residual = np.full(len(x), np.nan)
         done = np.full(len(x), np.nan)
+        expected = np.full(len(x), np.nan)
         for k in present:
             at = float(seconds[k])
             if at > state.last_seconds:
                 row = state.update(float(x[k]), at)
                 surprise[k], residual[k] = row.surprise, row.residual
                 if seen is not None:
-                    seen[at] = (float(x[k]), np.nan)  # scored below
+                    seen[at] = (float(x[k]), np.nan, np.nan)  # scored below
             elif seen is not None and at in seen and seen[at][0] == x[k]:
-                done[k] = seen[at][1]
+                _, done[k], expected[k] = seen[at]
         fresh = ~np.isnan(surprise)
         out = done
         if fresh.any():
             out[fresh] = self._raw(metric, x[fresh], residual[fresh], surprise[fresh])
+            expected[fresh] = x[fresh] - residual[fresh]
             if seen is not None:
                 for k in np.flatnonzero(fresh):
-                    seen[float(seconds[k])] = (float(x[k]), float(out[k]))
+                    seen[float(seconds[k])] = (float(x[k]), float(out[k]), float(expected[k]))
                 seen.trim(self.CACHE_ROWS)
-        return out
+        return out, expected
 
 
 class _Seen(dict):
-    """One metric's judged rows (or buckets): timestamp -> (value, raw score), oldest first."""
+    """One metric's judged rows (or buckets): timestamp -> (value, raw score, expectation),
+    oldest first."""
 
     def trim(self, limit: int) -> None:
         while len(self) > limit:
@@ -923,8 +951,8 @@ class _Live:
 
     def move_to(self, metric: str, together: "_Together", n: int) -> None:
         """Hand the metric's live state and judged rows to a stack (already copied into row ``n``)."""
-        for at, pair in list(self.seen_of(metric).items()):
-            together.remember(at, np.array([n]), np.array([pair[0]]), np.array([pair[1]]))
+        for at, judged in list(self.seen_of(metric).items()):
+            together.remember(at, np.array([n]), *(np.array([v]) for v in judged))
         self.streams.pop(metric, None)
         self.seen.pop(metric, None)
         self.slots[metric] = (together, n)
@@ -940,19 +968,19 @@ class _StackedSeen:
         row = self.together.judged.get(at)
         if row is None or np.isnan(row[self.n, 0]):
             return default
-        return float(row[self.n, 0]), float(row[self.n, 1])
+        return float(row[self.n, 0]), float(row[self.n, 1]), float(row[self.n, 2])
 
     def __contains__(self, at: float) -> bool:
         return self.get(at) is not None
 
-    def __getitem__(self, at: float) -> tuple[float, float]:
-        pair = self.get(at)
-        if pair is None:
+    def __getitem__(self, at: float) -> tuple[float, float, float]:
+        judged = self.get(at)
+        if judged is None:
             raise KeyError(at)
-        return pair
+        return judged
 
-    def __setitem__(self, at: float, pair: tuple[float, float]) -> None:
-        self.together.remember(at, np.array([self.n]), np.array([pair[0]]), np.array([pair[1]]))
+    def __setitem__(self, at: float, judged: tuple[float, float, float]) -> None:
+        self.together.remember(at, np.array([self.n]), *(np.array([v]) for v in judged))
 
     def items(self):
         return [(at, pair) for at in list(self.together.judged) if (pair := self.get(at)) is not None]
@@ -963,7 +991,7 @@ class _StackedSeen:
 
 class _Together:
     """Members judged together: their metrics' live states rows of one ``StreamStack``, and the
-    buckets judged, by start: series x (value, raw score) (NaN: not judged for that series)."""
+    buckets judged, by start: series x (value, raw score, expectation) (NaN: not judged)."""
 
     def __init__(self, members: Sequence["StreamingMember"], metrics: list[str]):
         from detection.streaming_stack import StreamStack
@@ -1008,11 +1036,12 @@ class _Together:
                     self._fitted.fill(s * len(self.metrics) + j, live.fitted(metric))
         return self._fitted
 
-    def remember(self, at: float, rows: np.ndarray, values: np.ndarray, scores: np.ndarray) -> None:
+    def remember(self, at: float, rows: np.ndarray, values: np.ndarray, scores: np.ndarray,
+                 expected: np.ndarray) -> None:
         table = self.judged.get(at)
         if table is None:
-            table = self.judged[at] = np.full((len(self.stack), 2), np.nan)
-        table[rows, 0], table[rows, 1] = values, scores
+            table = self.judged[at] = np.full((len(self.stack), 3), np.nan)
+        table[rows, 0], table[rows, 1], table[rows, 2] = values, scores, expected
 
     def trim(self, limit: int) -> None:
         while len(self.judged) > limit:
@@ -1065,6 +1094,7 @@ def _judge_buckets(member: StreamingMember, together: _Together, rows: np.ndarra
     present = ~np.isnan(flat)
     latest = np.where(present, seconds[None, :], -np.inf).max(axis=1)
     bucket_scores = np.full((len(flat), len(starts)), np.nan)
+    bucket_expected = np.full((len(flat), len(starts)), np.nan)
     judged_in = np.zeros((len(flat), len(starts)), dtype=bool)
     judged_any = np.zeros(len(flat), dtype=bool)
     continues = np.zeros(len(flat), dtype=bool)
@@ -1085,7 +1115,7 @@ def _judge_buckets(member: StreamingMember, together: _Together, rows: np.ndarra
         same = judged & ~new & (known[:, 0] == means if known is not None else False)
         continues |= new | same
         if known is not None:
-            bucket_scores[same, b] = known[same, 1]
+            bucket_scores[same, b], bucket_expected[same, b] = known[same, 1], known[same, 2]
         fresh = np.flatnonzero(new)
         if len(fresh):
             surprise, residual = stack.update(rows[fresh], means[fresh], start)
@@ -1094,32 +1124,43 @@ def _judge_buckets(member: StreamingMember, together: _Together, rows: np.ndarra
                 mine = metric_of[fresh] == j
                 raw[mine] = member._raw(metric, means[fresh][mine], residual[mine], surprise[mine])
             bucket_scores[fresh, b] = raw
-            together.remember(start, rows[fresh], means[fresh], raw)
+            bucket_expected[fresh, b] = means[fresh] - residual
+            together.remember(start, rows[fresh], means[fresh], raw, bucket_expected[fresh, b])
     together.trim(StreamingMember.CACHE_ROWS)
     aside = np.flatnonzero(judged_any & ~continues)
     if len(aside):  # windows the live streams passed without seeing them: judged from training's end
-        bucket_scores[aside] = _judge_aside(member, together, rows[aside], flat[aside], seconds, starts,
-                                            inverse, judged_in[aside], aside % count)
+        bucket_scores[aside], bucket_expected[aside] = _judge_aside(
+            member, together, rows[aside], flat[aside], seconds, starts, inverse, judged_in[aside],
+            aside % count)
     carried = member._closing(seconds)
     out = np.full(flat.shape, np.nan)
+    centre = np.full(flat.shape, np.nan)
     for c in np.unique(carried).tolist():
         known = together.judged.get(c)  # what the bucket got when it was judged, in any window
         value = known[rows, 1] if known is not None else np.full(len(flat), np.nan)
+        expected = known[rows, 2] if known is not None else np.full(len(flat), np.nan)
         b = int(np.searchsorted(starts, c))
         if b < len(starts) and starts[b] == c:  # judged from this window, where it could be
             value = np.where(judged_in[:, b], bucket_scores[:, b], value)
+            expected = np.where(judged_in[:, b], bucket_expected[:, b], expected)
         out[:, carried == c] = value[:, None]
+        centre[:, carried == c] = expected[:, None]
+    metric_of = np.arange(len(flat)) % count
+    for j, metric in enumerate(together.metrics):
+        mine = metric_of == j
+        out[mine] = member._gate(metric, flat[mine], out[mine], centre[mine])
     return out
 
 
 def _judge_aside(member: StreamingMember, together: _Together, rows: np.ndarray, flat: np.ndarray,
                  seconds: np.ndarray, starts: np.ndarray, inverse: np.ndarray, judged_in: np.ndarray,
-                 metric_of: np.ndarray) -> np.ndarray:
-    """The bucket scores of windows judged aside: on the stacked memories at the end of training,
-    each bucket a trial update that is put back afterwards (``StreamStack.mark``/``restore``),
-    so neither the live streams nor the fitted memories move."""
+                 metric_of: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The bucket scores (and expectations) of windows judged aside: on the stacked memories at
+    the end of training, each bucket a trial update that is put back afterwards
+    (``StreamStack.mark``/``restore``), so neither the live streams nor the fitted memories move."""
     fitted = together.fitted()
     scores = np.full((len(rows), len(starts)), np.nan)
+    expected = np.full((len(rows), len(starts)), np.nan)
     marks = []
     present = ~np.isnan(flat)
     try:
@@ -1132,13 +1173,14 @@ def _judge_aside(member: StreamingMember, together: _Together, rows: np.ndarray,
                      / present[fresh][:, columns].sum(axis=1))
             marks.append(fitted.mark(rows[fresh]))
             surprise, residual = fitted.update(rows[fresh], means, start)
+            expected[fresh, b] = means - residual
             for j, metric in enumerate(together.metrics):
                 mine = metric_of[fresh] == j
                 scores[fresh[mine], b] = member._raw(metric, means[mine], residual[mine], surprise[mine])
     finally:
         for mark in reversed(marks):
             fitted.restore(mark)
-    return scores
+    return scores, expected
 
 
 

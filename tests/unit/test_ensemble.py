@@ -228,18 +228,30 @@ def test_the_nab_benchmark_replays_the_detector_the_ensemble_runs_per_metric(str
     raw = member._raw(CPU, means.to_numpy(), evidence["residual"].to_numpy(), evidence["surprise"].to_numpy())
     five = pd.Timedelta("5min")
     carried = (newest.index + pd.Timedelta("1min")).floor("5min") - five  # closed at or before it
+    centre = (means - evidence["residual"].to_numpy()).loc[carried].to_numpy()
     expected = pd.Series(raw, index=means.index).loc[carried].to_numpy()
-    np.testing.assert_allclose(newest.to_numpy(), expected, rtol=0, atol=1e-9)
+    # a minute carries its bucket's score while it is itself off the bad way beyond CPU's floor
+    outward = day[CPU].loc[newest.index].to_numpy() - centre > 0.5
+    np.testing.assert_allclose(newest.to_numpy(), np.where(outward, expected, 0.0), rtol=0, atol=1e-9)
     rise = newest.index >= day.index[64]  # the bucket of minutes 60-64 closes at minute 64
     assert (newest[~rise] == 0).all() and (newest[rise] > 0).all()
     # each window overlaps the one before by 15 minutes: a row keeps the score it got, and the
-    # rows that carry one bucket share its score
+    # rows that carry one bucket have its score or 0
     for before, after in zip(ticks, ticks[1:], strict=False):
         kept, again = before[CPU].iloc[1:], after[CPU].iloc[:-1]
         pd.testing.assert_series_equal(again[kept.notna()], kept[kept.notna()])
         bucket = (after.index + pd.Timedelta("1min")).floor("5min")
         for start in bucket.unique():
-            assert after[CPU][bucket == start].nunique(dropna=False) == 1
+            assert after[CPU][bucket == start].dropna().pipe(lambda v: v[v > 0]).nunique() <= 1
+
+
+def test_a_symptom_that_ended_is_not_carried_into_the_minutes_after_it(streaming) -> None:
+    member = streaming.members_["streaming"].reset()
+    day = next_day()
+    day.iloc[60:80, day.columns.get_loc(CPU)] += 15.0  # twenty hot minutes, then normal again
+    scores = member.score(day.iloc[:100])[CPU]
+    assert (scores.iloc[64:80] > 0).all()  # from the close of the bucket 60-64, while it lasts
+    assert (scores.iloc[80:84] == 0).all()  # they carry the hot bucket 75-79, but are normal
 
 
 def test_a_tick_moves_the_streaming_state_by_the_new_minutes_only(streaming, monkeypatch) -> None:
