@@ -832,14 +832,15 @@ class StreamingMember:
     def _gate(self, metric: str, x: np.ndarray, carried: np.ndarray, expected: np.ndarray) -> np.ndarray:
         """A minute keeps the score of the bucket it carries only while it still shows the
         symptom itself: off the bad way from the bucket's expectation beyond the metric's floor
-        (for a count, any excess). A symptom that has ended is not carried into the minutes
-        after it (a fixed service would otherwise look sick for up to a bucket more)."""
+        (for a count, its one-minute floor: one stray error is no symptom). A symptom that has
+        ended is not carried into the minutes after it (a fixed service would otherwise look
+        sick for up to a bucket more)."""
         from detection.baseline import spread_floor
         from detection.metrics import spec_for
         from detection.zscore import by_direction
 
         spec = spec_for(metric, self.specs)
-        floor = 0.0 if spec.count else spread_floor(np.nan_to_num(expected), 0.0, spec)
+        floor = spread_floor(np.nan_to_num(expected), 0.0, spec)
         with np.errstate(invalid="ignore"):
             outward = np.nan_to_num(by_direction(x - expected, spec.direction), nan=0.0)
         out = np.where(outward > floor, carried, np.where(np.isnan(carried), np.nan, 0.0))
@@ -993,6 +994,8 @@ class _Together:
     """Members judged together: their metrics' live states rows of one ``StreamStack``, and the
     buckets judged, by start: series x (value, raw score, expectation) (NaN: not judged)."""
 
+    BUCKETS = 64  # judged buckets remembered: 5 hours of 5-minute buckets, 1.5 kB a series
+
     def __init__(self, members: Sequence["StreamingMember"], metrics: list[str]):
         from detection.streaming_stack import StreamStack
 
@@ -1043,8 +1046,9 @@ class _Together:
             table = self.judged[at] = np.full((len(self.stack), 3), np.nan)
         table[rows, 0], table[rows, 1], table[rows, 2] = values, scores, expected
 
-    def trim(self, limit: int) -> None:
-        while len(self.judged) > limit:
+    def trim(self, limit: int = 0) -> None:
+        """Keep the latest ``BUCKETS`` judged buckets (a window and a verification need four)."""
+        while len(self.judged) > self.BUCKETS:
             del self.judged[next(iter(self.judged))]
 
 
@@ -1126,7 +1130,7 @@ def _judge_buckets(member: StreamingMember, together: _Together, rows: np.ndarra
             bucket_scores[fresh, b] = raw
             bucket_expected[fresh, b] = means[fresh] - residual
             together.remember(start, rows[fresh], means[fresh], raw, bucket_expected[fresh, b])
-    together.trim(StreamingMember.CACHE_ROWS)
+    together.trim()
     aside = np.flatnonzero(judged_any & ~continues)
     if len(aside):  # windows the live streams passed without seeing them: judged from training's end
         bucket_scores[aside], bucket_expected[aside] = _judge_aside(
