@@ -69,6 +69,7 @@ IAM_PERMISSIONS = ("dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:Batch
                    "dynamodb:ConditionCheckItem", "dynamodb:BatchWriteItem")
 EFFECTIVE_ACTIONS = ("started", "done", "interrupted")
 KIND_INDEX = "by_kind"
+LAST_EVENT_PAGE = 25       # events read per page when looking for the newest of one kind
 TTL_ATTRIBUTE = "expires_at"
 MAX_ATTEMPTS = 20          # optimistic retries before a step gives up (contention, not errors)
 KEEP_LIVE = pd.Timedelta(days=2)   # a finished action counts for cooldowns and caps this long
@@ -484,8 +485,20 @@ class DynamoIncidentStore:
         return list(self._timeline(incident_id))
 
     def last_event(self, incident_id: int, kind: str) -> dict | None:
-        """The incident's newest event of one kind (at, kind, data), or None."""
-        return next((e for e in self._timeline(incident_id, descending=True) if e["kind"] == kind), None)
+        """The incident's newest event of one kind (at, kind, data), or None.
+
+        Newest first, a page of ``LAST_EVENT_PAGE`` events at a time, the kind filtered by
+        DynamoDB: one short read for the usual case, not the whole timeline (an escalated
+        incident's grows by an event a minute)."""
+        for item in self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :ev)",
+                                FilterExpression="#kind = :kind",
+                                ExpressionAttributeNames={"#kind": "event_kind"},
+                                ExpressionAttributeValues={":pk": {"S": f"INC#{incident_id}"},
+                                                           ":ev": {"S": "EV#"}, ":kind": {"S": kind}},
+                                ConsistentRead=True, ScanIndexForward=False, Limit=LAST_EVENT_PAGE):
+            v = _plain(item)
+            return {"at": v["at"], "kind": v["event_kind"], "data": json.loads(v["data"])}
+        return None
 
     def events_of_kind(self, kind: str) -> list[dict]:
         """Every event of one kind, oldest first, with its incident id (None for the platform's)."""

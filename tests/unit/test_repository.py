@@ -116,6 +116,12 @@ def lifecycle(store: IncidentRepository) -> list:
         ActionOutcome(second, "prod", "api", "slow_response", "scale_up", False, _minute(33))))
     step("outcomes", lambda: store.outcomes("prod", "web"))
     step("no outcomes", lambda: store.outcomes("prod", "nowhere"))
+    store.record(second, _minute(39), "marker", {"first": True})
+    for n in range(60):  # a long timeline: the newest of a kind is found past many newer events
+        store.record(second, _minute(40 + n), "joined", {"n": n})
+    step("last marker", lambda: store.last_event(second, "marker"))
+    step("last joined", lambda: store.last_event(second, "joined"))
+    step("no such event", lambda: store.last_event(second, "never"))
     return seen
 
 
@@ -134,6 +140,8 @@ def test_every_adapter_answers_every_step_the_same(adapters) -> None:
     assert steps["outcome"] is True and steps["outcome again"] is False, "one outcome per incident"
     assert [(o.action, o.resolved) for o in steps["outcomes"]] == [("restart_tasks", True)]
     assert steps["no outcomes"] == []
+    assert steps["last joined"]["data"] == {"n": 59} and steps["no such event"] is None
+    assert steps["last marker"]["data"] == {"first": True}, "found behind 60 newer events"
 
 
 def test_every_adapter_is_the_port(adapters) -> None:
