@@ -68,6 +68,7 @@ class Fleet:
         self.owner = owner
         self.lease_ttl = lease_ttl
         self.held: set[str] = set()
+        self.until: dict[str, pd.Timestamp] = {}   # when each lease this replica wrote runs out
         self.share = len(watchers)   # until the first heartbeat says how many replicas are alive
 
     def holds(self, watcher: Watcher) -> bool:
@@ -77,11 +78,14 @@ class Fleet:
         now = watcher.clock()
         if watcher.name not in self.held and len(self.held) >= self.share:
             return False   # this replica has its fair share: the others take the rest
+        if watcher.name in self.held and self.until[watcher.name] - now > self.lease_ttl / 2:
+            return True    # ours until then, whatever the others try: renewed once half has run
         if not self.leases.hold(watcher.name, self.owner, now, self.lease_ttl):
             if watcher.name in self.held:
                 log.warning("%s: lease lost to another replica", watcher.name)
             self.held.discard(watcher.name)
             return False
+        self.until[watcher.name] = now + self.lease_ttl
         if watcher.name not in self.held:
             self.held.add(watcher.name)
             watcher.take_over()

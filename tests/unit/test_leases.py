@@ -139,3 +139,21 @@ def test_replicas_share_the_fleet_and_the_survivor_takes_it_all(tmp_path, detect
         a.tick()
         clock.advance()
     assert len(a.held) == 5
+
+
+def test_a_held_lease_is_written_again_once_half_of_it_has_run(tmp_path, detector) -> None:
+    clock, leases = Clock(T0), MemoryLeases()
+    writes = []
+    hold = leases.hold
+    leases.hold = lambda *a: writes.append(clock()) or hold(*a)
+    store = IncidentStore(tmp_path / "incidents.sqlite")
+    platform = fake_platform(Settings(data_dir=tmp_path), clock=clock, store=store)
+    fleet = Fleet([platform.watcher(WEB, detector, source=FakeSource())], store, leases=leases,
+                  owner="a", lease_ttl=pd.Timedelta(minutes=4))
+    for _ in range(6):
+        fleet.tick()
+        clock.advance()
+    minutes = [(t - T0) / pd.Timedelta(minutes=1) for t in writes]
+    assert minutes == [0, 2, 4], "taken, then renewed each time half of its 4 minutes has run"
+    assert fleet.held == {fleet.watchers[0].name}
+    assert leases.holder(fleet.watchers[0].name, clock()) == "a", "never lapsed"
