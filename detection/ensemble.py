@@ -326,10 +326,11 @@ class ServiceDetector:
                              else member.score(full))
         if "iforest" in self.members_:
             forest = self.members_["iforest"]
-            features, present = forest.features(frame)
             if fitting:  # the forest scored exactly these rows when it fitted (empty rows: NaN)
+                features = forest.training_features_
                 scores = forest.training_scores_.reindex(features.index).to_numpy()
             else:
+                features, present = forest.features(frame)
                 scores = np.where(present, forest._raw(features), np.nan)
             raw["iforest"] = pd.DataFrame({"iforest": scores}, index=features.index)
             culprit = forest._culprit(features)

@@ -122,7 +122,11 @@ class IsolationForestDetector:
                                    f"history; got {int(usable.sum())}")
         self.baseline_ = fitted_baseline(self.baseline, frame, exclude, self.specs)
         self.metrics_ = list(frame.columns)
-        features = window_features(masked, self.baseline_, self.metrics_, self.change_window)[usable]
+        # every row's features, as ``features`` gives them for the masked history (the ensemble
+        # attributes the training scores with them); like the training scores, not stored
+        self.training_features_ = window_features(masked, self.baseline_, self.metrics_,
+                                                  self.change_window)
+        features = self.training_features_[usable]
         self.feature_names_ = list(features.columns)
         self.forest_ = IsolationForest(n_estimators=self.n_estimators, max_samples=self.max_samples,
                                        max_features=self.max_features, random_state=self.random_state,

@@ -61,9 +61,10 @@ ALLOWED = (
 )
 # Attributes a fitted object keeps from its own fit that a stored model does not need: every
 # detector's training scores (the threshold, the calibrators and the band were derived from
-# them while fitting; nothing scores with them). They were most of an ensemble's file: 14 days
-# x 5 metrics per member, 4.2 of 16 MB before compression, a third of the time to write it.
-NOT_STORED = frozenset({"training_scores_"})
+# them while fitting; nothing scores with them) and the forest's training features (from which
+# the ensemble attributed those scores). The scores were most of an ensemble's file: 14 days x
+# 5 metrics per member, 4.2 of 16 MB before compression, a third of the time to write it.
+NOT_STORED = frozenset({"training_scores_", "training_features_"})
 _ARRAY_KINDS = "biufcUMm"  # bool, ints, floats, complex, fixed-width str, datetime, timedelta
 _DTYPE_NAMES = {"str", "string", "object", "bool", "boolean", "category"}
 
