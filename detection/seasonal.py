@@ -101,6 +101,8 @@ direction. A constant series gives a flat fit and the floor spread: it is scored
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 import pandas as pd
 from statsmodels.tsa.seasonal import STL
@@ -124,6 +126,19 @@ WEEK = pd.Timedelta(days=7)
 DAY_SECONDS = 86_400.0
 EPOCH_WEEKDAY = 3  # 1970-01-01 was a Thursday (Monday is 0)
 ROBUST_ITER = (1, 2)  # STL's inner loops and robustness passes when robust (module docstring)
+
+
+class _Cycles(NamedTuple):
+    """The cycles that judge each timestamp (``SeasonalResidualDetector._cycles``): epoch
+    seconds ``t``; per row and candidate cycle whether it is ``use``d and the time ``at`` it
+    reads the curve; under cold start each row's day type ``own`` and whether only the other
+    day type could judge it (``stand_in``), else None."""
+
+    t: np.ndarray
+    use: np.ndarray
+    at: np.ndarray
+    own: np.ndarray | None
+    stand_in: np.ndarray | None
 
 
 def mask_ranges(frame: pd.DataFrame, exclude: list[tuple] | None) -> pd.DataFrame:
@@ -272,9 +287,11 @@ class SeasonalResidualDetector:
         for metric in self.metrics_:
             self.fitted_[metric] = self._fit_curve(metric, frame[metric], grid, gap)
         observed_values, centred, residuals = {}, {}, {}
+        every_row = self._cycles(frame.index)  # shared by the metrics with a point in every row
         for metric in self.metrics_:
             values = observed_values[metric] = frame[metric].dropna()
-            centred[metric] = self._centre(metric, values.index)
+            centred[metric] = self._centre(metric, values.index,
+                                           every_row if len(values) == len(frame) else None)
             residuals[metric] = pd.Series(values.to_numpy() - centred[metric][0], index=values.index)
         # by day type too under cold start: noise grows with load, and the weekend's quieter
         # minutes would make a weekday's spread too narrow
@@ -355,7 +372,8 @@ class SeasonalResidualDetector:
         if not hasattr(self, "fitted_"):
             raise RuntimeError("SeasonalResidualDetector is not fitted; call fit(history) first")
 
-    def _centre(self, metric: str, index: pd.DatetimeIndex) -> tuple[np.ndarray, np.ndarray]:
+    def _centre(self, metric: str, index: pd.DatetimeIndex,
+                cycles: "_Cycles | None" = None) -> tuple[np.ndarray, np.ndarray]:
         """The fitted curve at the same phase in the nearest ``max_cycles`` cycles, and the
         tolerance (relative to it) of a day type carried over from the other one (else 0).
 
@@ -363,12 +381,35 @@ class SeasonalResidualDetector:
         when the history has any, otherwise the nearest of the other type. Either way they are
         read on the curve with the day-type factor divided out and multiplied by the point's
         own day-type level, so a cycle that straddles midnight into another day type is not
-        blended across the step (module docstring).
+        blended across the step (module docstring). ``cycles``: ``_cycles(index)`` when already
+        computed (it depends on the timestamps only, so metrics observed at the same ones share it).
         """
-        t = _seconds(_utc_index(index))
+        cycles = self._cycles(index) if cycles is None else cycles
+        t = cycles.t
         if len(t) == 0:
             return np.empty(0), np.empty(0)
         centres, curve = self.centres_, self.fitted_[metric]
+        scale, tolerance = np.ones(len(t)), np.zeros(len(t))
+        if cycles.own is not None:  # by day type
+            factor = self.day_type_factor_[metric]
+            level = self.day_type_level_[metric]
+            curve = curve / level[self.grid_cells_]
+            scale = level[cycles.own * 24 + ((t % DAY_SECONDS) // 3600).astype(int)]
+            tolerance = np.where(cycles.stand_in, self._stand_in_tolerance(factor), 0.0)
+        use, at = cycles.use, cycles.at
+        values = np.interp(at, centres, curve)
+        total = (values * use).sum(axis=1)
+        count = use.sum(axis=1)
+        own_value = np.interp(t, centres, self.fitted_[metric])  # only when no other cycle exists
+        return np.where(count > 0, scale * total / np.maximum(count, 1), own_value), tolerance
+
+    def _cycles(self, index: pd.DatetimeIndex) -> "_Cycles":
+        """Which cycles of the history judge each timestamp of ``index``, and where they read
+        the curve (``_centre``); the same for every metric."""
+        t = _seconds(_utc_index(index))
+        if len(t) == 0:
+            return _Cycles(t, np.empty((0, 0), bool), np.empty((0, 0)), None, None)
+        centres = self.centres_
         slack = self.step_.total_seconds()
         repeat = self.repeat_.total_seconds()
         by_type = self._by_day_type()
@@ -384,7 +425,7 @@ class SeasonalResidualDetector:
         k = base[:, None] + order[None, :]
         valid = (k >= lo[:, None]) & (k <= hi[:, None]) & (k != 0)
         at = t[:, None] - k * repeat
-        scale, tolerance = np.ones(len(t)), np.zeros(len(t))
+        own = stand_in = None
         if by_type:
             own = day_types(_weekday(t), self.weekend_days_)
             # a candidate up to a step beyond either end of the history reads the curve's end:
@@ -393,17 +434,9 @@ class SeasonalResidualDetector:
             same = valid & (day_types(_weekday(seen), self.weekend_days_) == own[:, None])
             has_same = same.any(axis=1)
             valid = np.where(has_same[:, None], same, valid)
-            factor = self.day_type_factor_[metric]
-            level = self.day_type_level_[metric]
-            curve = curve / level[self.grid_cells_]
-            scale = level[own * 24 + ((t % DAY_SECONDS) // 3600).astype(int)]
-            tolerance = np.where(~has_same & valid.any(axis=1), self._stand_in_tolerance(factor), 0.0)
+            stand_in = ~has_same & valid.any(axis=1)
         use = valid & (np.cumsum(valid, axis=1) <= self.max_cycles)
-        values = np.interp(at, centres, curve)
-        total = (values * use).sum(axis=1)
-        count = use.sum(axis=1)
-        own_value = np.interp(t, centres, self.fitted_[metric])  # only when no other cycle exists
-        return np.where(count > 0, scale * total / np.maximum(count, 1), own_value), tolerance
+        return _Cycles(t, use, at, own, stand_in)
 
     def _stand_in_tolerance(self, factor: DayTypeFactor) -> float:
         """The relative tolerance of a level carried over from the other day type: two of the
