@@ -46,6 +46,8 @@ def signing_key(settings: Settings, *, create: bool = False,
 
 
 _FROM_SECRETS: dict[str, SigningKey] = {}  # one Secrets Manager read per secret and process
+# What reading the key from Secrets Manager needs (deploy/iam-policy.json grants it on that secret).
+IAM_PERMISSIONS = ("secretsmanager:GetSecretValue",)
 
 
 def _secret_key(secret_id: str, factory: ClientFactory) -> SigningKey:

@@ -28,7 +28,7 @@ from simulation.ecs_world import EcsWorld
 pytestmark = pytest.mark.integration
 
 # The one resource type of the stack moto's CloudFormation cannot make (it skips it with a warning).
-NOT_EMULATED = {"AWS::SES::EmailIdentity"}
+NOT_EMULATED = {"AWS::SES::EmailIdentity", "AWS::SecretsManager::Secret"}
 SEED = {"cluster": "aiops-platform-cluster", "service": "aiops-platform-service", "reason": "Test"}
 CLEAN_PYTHON = getattr(sys, "_base_executable", sys.executable)
 

@@ -171,3 +171,19 @@ def test_the_functions_run_on_the_runtime_the_packages_are_built_for(translated)
 def test_several_replicas_may_watch_the_fleet() -> None:
     parameter = load_template()["Parameters"]["Replicas"]
     assert parameter["MaxValue"] > 1 and "leases" in parameter["Description"]
+
+
+def test_every_process_that_loads_models_reads_the_signing_key_from_secrets_manager(translated) -> None:
+    tasks = resources(translated, "AWS::ECS::TaskDefinition")
+    containers = [c for t in tasks.values() for c in t["Properties"]["ContainerDefinitions"]]
+    assert {c["Name"] for c in containers} == {"watcher", "api", "train"}
+    for container in containers:
+        variables = {v["Name"]: v["Value"] for v in container["Environment"]}
+        assert variables["AIOPS_SIGNING_SECRET_ID"] == {"Ref": "ModelSigningKey"}, container["Name"]
+    roles = resources(translated, "AWS::IAM::Role")
+    for role in ("PlatformTaskRole", "TrainingTaskRole"):
+        statements = roles[role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        reads = [s for s in statements if "secretsmanager:GetSecretValue" in s["Action"]]
+        assert [s["Resource"] for s in reads] == [{"Ref": "ModelSigningKey"}], role
+    generated = translated["Resources"]["ModelSigningKey"]["Properties"]["GenerateSecretString"]
+    assert generated["PasswordLength"] >= 32, "at least the loaders' minimum key length"
