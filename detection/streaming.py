@@ -92,6 +92,7 @@ seasonal look-up uses the running maximum of the timestamps. Infinite values are
 
 from __future__ import annotations
 
+import threading
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -808,8 +809,10 @@ class StreamingMember:
         self._check_fitted()
         frame = check_known_metrics(frame, self.metrics_, "streaming member")
         seconds = _seconds(pd.DatetimeIndex(frame.index)) if len(frame) else np.zeros(0)
-        return pd.DataFrame({metric: self._score_metric(metric, frame[metric].to_numpy(dtype=float), seconds)
-                             for metric in frame.columns}, index=frame.index)
+        with _LIVE_LOCK:
+            scores = {metric: self._score_metric(metric, frame[metric].to_numpy(dtype=float), seconds)
+                      for metric in frame.columns}
+        return pd.DataFrame(scores, index=frame.index)
 
     def _score_metric(self, metric: str, x: np.ndarray, seconds: np.ndarray) -> np.ndarray:
         """Raw scores of one metric's rows: each row's own, or the bucket it carries (``_closing``)."""
@@ -1053,6 +1056,10 @@ class _Together:
 
 
 _LIVE: "weakref.WeakKeyDictionary[StreamingMember, _Live]" = weakref.WeakKeyDictionary()
+# The live streams (and the stacks they share) move one scoring at a time: the API scores in a
+# thread pool, the watcher in its own thread, and a what-if's trial updates are put back after
+# it; two of them interleaved would judge a bucket twice or restore over another's update.
+_LIVE_LOCK = threading.RLock()
 
 
 # --------------------------------------------------------------------------------------------
@@ -1068,6 +1075,12 @@ def score_together(members: np.ndarray, metrics: list[str], values: np.ndarray,
     ``values``: services x rows x metrics. Members that judge their own rows (not buckets),
     or buckets of different widths, are scored one by one.
     """
+    with _LIVE_LOCK:
+        return _score_together(members, metrics, values, index)
+
+
+def _score_together(members: np.ndarray, metrics: list[str], values: np.ndarray,
+                    index: pd.DatetimeIndex) -> np.ndarray:
     first = members[0]
     width = getattr(first, "width_", None)
     alike = width is not None and all(

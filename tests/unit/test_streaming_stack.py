@@ -107,3 +107,43 @@ def test_members_scored_together_give_each_members_own_scores(fitted) -> None:
     nxt = frames[0].iloc[340:356]
     np.testing.assert_allclose(together[0].score(nxt).to_numpy(), alone[0].score(nxt).to_numpy(),
                                rtol=0, atol=1e-9, equal_nan=True)
+
+
+def test_threads_scoring_live_and_what_if_windows_at_once_get_the_serial_scores(fitted) -> None:
+    """The API scores in a thread pool while the watcher ticks: what-if windows (trial updates put
+    back) and the live stream's windows interleaved across threads give what one thread gives."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    day = history(END + pd.Timedelta(days=1), 1, ServiceShape(), np.random.default_rng(5))
+    day.iloc[300:, day.columns.get_loc("response_time")] *= 1.6
+    metrics = list(fitted[0].metrics_)
+    past = day.iloc[100:116]
+
+    def members() -> np.ndarray:
+        out = np.empty(3, dtype=object)
+        out[:] = [decode(encode(d)).members_["streaming"] for d in fitted]
+        return out
+
+    def what_if(group: np.ndarray) -> np.ndarray:
+        return score_together(group, metrics, np.stack([past.to_numpy()] * 3), past.index)
+
+    def tick(group: np.ndarray, window: pd.DataFrame) -> np.ndarray:
+        return score_together(group, metrics, np.stack([window.to_numpy()] * 3), window.index)
+
+    def primed() -> np.ndarray:  # the live streams have passed the what-if window
+        group = members()
+        tick(group, day.iloc[120:136])
+        return group
+
+    live = [day.iloc[s:s + 16] for s in range(121, 240)]
+    serial_group = primed()
+    expected_live = [tick(serial_group, w) for w in live]
+    expected_what_if = what_if(primed())
+    group = primed()
+    with ThreadPoolExecutor(4) as pool:
+        asides = [pool.submit(what_if, group) for _ in range(60)]
+        for window, expected in zip(live, expected_live, strict=True):
+            np.testing.assert_array_equal(tick(group, window), expected)
+        for aside in asides:
+            np.testing.assert_array_equal(aside.result(), expected_what_if)
+    assert np.nanmax(expected_live[-1]) > 0 and np.isfinite(expected_what_if).any()
