@@ -133,7 +133,10 @@ class IsolationForestDetector:
                                        n_jobs=self.n_jobs).fit(features.to_numpy())
         self.feature_centre_ = features.median()
         scale = MAD_TO_SIGMA * (features - self.feature_centre_).abs().median()
-        scale = scale.where(scale > 0, features.std()).where(lambda s: s > 0, 1.0)
+        # numpy's standard deviation, not pandas': with bottleneck installed pandas sums naively
+        # and the last bits would depend on the environment
+        std = pd.Series(np.std(features.to_numpy(), axis=0, ddof=1), index=features.columns)
+        scale = scale.where(scale > 0, std).where(lambda s: s > 0, 1.0)
         self.feature_scale_ = scale.fillna(1.0)
         self._process_training_scores(pd.Series(self._raw(features), index=features.index))
         return self

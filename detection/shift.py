@@ -30,6 +30,7 @@ import pandas as pd
 from detection.baseline import MAD_TO_SIGMA, SeasonalBaseline, fitted_baseline, spread_floor
 from detection.frames import MetricFrameError, check_known_metrics, check_metric_frame
 from detection.metrics import MetricSpec, spec_for
+from detection.rolling import rolling_median_over
 from detection.seasonal import fitted_threshold, mask_ranges
 from detection.zscore import by_direction
 
@@ -78,13 +79,13 @@ def _medians(values: pd.Series, recent: pd.Timedelta,
     the series does not reach ``recent + reference / 2`` back)."""
     if values.empty:
         return np.empty(0), np.empty(0)
-    now = values.rolling(recent, min_periods=1).median()
-    before = values.rolling(reference, min_periods=1).median()
-    before.index = before.index + recent            # the reference window ending t - recent ...
+    now = rolling_median_over(values, recent)
+    # the reference window ending t - recent, ...
+    before = pd.Series(rolling_median_over(values, reference), index=values.index + recent)
     before = before[~before.index.duplicated(keep="last")]
     at = before.reindex(values.index, method="ffill")  # ... read at t (the last one not after t)
     covered = (values.index - values.index[0]) >= recent + reference / 2
-    return np.where(covered, now.to_numpy(), np.nan), np.where(covered, at.to_numpy(), np.nan)
+    return np.where(covered, now, np.nan), np.where(covered, at.to_numpy(), np.nan)
 
 
 class LevelShiftDetector:

@@ -101,6 +101,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from detection.rolling import rolling_median
 from detection.streaming_state import settle
 
 if TYPE_CHECKING:
@@ -411,8 +412,7 @@ class StreamingUnivariateDetector:
         clipped = pd.Series(np.clip(z, -self.z_clip, self.z_clip))
         shift = np.max([np.abs(clipped.rolling(k, min_periods=k).mean().to_numpy()) * np.sqrt(k)
                         for k in rows.shift_windows], axis=0)
-        sustained = pd.Series(np.abs(z)).rolling(
-            rows.sustained_window, min_periods=rows.sustained_window).median().to_numpy()
+        sustained = rolling_median(np.abs(z), rows.sustained_window, rows.sustained_window)
         min_reference = max(2, rows.warmup // 2)
         count = pd.Series(np.arange(1, len(x) + 1)).clip(upper=rows.history).to_numpy()
         # beyond the widened range, an exponential tail in units of the tolerance: p = e^-excess / n
@@ -422,8 +422,8 @@ class StreamingUnivariateDetector:
                                   + excess / np.log(10), 0.0)
         shift = settle(np.where(scored, shift, np.nan))  # ties broken alike live (see settle)
         sustained = settle(np.where(scored, sustained, np.nan))
-        around = self._around if self._around is not None else pd.Series(x).rolling(
-            2 * rows.seasonal_half_width + 1, center=True, min_periods=1).median().to_numpy()
+        around = self._around if self._around is not None else rolling_median(
+            x, 2 * rows.seasonal_half_width + 1, 1, center=True)
         self._internals = {"x": x, "seconds": seconds, "around": around, "residuals": predictors,
                            "absolute": np.abs(residual),
                            "z": z, "shift": shift, "sustained": sustained}
@@ -439,8 +439,7 @@ class StreamingUnivariateDetector:
         (``z``), and in the series' own unit."""
         w = rows.window
         min_periods = max(3, w // 10)
-        series = pd.Series(x)
-        level = _past(series.rolling(w, min_periods=min_periods).median())
+        level = _past(rolling_median(x, w, min_periods))
         residuals = [x - level]
         self._around = None
         if seconds is not None and len(self.seasonal_periods):
@@ -462,7 +461,7 @@ class StreamingUnivariateDetector:
             best = np.argmin(settle(errors), axis=0)
             residual = predictors[best, np.arange(len(x))]
         absolute = pd.Series(np.abs(residual))
-        spread = np.fmax(MAD_TO_SIGMA * _past(absolute.rolling(w, min_periods=min_periods).median()),
+        spread = np.fmax(MAD_TO_SIGMA * _past(rolling_median(np.abs(residual), w, min_periods)),
                          0.5 * _past(absolute.rolling(w, min_periods=min_periods).mean()))
         # a long-run floor, so a stretch of identical values does not make the next wiggle infinite
         spread = np.fmax(spread, 0.1 * _past(absolute.rolling(rows.history, min_periods=min_periods).mean()))
@@ -475,9 +474,10 @@ class StreamingUnivariateDetector:
 # Helpers (pure functions of earlier rows)
 
 
-def _past(rolling_result: pd.Series) -> np.ndarray:
+def _past(rolling_result: pd.Series | np.ndarray) -> np.ndarray:
     """A rolling statistic that includes the current row, moved on one row: earlier rows only."""
-    return rolling_result.shift(1).to_numpy()
+    values = np.asarray(rolling_result, dtype=float)
+    return np.concatenate([[np.nan], values[:-1]]) if len(values) else values
 
 
 def _bucket(seconds: np.ndarray, width: float) -> np.ndarray:
@@ -499,9 +499,9 @@ def _seasonal_inputs(x: np.ndarray, seconds: np.ndarray, half_width: int) -> tup
     of each row (``around``), and the look-up's tolerance, the median of the last 25 steps."""
     n = len(x)
     steps = np.diff(seconds, prepend=seconds[0] if n else 0.0)
-    steps = pd.Series(np.where(np.isfinite(steps), steps, np.nan))
-    step = np.nan_to_num(steps.rolling(25, min_periods=1).median().to_numpy(), nan=0.0, posinf=0.0)
-    around = pd.Series(x).rolling(2 * half_width + 1, center=True, min_periods=1).median().to_numpy()
+    steps = np.where(np.isfinite(steps), steps, np.nan)
+    step = np.nan_to_num(rolling_median(steps, 25, 1), nan=0.0, posinf=0.0)
+    around = rolling_median(x, 2 * half_width + 1, 1, center=True)
     return around, step
 
 
