@@ -12,8 +12,12 @@ One table, on-demand capacity, a TTL attribute, and one sparse index (``by_kind`
 ==========================  ====================  ===============================================
 ``INC#<id>``                ``INC``               the incident (``rev`` counts its writes)
 ``INC#<id>``                ``EV#<seq>``          one event of its timeline (``PLATFORM`` for none)
+``INC#<id>``                ``LAST#<kind>``       the number of its newest event of each kind
 ``INC#<id>``                ``AN#<time>#<metric>`` one anomaly (the same one twice is one item)
-``SVC#<cluster>/<service>`` ``OPEN#<id>``         the service's open incidents (gone on resolve)
+``INC#<id>``                ``ONSETS``            each anomalous metric's earliest anomaly time
+``INC#<id>``                ``ACTS``              the ids of the actions taken for it
+``SVC#<cluster>/<service>`` ``OPEN``              the ids of the service's open incidents
+``SVC#<cluster>/<service>`` ``ACT#<id>``          one of the service's actions (its id)
 ``SVC#<cluster>/<service>`` ``GUARD``             the guard: ``rev`` and the actions that still
                                                   count for the guardrails (``live``)
 ``SVC#<cluster>/<service>`` ``OUT#<incident>``    a verified incident's outcome (learned outcomes)
@@ -34,8 +38,17 @@ Every step is one conditional write (``TransactWriteItems``):
 - an idempotency key is a ``KEY#`` item put with ``attribute_not_exists``: the same request
   through two processes is one action.
 
-Listings (``list``, ``count_by_status``, ``actions``, ``events_of_kind``) read the index, which
-DynamoDB keeps eventually consistent; everything the guardrails and the moves read is consistent.
+What a watcher reads every tick is addressed by key, never found in a listing: a service's open
+incidents (its ``OPEN`` item, then the incidents), an incident's newest event of a kind (its
+``LAST#`` pointer, then the event), its anomalies' onsets, its actions (``ACTS``, then the
+actions). The cost of each read is what it returns, not the size of the table. These pointers
+are written outside the steps' transactions, in an order that lets them name too much, never too
+little: an id or event they name that was never written is skipped (or, for ``LAST#``, looked
+up in the timeline), and an incident in ``OPEN`` is checked to be open. Listings of the
+whole log (``list``, ``count_by_status``, ``actions`` with neither incident nor service,
+``events_of_kind``) read the index, which DynamoDB keeps eventually consistent; everything the
+guardrails and the moves read is consistent.
+
 Items expire ``retention_days`` after they are written (an incident: after it is resolved); the
 guard and the open-incident index never do.
 
@@ -69,7 +82,10 @@ IAM_PERMISSIONS = ("dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:Batch
                    "dynamodb:ConditionCheckItem", "dynamodb:BatchWriteItem")
 EFFECTIVE_ACTIONS = ("started", "done", "interrupted")
 KIND_INDEX = "by_kind"
-LAST_EVENT_PAGE = 25       # events read per page when looking for the newest of one kind
+OPEN_SK = "OPEN"           # SVC#<service>/OPEN: its open incidents' ids
+ACTIONS_SK = "ACTS"        # INC#<id>/ACTS: its actions' ids
+ONSETS_SK = "ONSETS"       # INC#<id>/ONSETS: each anomalous metric's earliest anomaly
+ONSET_PREFIX = "at#"       # its attributes: at#<metric> = ISO time
 TTL_ATTRIBUTE = "expires_at"
 MAX_ATTEMPTS = 20          # optimistic retries before a step gives up (contention, not errors)
 KEEP_LIVE = pd.Timedelta(days=2)   # a finished action counts for cooldowns and caps this long
@@ -124,6 +140,19 @@ def _plain(item: dict) -> dict:
     return {k: int(v) if k in ("seq", "rev", "id", "incident_id", "related_to", "action_id", "n_incident",
                                "n_action", "n_event") and v is not None else v
             for k, v in out.items()}
+
+
+def _onsets(item: dict) -> dict[str, str]:
+    """The metric -> earliest anomaly time (ISO) of an incident's ``ONSETS`` item."""
+    return {k[len(ONSET_PREFIX):]: v["S"] for k, v in item.items() if k.startswith(ONSET_PREFIX)}
+
+
+def _earliest(rows: Any) -> dict[str, str]:
+    """Each metric's earliest timestamp among anomaly rows (ISO strings in UTC sort as times)."""
+    first: dict[str, str] = {}
+    for row in rows:
+        first[row["metric"]] = min(first.get(row["metric"], row["timestamp"]), row["timestamp"])
+    return first
 
 
 def _service_pk(cluster: str, service: str) -> str:
@@ -245,6 +274,33 @@ class DynamoIncidentStore:
                           "incident_id": incident_id, "at": _iso(at), "event_kind": kind,
                           "data": _dump(payload), TTL_ATTRIBUTE: self._expires(at)})
 
+    def _event_items(self, seq: int, incident_id: int | None, at: Any,
+                     events: list[tuple[str, dict]]) -> list[dict]:
+        """The puts of ``events`` (numbered from ``seq``), once their ``LAST#`` pointers are written.
+
+        Pointer first, event second, each pointer only ever moved forward: a pointer always
+        names the newest event of its kind that may exist; if that write never happened (a lost
+        race, a crash) ``last_event`` finds it missing and reads the timeline instead. So the
+        pointers stay out of the transactions, which keep the size they had."""
+        if incident_id is not None:
+            newest = {kind: seq + n for n, (kind, _) in enumerate(events)}
+            for kind, n in newest.items():
+                self._point_latest(incident_id, kind, n, at)
+        return [self._event_put(seq + n, incident_id, at, kind, payload)
+                for n, (kind, payload) in enumerate(events)]
+
+    def _point_latest(self, incident_id: int, kind: str, seq: int, at: Any) -> None:
+        """Point the incident's ``LAST#<kind>`` at event ``seq``, unless it names a newer one."""
+        try:
+            self.client.put_item(
+                TableName=self.table, Item=_item({"pk": f"INC#{incident_id}", "sk": f"LAST#{kind}",
+                                                  "event_seq": seq, TTL_ATTRIBUTE: self._expires(at)}),
+                ConditionExpression="attribute_not_exists(event_seq) OR event_seq < :seq",
+                ExpressionAttributeValues={":seq": {"N": str(seq)}})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
+
     def _incident_put(self, incident: Incident, rev: int | None) -> dict:
         """The incident's item, written only if its ``rev`` is still ``rev`` (None: a new one)."""
         values = {"pk": f"INC#{incident.id}", "sk": "INC", "kind": "incident", "seq": incident.id,
@@ -255,12 +311,23 @@ class DynamoIncidentStore:
             return self._put(values, "attribute_not_exists(pk)")
         return self._put(values, "#rev = :rev", {"#rev": "rev"}, {":rev": {"N": str(rev)}})
 
-    def _open_index(self, incident: Incident) -> dict:
-        key = {"pk": {"S": _service_pk(incident.cluster, incident.service)},
-               "sk": {"S": f"OPEN#{incident.id:012d}"}}
-        if incident.status is Status.RESOLVED:
-            return {"Delete": {"TableName": self.table, "Key": key}}
-        return self._put({"pk": key["pk"]["S"], "sk": key["sk"]["S"], "incident_id": incident.id})
+    def _open_index(self, incident: Incident) -> None:
+        """Add the incident's id to its service's ``OPEN`` set, or take it out once resolved.
+
+        Not part of the incident's write: the id is added before the incident is written and
+        taken out after it is resolved, so the set may name an incident that is not (yet) there
+        or no longer open, never miss one that is; readers check each incident they find."""
+        verb = "DELETE" if incident.status is Status.RESOLVED else "ADD"
+        self.client.update_item(
+            TableName=self.table, Key={"pk": {"S": _service_pk(incident.cluster, incident.service)},
+                                       "sk": {"S": OPEN_SK}},
+            UpdateExpression=f"{verb} #ids :id", ExpressionAttributeNames={"#ids": "ids"},
+            ExpressionAttributeValues={":id": {"NS": [str(incident.id)]}})
+
+    def _ids(self, pk: str, sk: str) -> list[int]:
+        """The number set ``ids`` of one item, read consistently (empty when there is none)."""
+        item = self._get({"pk": {"S": pk}, "sk": {"S": sk}})
+        return sorted(int(n) for n in (item or {}).get("ids", {}).get("NS", []))
 
     def _query(self, **kwargs: Any) -> Iterator[dict]:
         kwargs["TableName"] = self.table
@@ -295,15 +362,16 @@ class DynamoIncidentStore:
         incident_id = self._next("incident")
         incident = Incident(incident_id, cluster, service, Status.OPEN, at, at, None, None, None,
                             related_to=related_to)
-        items = [self._incident_put(incident, None), self._open_index(incident)]
+        self._open_index(incident)
+        items = [self._incident_put(incident, None)]
         opened = {"cluster": cluster, "service": service, **(payload or {})}
         seq = self._next("event", 2 if related_to is not None else 1)
-        items.append(self._event_put(seq, incident_id, at, "opened", opened))
+        items += self._event_items(seq, incident_id, at, [("opened", opened)])
         if related_to is not None:
-            items.append(self._event_put(seq + 1, related_to, at, "split", {
+            items += self._event_items(seq + 1, related_to, at, [("split", {
                 "incident": incident_id, "root_cause": (payload or {}).get("root_cause"),
                 "summary": f"another fault, {(payload or {}).get('root_cause', '?')}: incident "
-                           f"{incident_id}"}))
+                           f"{incident_id}"})])
         if self._transact(items) is not None:
             raise Contention(f"incident {incident_id} could not be written")
         return incident_id
@@ -321,11 +389,9 @@ class DynamoIncidentStore:
         return found[-1] if found else None
 
     def open_incidents(self, cluster: str, service: str) -> list[Incident]:
-        """Every incident of the service still in progress, oldest first (consistent reads)."""
-        index = self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :open)",
-                            ExpressionAttributeValues={":pk": {"S": _service_pk(cluster, service)},
-                                                       ":open": {"S": "OPEN#"}}, ConsistentRead=True)
-        ids = [int(i["incident_id"]["N"]) for i in index]
+        """Every incident of the service still in progress, oldest first (consistent reads of the
+        service's ``OPEN`` item and of those incidents: two reads by key, whatever the log holds)."""
+        ids = self._ids(_service_pk(cluster, service), OPEN_SK)
         incidents = [_incident_from(i)[0] for i in self._batch_get([_incident_key(n) for n in ids])]
         return sorted((i for i in incidents if i.status.is_open), key=lambda i: i.id)
 
@@ -364,12 +430,10 @@ class DynamoIncidentStore:
             events = event(current, new) if callable(event) else event
             events = events if isinstance(events, list) else [events]
             seq = self._next("event", len(events))
-            items = [self._incident_put(new, rev)]
-            if new.status is not current.status:
-                items.append(self._open_index(new))
-            items += [self._event_put(seq + n, incident_id, at, kind, payload)
-                      for n, (kind, payload) in enumerate(events)]
+            items = [self._incident_put(new, rev), *self._event_items(seq, incident_id, at, events)]
             if self._transact(items) is None:
+                if new.status is Status.RESOLVED and current.status is not Status.RESOLVED:
+                    self._open_index(new)
                 return new
             self._pause(attempt)
         raise Contention(f"incident {incident_id}: {MAX_ATTEMPTS} writers in a row got there first")
@@ -439,27 +503,48 @@ class DynamoIncidentStore:
     # ------------------------------------------------------------------ anomalies and the timeline
 
     def add_anomalies(self, incident_id: int, anomalies: list[Anomaly]) -> int:
-        """Attach anomalies; the same metric and timestamp reported twice is stored once."""
+        """Attach anomalies; the same metric and timestamp reported twice is stored once.
+
+        Which are stored already is read by key (the anomalies' own, with the incident's onsets
+        in the same read), then the new ones are written and any earlier onset is kept."""
         pk = f"INC#{incident_id}"
-        seen = {i["sk"]["S"] for i in self._query(
-            KeyConditionExpression="pk = :pk AND begins_with(sk, :an)", ProjectionExpression="sk",
-            ExpressionAttributeValues={":pk": {"S": pk}, ":an": {"S": "AN#"}}, ConsistentRead=True)}
-        new: dict[str, dict] = {}
+        rows: dict[str, dict] = {}
         for a in anomalies:
             stamp = _iso(a.timestamp)
-            sk = f"AN#{stamp}#{a.metric}"
-            if sk in seen or sk in new:
-                continue
-            row = {"metric": a.metric, "timestamp": stamp, "value": a.value, "expected": a.expected,
-                   "lower": a.lower, "upper": a.upper, "score": a.score, "text": a.render()}
-            new[sk] = {"PutRequest": {"Item": _item({"pk": pk, "sk": sk, "data": _dump(row),
-                                                     TTL_ATTRIBUTE: self._expires(a.timestamp)})}}
-        requests = list(new.values())
+            rows.setdefault(f"AN#{stamp}#{a.metric}", {
+                "metric": a.metric, "timestamp": stamp, "value": a.value, "expected": a.expected,
+                "lower": a.lower, "upper": a.upper, "score": a.score, "text": a.render()})
+        keys = [{"pk": {"S": pk}, "sk": {"S": sk}} for sk in [*rows, ONSETS_SK]]
+        found = {i["sk"]["S"]: i for i in self._batch_get(keys)}
+        new = {sk: row for sk, row in rows.items() if sk not in found}
+        self._batch_write([_item({"pk": pk, "sk": sk, "data": _dump(row),
+                                  TTL_ATTRIBUTE: self._expires(row["timestamp"])}) for sk, row in new.items()])
+        onsets = _onsets(found.get(ONSETS_SK) or {})
+        for metric, stamp in sorted(_earliest(new.values()).items()):
+            if metric not in onsets or stamp < onsets[metric]:
+                self._keep_onset(pk, metric, stamp)
+        return len(new)
+
+    def _batch_write(self, items: list[dict]) -> None:
+        """Put ``items`` (DynamoDB items), 25 to a request, until none is left unprocessed."""
+        requests = [{"PutRequest": {"Item": item}} for item in items]
         for start in range(0, len(requests), 25):
             pending = {self.table: requests[start:start + 25]}
             while pending:
                 pending = self.client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
-        return len(requests)
+
+    def _keep_onset(self, pk: str, metric: str, stamp: str) -> None:
+        """Set the metric's onset to ``stamp`` unless another writer set an earlier one."""
+        try:
+            self.client.update_item(
+                TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": ONSETS_SK}},
+                UpdateExpression="SET #m = :at, #exp = :exp",
+                ConditionExpression="attribute_not_exists(#m) OR #m > :at",
+                ExpressionAttributeNames={"#m": f"{ONSET_PREFIX}{metric}", "#exp": TTL_ATTRIBUTE},
+                ExpressionAttributeValues={":at": {"S": stamp}, ":exp": {"N": str(self._expires(stamp))}})
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise
 
     def anomalies(self, incident_id: int) -> list[dict]:
         items = self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :an)",
@@ -468,10 +553,15 @@ class DynamoIncidentStore:
         rows = [json.loads(i["data"]["S"]) for i in items]
         return sorted(rows, key=lambda r: (r["timestamp"], r["metric"]))
 
+    def anomaly_onsets(self, incident_id: int) -> dict[str, pd.Timestamp]:
+        """Each metric of the incident's anomalies and the time of its earliest one (one read)."""
+        item = self._get({"pk": {"S": f"INC#{incident_id}"}, "sk": {"S": ONSETS_SK}})
+        return {m: pd.Timestamp(at) for m, at in sorted(_onsets(item or {}).items())}
+
     def record(self, incident_id: int | None, at: Any, kind: str, payload: dict | None = None) -> None:
         """Append one event to an incident's timeline (or the platform's, with no incident)."""
-        put = self._event_put(self._next("event"), incident_id, at, kind, payload or {})["Put"]
-        self.client.put_item(**put)
+        [put] = self._event_items(self._next("event"), incident_id, at, [(kind, payload or {})])
+        self.client.put_item(**put["Put"])
 
     def _timeline(self, incident_id: int | None, descending: bool = False) -> Iterator[dict]:
         pk = f"INC#{incident_id}" if incident_id is not None else "PLATFORM"
@@ -487,18 +577,26 @@ class DynamoIncidentStore:
     def last_event(self, incident_id: int, kind: str) -> dict | None:
         """The incident's newest event of one kind (at, kind, data), or None.
 
-        Newest first, a page of ``LAST_EVENT_PAGE`` events at a time, the kind filtered by
-        DynamoDB: one short read for the usual case, not the whole timeline (an escalated
-        incident's grows by an event a minute)."""
-        for item in self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :ev)",
-                                FilterExpression="#kind = :kind",
-                                ExpressionAttributeNames={"#kind": "event_kind"},
-                                ExpressionAttributeValues={":pk": {"S": f"INC#{incident_id}"},
-                                                           ":ev": {"S": "EV#"}, ":kind": {"S": kind}},
-                                ConsistentRead=True, ScanIndexForward=False, Limit=LAST_EVENT_PAGE):
-            v = _plain(item)
-            return {"at": v["at"], "kind": v["event_kind"], "data": json.loads(v["data"])}
-        return None
+        Two reads by key however long the timeline (an escalated incident's grows every
+        minute): its ``LAST#`` pointer, then the event it names. No pointer: no such event. Only
+        when the event named was never written (see :meth:`_event_items`) is the timeline read,
+        newest first and filtered by DynamoDB."""
+        pointer = self._get({"pk": {"S": f"INC#{incident_id}"}, "sk": {"S": f"LAST#{kind}"}})
+        if pointer is None:
+            return None
+        seq = int(pointer["event_seq"]["N"])
+        item = self._get({"pk": {"S": f"INC#{incident_id}"}, "sk": {"S": f"EV#{seq:015d}"}})
+        if item is None:
+            item = next(self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :ev)",
+                                    FilterExpression="#kind = :kind",
+                                    ExpressionAttributeNames={"#kind": "event_kind"},
+                                    ExpressionAttributeValues={":pk": {"S": f"INC#{incident_id}"},
+                                                               ":ev": {"S": "EV#"}, ":kind": {"S": kind}},
+                                    ConsistentRead=True, ScanIndexForward=False), None)
+        if item is None:
+            return None
+        v = _plain(item)
+        return {"at": v["at"], "kind": v["event_kind"], "data": json.loads(v["data"])}
 
     def events_of_kind(self, kind: str) -> list[dict]:
         """Every event of one kind, oldest first, with its incident id (None for the platform's)."""
@@ -589,10 +687,10 @@ class DynamoIncidentStore:
             records, incidents = self._live(ids)
             allowed, verdict = judge(self._judged(records, incidents, at, request.dry_run))
             if not allowed:
-                refused = self._event_put(self._next("event"), request.incident_id, at, "guardrail_refused",
-                                          json.loads(_dump({**base, **verdict})))
+                refused = self._event_items(self._next("event"), request.incident_id, at, [
+                    ("guardrail_refused", json.loads(_dump({**base, **verdict})))])
                 if self._transact([self._guard_write(request.cluster, request.service, rev, None),
-                                   refused]) is None:
+                                   *refused]) is None:
                     return None, verdict
                 self._pause(attempt)
                 continue
@@ -604,10 +702,11 @@ class DynamoIncidentStore:
             live = self._still_live(records, incidents, at) + [action_id]
             kind = "action_started" if request.origin == "auto" else f"{request.origin}_action_started"
             notes = {k: v for k, v in verdict.items() if k == "notes"}
+            self._action_index(record)
             items = [self._guard_write(request.cluster, request.service, rev, live),
                      self._action_put(record, new=True),
-                     self._event_put(seq, request.incident_id, at, kind, json.loads(_dump(
-                         {**base, "action_id": action_id, "reason": request.reason, **notes})))]
+                     *self._event_items(seq, request.incident_id, at, [(kind, json.loads(_dump(
+                         {**base, "action_id": action_id, "reason": request.reason, **notes})))])]
             if request.key:
                 items.append(self._put({"pk": f"KEY#{request.key}", "sk": "KEY", "action_id": action_id,
                                         TTL_ATTRIBUTE: self._expires(at)}, "attribute_not_exists(pk)"))
@@ -628,6 +727,21 @@ class DynamoIncidentStore:
                   TTL_ATTRIBUTE: self._expires(record.requested_at)}
         return self._put(values, "attribute_not_exists(pk)" if new else "attribute_exists(pk)")
 
+    def _action_index(self, record: ActionRecord) -> None:
+        """Where the action is found by key: its id in its incident's ``ACTS`` set and an
+        ``ACT#`` item under its service. Written before the action itself (not in its
+        transaction): an id whose action was never written is skipped by every reader."""
+        expires = self._expires(record.requested_at)
+        self.client.put_item(TableName=self.table, Item=_item({
+            "pk": _service_pk(record.cluster, record.service), "sk": f"ACT#{record.id:012d}",
+            "action_id": record.id, TTL_ATTRIBUTE: expires}))
+        if record.incident_id is not None:
+            self.client.update_item(
+                TableName=self.table, Key={"pk": {"S": f"INC#{record.incident_id}"}, "sk": {"S": ACTIONS_SK}},
+                UpdateExpression="ADD #ids :id SET #exp = :exp",
+                ExpressionAttributeNames={"#ids": "ids", "#exp": TTL_ATTRIBUTE},
+                ExpressionAttributeValues={":id": {"NS": [str(record.id)]}, ":exp": {"N": str(expires)}})
+
     def finish_action(self, action_id: int, at: Any, status: str, result: dict | None = None,
                       error: str | None = None) -> None:
         """Record what a started action came to; the guard moves on, so judges read it anew."""
@@ -640,9 +754,8 @@ class DynamoIncidentStore:
                                     "sk": {"S": "GUARD"}},
                             "UpdateExpression": "ADD #rev :one", "ExpressionAttributeNames": {"#rev": "rev"},
                             "ExpressionAttributeValues": {":one": {"N": "1"}}}}
-        reasons = self._transact([self._action_put(done), guard,
-                                  self._event_put(self._next("event"), record.incident_id, at, kind,
-                                                  json.loads(_dump(payload)))])
+        reasons = self._transact([self._action_put(done), guard, *self._event_items(
+            self._next("event"), record.incident_id, at, [(kind, json.loads(_dump(payload)))])])
         if reasons is not None:
             raise KeyError(f"no action {action_id}")
 
@@ -659,9 +772,21 @@ class DynamoIncidentStore:
 
     def actions(self, incident_id: int | None = None, cluster: str | None = None,
                 service: str | None = None, status: str | None = None) -> list[ActionRecord]:
-        """Actions, oldest first, filtered by incident, service or status."""
+        """Actions, oldest first, filtered by incident, service or status.
+
+        An incident's (its ``ACTS`` set) and a service's (its ``ACT#`` items) are read by key;
+        only a listing across every service reads the index."""
         wanted = {"incident_id": incident_id, "cluster": cluster, "service": service, "status": status}
-        records = (_action_from(i) for i in self._listing("action"))
+        if incident_id is not None:
+            ids = self._ids(f"INC#{incident_id}", ACTIONS_SK)
+        elif cluster is not None and service is not None:
+            ids = [int(i["action_id"]["N"]) for i in self._query(
+                KeyConditionExpression="pk = :pk AND begins_with(sk, :act)", ConsistentRead=True,
+                ExpressionAttributeValues={":pk": {"S": _service_pk(cluster, service)}, ":act": {"S": "ACT#"}})]
+        else:
+            ids = None
+        items = self._listing("action") if ids is None else self._batch_get([_action_key(n) for n in ids])
+        records = sorted((_action_from(i) for i in items), key=lambda r: r.id)
         return [r for r in records if all(v is None or getattr(r, k) == v for k, v in wanted.items())]
 
     def history(self, cluster: str, service: str, at: Any, dry_run: bool = False) -> ActionHistory:

@@ -5,7 +5,9 @@ verification) or ``awaiting_approval`` (a CRITICAL action in approve mode). The 
 starts at the incident's ``escalated_at``; each step of the path (on-call at once, team lead at
 15 min, engineering manager at 30 min, incident commander at 1 h) is paged once per round, when
 its delay has passed. Which steps were paged is read back from the incident log, so a restarted
-watcher pages exactly the steps still due. A page that could not be sent is logged and tried
+watcher (or another replica) pages exactly the steps still due; the log is read only when a step
+is due that this escalator has not seen paged (a page, once logged, never goes away), not on
+every tick of a round. A page that could not be sent is logged and tried
 again on the next tick (delivery is at least once).
 """
 
@@ -20,6 +22,7 @@ from service.notify import Notifier, NotifyError
 from service.store import Incident, IncidentStore
 
 PAGED_STATUSES = ("escalated", "awaiting_approval")
+PAGED_MEMORY = 1024   # incidents whose paged steps an escalator remembers (resolved ones linger)
 
 
 class Escalator:
@@ -28,6 +31,7 @@ class Escalator:
     def __init__(self, store: IncidentStore, notifier: Notifier, playbook: Playbook):
         self.store = store
         self.notifier = notifier
+        self._paged: dict[int, tuple[str, set[int]]] = {}   # incident -> its round, steps seen paged
         self.playbook = playbook
 
     @property
@@ -50,19 +54,28 @@ class Escalator:
         """Page every step of the path that is due and not yet paged in this round."""
         if incident.status not in PAGED_STATUSES or incident.acked_at is not None \
                 or incident.escalated_at is None:
+            self._paged.pop(incident.id, None)
             return []
         now = pd.Timestamp(now)
         round_id = incident.escalated_at.isoformat()
-        events = self.store.events(incident.id)
-        paged = {e["data"].get("step") for e in events
-                 if e["kind"] == "escalation" and e["data"].get("round") == round_id}
         minutes = (now - incident.escalated_at).total_seconds() / 60
+        due = {step for step, entry in enumerate(self.playbook.escalation) if minutes >= entry.after_minutes}
+        seen_round, known = self._paged.get(incident.id, (round_id, set()))
+        if seen_round != round_id:
+            known = set()
+        if len(self._paged) >= PAGED_MEMORY:
+            self._paged.clear()   # only a memory of reads saved: the log still has every page
+        self._paged[incident.id] = (round_id, known)
+        if due <= known:
+            return []   # every step due was paged: nothing to read
+        events = self.store.events(incident.id)
+        known |= {e["data"].get("step") for e in events
+                  if e["kind"] == "escalation" and e["data"].get("round") == round_id}
         sent = []
-        for step, entry in enumerate(self.playbook.escalation):
-            if step in paged or minutes < entry.after_minutes:
-                continue
+        for step in sorted(due - known):
             if self._page(incident, events, now, step, round_id):
                 sent.append(step)
+                known.add(step)
         return sent
 
     def _page(self, incident: Incident, events: list[dict], now: pd.Timestamp, step: int,

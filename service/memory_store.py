@@ -170,6 +170,13 @@ class MemoryIncidentStore:
             rows = self._anomalies.get(incident_id, {}).values()
             return [dict(r) for r in sorted(rows, key=lambda r: (r["timestamp"], r["metric"]))]
 
+    def anomaly_onsets(self, incident_id: int) -> dict[str, pd.Timestamp]:
+        """Each metric of the incident's anomalies and the time of its earliest one."""
+        onsets: dict[str, pd.Timestamp] = {}
+        for row in self.anomalies(incident_id):
+            onsets.setdefault(row["metric"], pd.Timestamp(row["timestamp"]))
+        return dict(sorted(onsets.items()))
+
     def _event(self, incident_id: int | None, at: Any, kind: str, payload: dict) -> None:
         self._events.append({"incident_id": incident_id, "at": _utc(at).isoformat(), "kind": kind,
                              "data": dict(payload)})

@@ -55,7 +55,7 @@ def send_report(store: IncidentStore, notifier: Notifier, incident_id: int, role
 
     Returns None when it was already sent; a failed send is logged and left for a later call.
     """
-    if any(e["kind"] == "report_sent" for e in store.events(incident_id)):
+    if store.last_event(incident_id, "report_sent") is not None:
         return None
     mail: dict = {}
     path = write_report(store, incident_id, reports_dir, at, mail)
@@ -79,8 +79,7 @@ def unsent_reports(store: IncidentStore, cluster: str, service: str, limit: int 
     """Resolved incidents of a service whose report was never sent (newest ``limit`` looked at)."""
     resolved = [i for i in store.list(status="resolved", limit=500)
                 if i.cluster == cluster and i.service == service][:limit]
-    return [i.id for i in resolved
-            if not any(e["kind"] == "report_sent" for e in store.events(i.id))]
+    return [i.id for i in resolved if store.last_event(i.id, "report_sent") is None]
 
 
 def resolve_and_report(store: IncidentStore, notifier: Notifier, incident_id: int, by: str, note: str,

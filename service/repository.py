@@ -15,6 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
+import pandas as pd
+
 from detection.anomaly import Anomaly
 from service.action import ActionHistory, ActionOutcome, ActionRecord, ActionRequest
 from service.incident import Incident
@@ -50,6 +52,12 @@ class IncidentRepository(Protocol):
     # anomalies and the timeline
     def add_anomalies(self, incident_id: int, anomalies: list[Anomaly]) -> int: ...
     def anomalies(self, incident_id: int) -> list[dict]: ...
+
+    def anomaly_onsets(self, incident_id: int) -> dict[str, pd.Timestamp]:
+        """Each metric of the incident's anomalies and the time of its earliest one: what the
+        triage asks every tick (its symptoms), answered without reading every anomaly."""
+        ...
+
     def record(self, incident_id: int | None, at: Any, kind: str, payload: dict | None = None) -> None: ...
     def events(self, incident_id: int) -> list[dict]: ...
     def last_event(self, incident_id: int, kind: str) -> dict | None: ...

@@ -398,6 +398,13 @@ class IncidentStore:
                               (incident_id,)).fetchall()
         return [dict(r) for r in rows]
 
+    def anomaly_onsets(self, incident_id: int) -> dict[str, pd.Timestamp]:
+        """Each metric of the incident's anomalies and the time of its earliest one."""
+        with self._connect() as db:
+            rows = db.execute("SELECT metric, MIN(timestamp) AS first FROM anomalies WHERE incident_id=? "
+                              "GROUP BY metric ORDER BY metric", (incident_id,)).fetchall()
+        return {r["metric"]: pd.Timestamp(r["first"]) for r in rows}
+
     def events(self, incident_id: int) -> list[dict]:
         with self._connect() as db:
             rows = db.execute("SELECT at, kind, payload FROM events WHERE incident_id=? ORDER BY id",

@@ -129,8 +129,8 @@ def symptoms(store: IncidentStore, incident: Incident, is_health: IsHealth) -> s
     """
     diagnosed = store.last_event(incident.id, "diagnosed")
     until = pd.Timestamp(diagnosed["at"]) if diagnosed else None
-    metrics = {a["metric"] for a in store.anomalies(incident.id)
-               if is_health(a["metric"]) and (until is None or pd.Timestamp(a["timestamp"]) <= until)}
+    metrics = {metric for metric, onset in store.anomaly_onsets(incident.id).items()
+               if is_health(metric) and (until is None or onset <= until)}
     opened = store.last_event(incident.id, "opened")
     left = set((opened or {}).get("data", {}).get("set_aside") or {})
     return metrics - left

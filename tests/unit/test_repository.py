@@ -71,6 +71,11 @@ def lifecycle(store: IncidentRepository) -> list:
     anomaly = Anomaly.build("cpu_utilization", _minute(1), 95.0, 30.0, 20.0, 40.0, 9.0)
     step("anomalies", lambda: store.add_anomalies(first, [anomaly, anomaly]))
     step("again", lambda: store.add_anomalies(first, [anomaly]))
+    earlier = Anomaly.build("cpu_utilization", T0, 90.0, 30.0, 20.0, 40.0, 8.0)
+    memory = Anomaly.build("memory_utilization", _minute(2), 97.0, 50.0, 40.0, 60.0, 7.0)
+    step("more anomalies", lambda: store.add_anomalies(first, [memory, earlier, anomaly]))
+    step("onsets", lambda: store.anomaly_onsets(first))
+    step("no onsets", lambda: store.anomaly_onsets(99))
     step("diagnose", lambda: store.set_diagnosis(first, _minute(2), LEAK))
     step("bad diagnosis", lambda: store.set_diagnosis(first, _minute(2), {"root_cause": "x"}))
     step("await", lambda: store.set_status(first, _minute(2), "awaiting_approval", expect=("open",)))
@@ -91,6 +96,7 @@ def lifecycle(store: IncidentRepository) -> list:
     step("verified twice", lambda: store.complete_verification(first, _minute(21), True, {"summary": "ok"}))
     step("resolve resolved", lambda: store.resolve(first, _minute(22), "bob"))
     second = store.split_incident("prod", "web", _minute(30), first, {"root_cause": "high_cpu"})
+    step("open incidents", lambda: [i.id for i in store.open_incidents("prod", "web")])
     step("ack", lambda: store.acknowledge(second, _minute(31), "carol").status.value)
     step("ack twice", lambda: store.acknowledge(second, _minute(31), "dave"))
     step("escalate", lambda: store.set_status(second, _minute(32), "escalated", payload={"reason": "x"}))
@@ -98,6 +104,11 @@ def lifecycle(store: IncidentRepository) -> list:
     step("unknown", lambda: store.get(99))
     step("actions", lambda: [(a.id, a.action, a.status, a.key, a.result) for a in store.actions()])
     step("by key", lambda: store.actions_by_key("incident-1").id)
+    step("of an incident", lambda: [a.id for a in store.actions(incident_id=first)])
+    step("of no incident", lambda: store.actions(incident_id=second))
+    step("of a service", lambda: [a.id for a in store.actions(cluster="prod", service="web")])
+    step("done in a service", lambda: [a.id for a in store.actions(cluster="prod", service="web", status="done")])
+    step("of another service", lambda: store.actions(cluster="prod", service="api"))
     step("recent", lambda: [a.id for a in store.history("prod", "web", _minute(40)).recent])
     step("a day later", lambda: store.history("prod", "web", T0 + pd.Timedelta(days=2)).recent)
     step("refusals", lambda: dict(store.refusals()))
@@ -132,6 +143,9 @@ def test_every_adapter_answers_every_step_the_same(adapters) -> None:
             assert sqlite == answer, (other, name)
     steps = dict(transcripts["dynamodb"])
     assert steps["anomalies"] == 1 and steps["again"] == 0, "the same anomaly twice is stored once"
+    assert steps["more anomalies"] == 2 and steps["onsets"] == {
+        "cpu_utilization": T0, "memory_utilization": _minute(2)}, "the earliest anomaly of each metric"
+    assert steps["open incidents"] == [2] and steps["of an incident"] == [1] == steps["done in a service"]
     assert steps["bad diagnosis"] == "ValueError" and steps["bad move"] == "IncidentStateError"
     assert steps["await again"] is False and steps["verified twice"] is False, "a step is taken once"
     assert steps["duplicate"] == (1, {"duplicate": True}) and steps["refusals"] == {"in_flight": 1}
