@@ -819,6 +819,60 @@ class DynamoIncidentStore:
                  for v in (_plain(i) for i in items)]
         return sorted(found, key=lambda o: (o.at, o.incident_id))
 
+    # ------------------------------------------------------------------ upgrading a table
+
+    def reindex(self) -> dict[str, int]:
+        """Write the key-addressed indexes for what a table written before them holds.
+
+        A table written by an earlier version has ``OPEN#<id>`` items instead of the ``OPEN``
+        set, and no ``LAST#`` pointers, ``ONSETS`` or action ids: without them its open
+        incidents, newest events and actions are not found. One scan of the table; every write
+        is idempotent, so running it twice (or while watchers run) is harmless."""
+        done: Counter = Counter()
+        onsets: dict[str, dict[str, str]] = {}
+        newest: dict[tuple[int, str], tuple[int, str]] = {}   # (incident, kind) -> (seq, at)
+        for item in self._scan():
+            pk, sk = item["pk"]["S"], item["sk"]["S"]
+            if sk.startswith("OPEN#"):
+                self._reopen(pk, int(item["incident_id"]["N"]), item["sk"])
+                done["open incidents"] += 1
+            elif sk.startswith("EV#") and pk.startswith("INC#"):
+                v = _plain(item)
+                key = (int(pk[4:]), v["event_kind"])
+                newest[key] = max(newest.get(key, (0, "")), (v["seq"], v["at"]))
+            elif sk.startswith("AN#"):
+                row = json.loads(item["data"]["S"])
+                first = onsets.setdefault(pk, {})
+                first[row["metric"]] = min(first.get(row["metric"], row["timestamp"]), row["timestamp"])
+            elif sk == "ACT":
+                self._action_index(_action_from(item))
+                done["actions"] += 1
+        for (incident_id, kind), (seq, at) in sorted(newest.items()):
+            self._point_latest(incident_id, kind, seq, at)
+            done["newest events"] += 1
+        for pk, first in onsets.items():
+            for metric, stamp in sorted(first.items()):
+                self._keep_onset(pk, metric, stamp)
+            done["incidents with anomalies"] += 1
+        return dict(done)
+
+    def _scan(self) -> Iterator[dict]:
+        """Every item of the table, page by page."""
+        kwargs: dict[str, Any] = {"TableName": self.table}
+        while True:
+            page = self.client.scan(**kwargs)
+            yield from page.get("Items", [])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def _reopen(self, service_pk: str, incident_id: int, old_sk: dict) -> None:
+        """Move an earlier version's ``OPEN#<id>`` item into the service's ``OPEN`` set."""
+        self.client.update_item(TableName=self.table, Key={"pk": {"S": service_pk}, "sk": {"S": OPEN_SK}},
+                                UpdateExpression="ADD #ids :id", ExpressionAttributeNames={"#ids": "ids"},
+                                ExpressionAttributeValues={":id": {"NS": [str(incident_id)]}})
+        self.client.delete_item(TableName=self.table, Key={"pk": {"S": service_pk}, "sk": old_sk})
+
     def close(self) -> None:
         """Nothing to close: the client holds no connection of its own."""
 

@@ -147,6 +147,25 @@ def resolve_incident(ctx, incident_id: int, by: str | None, note: str, config_pa
           ["report sent to", role if sent else "not sent (see the incident log)"]])
 
 
+@incidents.command("reindex")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+@handle_errors
+def reindex_incidents(ctx, as_json: bool) -> None:
+    """Write the shared table's key-addressed indexes for items an earlier version wrote.
+
+    Run once after upgrading a platform that already wrote to its DynamoDB table (it scans the
+    table: use credentials with dynamodb:Scan, which the platform's own role does not need).
+    Running it again, or while watchers run, is harmless."""
+    from service.dynamo_store import DynamoIncidentStore
+
+    store = existing_store(settings_from(ctx))
+    if not isinstance(store, DynamoIncidentStore):
+        fail("only the shared DynamoDB incident log (AIOPS_STORE=dynamodb) has indexes to write")
+    done = store.reindex()
+    emit(done, as_json, [[what, n] for what, n in sorted(done.items())], ["indexed", "items"])
+
+
 @incidents.command("alert")
 @click.argument("incident_id", type=int)
 @click.option("--by", default=None, help="Who pages [the current user].")

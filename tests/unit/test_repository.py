@@ -177,3 +177,40 @@ def test_the_watcher_runs_the_same_on_every_adapter(adapter, adapters, tmp_path)
     [incident] = store.list()
     assert (incident.status, incident.root_cause) == ("resolved", "high_cpu")
     assert [a.action for a in store.actions()] == ["scale_up"]
+
+
+def _as_written_before_the_indexes(store: DynamoIncidentStore) -> None:
+    """Turn the table into what an earlier version wrote: OPEN#<id> items, no key indexes."""
+    client = store.client
+    for item in client.scan(TableName=store.table)["Items"]:
+        pk, sk = item["pk"]["S"], item["sk"]["S"]
+        if sk == "OPEN":
+            for n in item["ids"]["NS"]:
+                client.put_item(TableName=store.table, Item={
+                    "pk": item["pk"], "sk": {"S": f"OPEN#{int(n):012d}"}, "incident_id": {"N": n}})
+        if sk in ("OPEN", "ONSETS", "ACTS") or sk.startswith("LAST#") or (
+                pk.startswith("SVC#") and sk.startswith("ACT#")):
+            client.delete_item(TableName=store.table, Key={"pk": item["pk"], "sk": item["sk"]})
+
+
+def test_reindex_finds_what_an_earlier_version_wrote(dynamodb) -> None:
+    store = dynamo_store(dynamodb)
+    first = store.open_incident("prod", "web", T0)
+    store.add_anomalies(first, [Anomaly.build("cpu_utilization", _minute(1), 95.0, 30.0, 20.0, 40.0, 9.0)])
+    store.record(first, _minute(2), "joined", {"n": 1})
+    request = ActionRequest("prod", "web", "scale_up", incident_id=first, key="incident-1")
+    store.begin_action(request, _minute(3), lambda h: (True, {}))
+
+    def answers() -> tuple:
+        return ([i.id for i in store.open_incidents("prod", "web")], store.last_event(first, "joined"),
+                store.anomaly_onsets(first), [a.id for a in store.actions(incident_id=first)],
+                [a.id for a in store.actions(cluster="prod", service="web")])
+
+    before = answers()
+    _as_written_before_the_indexes(store)
+    assert answers() == ([], None, {}, [], [])
+    done = store.reindex()
+    assert answers() == before == ([1], {"at": _minute(2).isoformat(), "kind": "joined", "data": {"n": 1}},
+                                   {"cpu_utilization": _minute(1)}, [1], [1])
+    assert done["open incidents"] == 1 and done["actions"] == 1
+    assert "open incidents" not in store.reindex() and answers() == before, "running it twice is harmless"
