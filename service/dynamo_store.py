@@ -393,6 +393,8 @@ class DynamoIncidentStore:
         service's ``OPEN`` item and of those incidents: two reads by key, whatever the log holds)."""
         ids = self._ids(_service_pk(cluster, service), OPEN_SK)
         incidents = [_incident_from(i)[0] for i in self._batch_get([_incident_key(n) for n in ids])]
+        for closed in (i for i in incidents if not i.status.is_open):
+            self._open_index(closed)   # a resolve that stopped before taking it out of the set
         return sorted((i for i in incidents if i.status.is_open), key=lambda i: i.id)
 
     def _listing(self, kind: str, descending: bool = False, **kwargs: Any) -> Iterator[dict]:

@@ -214,3 +214,18 @@ def test_reindex_finds_what_an_earlier_version_wrote(dynamodb) -> None:
                                    {"cpu_utilization": _minute(1)}, [1], [1])
     assert done["open incidents"] == 1 and done["actions"] == 1
     assert "open incidents" not in store.reindex() and answers() == before, "running it twice is harmless"
+
+
+def test_the_open_set_names_too_much_never_too_little(dynamodb) -> None:
+    """An id whose incident was never written, or one a resolve left behind, is not an open
+    incident; the resolved one is taken out on the way."""
+    store = dynamo_store(dynamodb)
+    first = store.open_incident("prod", "web", T0)
+    store.resolve(first, _minute(1), "bob")
+    key = {"pk": {"S": "SVC#prod/web"}, "sk": {"S": "OPEN"}}
+    store.client.update_item(TableName=store.table, Key=key, UpdateExpression="ADD #ids :ids",
+                             ExpressionAttributeNames={"#ids": "ids"},
+                             ExpressionAttributeValues={":ids": {"NS": [str(first), "77"]}})
+    second = store.open_incident("prod", "web", _minute(2))
+    assert [i.id for i in store.open_incidents("prod", "web")] == [second]
+    assert sorted(store.client.get_item(TableName=store.table, Key=key)["Item"]["ids"]["NS"]) == ["2", "77"]
