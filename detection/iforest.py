@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import sklearn
 from sklearn.ensemble import IsolationForest
 
 from detection.baseline import MAD_TO_SIGMA, SeasonalBaseline, fitted_baseline
@@ -128,9 +129,13 @@ class IsolationForestDetector:
                                                   self.change_window)
         features = self.training_features_[usable]
         self.feature_names_ = list(features.columns)
-        self.forest_ = IsolationForest(n_estimators=self.n_estimators, max_samples=self.max_samples,
-                                       max_features=self.max_features, random_state=self.random_state,
-                                       n_jobs=self.n_jobs).fit(features.to_numpy())
+        # scikit-learn checks each tree's drawn sample weights (counts, always finite) for
+        # infinity, 5% of the fit; the forest never checks its input's (it takes NaN and inf)
+        with sklearn.config_context(assume_finite=True):
+            self.forest_ = IsolationForest(
+                n_estimators=self.n_estimators, max_samples=self.max_samples,
+                max_features=self.max_features, random_state=self.random_state,
+                n_jobs=self.n_jobs).fit(features.to_numpy())
         self.feature_centre_ = features.median()
         scale = MAD_TO_SIGMA * (features - self.feature_centre_).abs().median()
         # numpy's standard deviation, not pandas': with bottleneck installed pandas sums naively
@@ -186,19 +191,33 @@ class IsolationForestDetector:
         return self._deviation(features, direction)
 
     def _deviation(self, features: pd.DataFrame, direction: bool = True) -> pd.DataFrame:
-        out = {}
+        return pd.DataFrame(self._deviations(self._standardised(features), direction),
+                            index=features.index, columns=self.metrics_)
+
+    def _standardised(self, features: pd.DataFrame) -> list[list[np.ndarray]]:
+        """Per metric, its ``z`` and ``change`` features in robust spreads of their training
+        values (signed)."""
+        out = []
         for metric in self.metrics_:
+            names = [f"{metric}:{kind}" for kind in ATTRIBUTING]
+            out.append([(features[n].to_numpy() - self.feature_centre_[n]) / self.feature_scale_[n]
+                        for n in names])
+        return out
+
+    def _deviations(self, standardised: list[list[np.ndarray]], direction: bool) -> np.ndarray:
+        """(rows, metrics): each metric's larger standardised feature, in its bad direction
+        only (``direction``) or either way."""
+        columns = []
+        for metric, parts in zip(self.metrics_, standardised, strict=True):
             way = spec_for(metric, self.specs).direction if direction else "both"
-            parts = [by_direction(((features[f"{metric}:{kind}"] - self.feature_centre_[f"{metric}:{kind}"])
-                                   / self.feature_scale_[f"{metric}:{kind}"]).to_numpy(), way)
-                     for kind in ATTRIBUTING]
-            out[metric] = np.maximum.reduce(parts)
-        return pd.DataFrame(out, index=features.index)
+            columns.append(np.maximum.reduce([by_direction(part, way) for part in parts]))
+        return np.column_stack(columns)
 
     def _culprit(self, features: pd.DataFrame) -> np.ndarray:
         """Column position of each row's culprit metric, -1 where none is named (see module)."""
-        either = self._deviation(features, direction=False).to_numpy()
-        bad = self._deviation(features, direction=True).to_numpy()
+        standardised = self._standardised(features)
+        either = self._deviations(standardised, direction=False)
+        bad = self._deviations(standardised, direction=True)
         top = either.argmax(axis=1)
         rows = np.arange(len(top))
         named = (bad[rows, top] > 0) & (bad[rows, top] >= either[rows, top] * (1 - 1e-9))
