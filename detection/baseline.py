@@ -106,12 +106,15 @@ def _group_stats(frame: pd.DataFrame, keys: np.ndarray, size: int) -> tuple[np.n
     and every metric in one pass: 168 buckets of a 14-day metric in about 3 ms, not 30 ms.
     """
     grouped = frame.groupby(keys)
-    centre = grouped.median()
-    mad = (frame - grouped.transform("median")).abs().groupby(keys).median()
-    count = grouped.count()
     full = pd.RangeIndex(size)
-    return (centre.reindex(full).to_numpy(), mad.reindex(full).to_numpy(),
-            count.reindex(full, fill_value=0).to_numpy())
+    centre = grouped.median().reindex(full).to_numpy()
+    # each point's distance from its own group's median (what transform("median") would
+    # broadcast, read from the medians already taken)
+    distance = pd.DataFrame(np.abs(frame.to_numpy() - centre[keys]), index=frame.index,
+                            columns=frame.columns)
+    mad = distance.groupby(keys).median()
+    count = grouped.count()
+    return centre, mad.reindex(full).to_numpy(), count.reindex(full, fill_value=0).to_numpy()
 
 
 def _days_per_key(frame: pd.DataFrame, keys: np.ndarray, days: np.ndarray,

@@ -365,10 +365,8 @@ class ServiceDetector:
         weights = np.array([config.weight(n) for n in names])[:, None, None]
         stack = np.stack([surprises[n].to_numpy() for n in names])
         with np.errstate(invalid="ignore"):
-            if config.combiner == "max":
-                scaled = np.where(np.isnan(stack), -np.inf, stack * weights / weights.max())
-                combined = scaled.max(axis=0)
-                combined[np.isneginf(combined)] = np.nan
+            if config.combiner == "max":  # fmax passes NaN over: the members that spoke
+                combined = np.fmax.reduce(stack * weights / weights.max(), axis=0)
             else:
                 spoke = ~np.isnan(stack)
                 total = np.where(spoke, stack * weights, 0.0).sum(axis=0)
