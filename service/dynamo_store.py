@@ -221,8 +221,8 @@ class DynamoIncidentStore:
             client.describe_table(TableName=table)
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code")
-            hint = ("deploy the stack (`aiops deploy create`) or create it with "
-                    "`aiops store create-table`" if code == "ResourceNotFoundException" else code)
+            hint = ("deploy the stack (`aiops deploy create`) or, on a local endpoint, create it with "
+                    "service.dynamo_store.create_table" if code == "ResourceNotFoundException" else code)
             raise StoreUnavailable(f"DynamoDB table {table!r} is not usable: {hint}") from None
 
     # ------------------------------------------------------------------ low level
