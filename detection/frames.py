@@ -34,9 +34,9 @@ def check_metric_frame(frame: pd.DataFrame, *, min_rows: int = 1) -> pd.DataFram
     if values.index.has_duplicates:
         values = values.groupby(level=0).mean()
     values = values.sort_index()
-    if values.dropna(how="all").shape[0] < min_rows:
-        raise MetricFrameError(f"metric frame has {values.dropna(how='all').shape[0]} usable rows; "
-                               f"at least {min_rows} needed")
+    usable = int(values.notna().to_numpy().any(axis=1).sum())
+    if usable < min_rows:
+        raise MetricFrameError(f"metric frame has {usable} usable rows; at least {min_rows} needed")
     return values
 
 
