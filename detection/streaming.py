@@ -307,8 +307,8 @@ class StreamingUnivariateDetector:
         reported, last_row, last_value = _suppress(surprise, present, rows.refractory, self.min_gain)
         scores = reported / (reported + self.score_scale)
         self.threshold_ = float(self.threshold)
-        self.evidence_ = pd.DataFrame(evidence, columns=list(CHANNELS)).assign(surprise=surprise, z=signed,
-                                                                                residual=residual)
+        self.evidence_ = pd.DataFrame({**{name: evidence[:, i] for i, name in enumerate(CHANNELS)},
+                                       "surprise": surprise, "z": signed, "residual": residual})
         self.n_rows_ = len(x)
         self.sampling_period_ = pd.Timedelta(seconds=rows.step)
         self.rows_ = rows
