@@ -73,7 +73,8 @@ class CompiledForest:
         shape = (len(trees), size)
         left, right = np.full(shape, -1, np.int32), np.full(shape, -1, np.int32)
         feature, threshold = np.zeros(shape, np.int32), np.zeros(shape, np.float64)
-        missing_left, leaf_depth = np.zeros(shape, bool), np.zeros(shape, np.float64)
+        missing_left, depth = np.zeros(shape, bool), np.zeros(shape, np.float64)
+        samples, nodes = np.zeros(shape, np.float64), np.zeros(shape, bool)
         subsample = forest._max_features != n_features
         for i, (tree, features) in enumerate(zip(trees, forest.estimators_features_, strict=True)):
             n = tree.node_count
@@ -85,8 +86,9 @@ class CompiledForest:
             missing = getattr(tree, "missing_go_to_left", None)
             if missing is not None:
                 missing_left[i, :n] = np.asarray(missing, dtype=bool)
-            depth = tree.compute_node_depths()
-            leaf_depth[i, :n] = depth + average_path_length(tree.n_node_samples) - 1.0
+            depth[i, :n], samples[i, :n], nodes[i, :n] = tree.compute_node_depths(), tree.n_node_samples, True
+        # every tree's path lengths in one pass (elementwise: the same figures as tree by tree)
+        leaf_depth = np.where(nodes, depth + average_path_length(samples) - 1.0, 0.0)
         denominator = len(trees) * float(average_path_length(np.array([forest._max_samples]))[0])
         return cls(left, right, feature, threshold, missing_left, leaf_depth, denominator, n_features)
 
