@@ -115,10 +115,13 @@ DURATIONS = ("window", "history", "sustained_window", "refractory", "warmup")
 REFERENCE_STEP = 300.0  # seconds: the step rarity is counted in, and the sampling assumed without timestamps
 SAMPLING_ROWS = 20  # the first rows whose median step is the sampling period (the warm-up is never shorter)
 SEASONAL_HALF_WIDTH = "10min"  # a past instant of a cycle is the median of the rows this close to it
-# the least training history the ensemble member accepts: every day of the week once. With
-# three days (a weekend and a Monday) a normal Tuesday raised alarms for hundreds of minutes: the
-# member cannot tell a new day type from a fault until it has seen each (tests/unit/test_cold_start.py)
-MIN_MEMBER_HISTORY = pd.Timedelta("7D")
+# the least training history the ensemble member accepts: every phase of the week a week before
+# it is judged, plus a day. With three days (a weekend and a Monday) a normal Tuesday raised
+# alarms for hundreds of minutes: the member cannot tell a new day type from a fault until it has
+# seen each. With exactly seven days ending Monday 13:00 the weekly predictor had no Monday
+# morning to repeat and no errors of its own to be chosen by, so the daily one judged Monday by
+# the weekend: a normal Monday afternoon was a record rise (tests/unit/test_cold_start.py).
+MIN_MEMBER_HISTORY = pd.Timedelta("8D")
 # The ensemble member judges the means of 5-minute buckets of finer data: NAB's sampling, where
 # the detector's settings were chosen by cross-validation, so the member watching a one-minute
 # service runs at the sampling it is benchmarked at. Its state and work are 5x smaller than at one
@@ -664,7 +667,7 @@ class StreamingMember:
             # its training scores calibrate it, and it judges by rarity against its history: a
             # history without every day of the week makes the first unseen day type look unheard of
             raise MetricFrameError(f"the streaming member needs {MIN_MEMBER_HISTORY.days} days of history "
-                                   f"(every day of the week once); this one covers {covered}")
+                                   f"(a week before every day it judges); this one covers {covered}")
         self.metrics_ = list(frame.columns)
         self.step_ = float(step.total_seconds())
         width = _duration(self.resolution, "resolution") if self.resolution is not None else 0.0

@@ -31,6 +31,9 @@ CASES = {
     "3 days spanning a weekend, Monday morning": (3, "2026-11-30 06:00", "2026-11-30 06:00", 6),
     "3 days, Sunday night": (3, "2026-11-29 20:00", "2026-11-29 20:00", 4),
     "7 days, the next day": (7, "2026-12-01 13:00", "2026-12-01 13:00", 24),
+    # the calendar sweep's cell whose Monday morning was judged by the weekend (see below)
+    "7 days ending a Monday afternoon": (7, "2026-11-30 13:00", "2026-11-30 13:00", 6),
+    "8 days ending a Monday afternoon (streaming member on)": (8, "2026-11-30 13:00", "2026-11-30 13:00", 6),
 }
 
 
@@ -198,3 +201,13 @@ def test_a_day_type_factor_needs_levels_well_above_zero() -> None:
     assert factor.uncertainty == pytest.approx(0.25) and factor.to(0) == pytest.approx(1.25)
     errors = day_type_factor(np.zeros(24), np.ones(24), min_level=10.0, prior=0.25)
     assert not errors.known and errors.hours == 0 and errors.to(1) == 1.0
+
+
+def test_the_streaming_member_waits_for_a_week_before_the_day_it_judges() -> None:
+    """With exactly 7 days ending Monday 13:00, the member's weekly predictor had no Monday
+    morning to repeat and its daily one followed the weekend: a normal Monday afternoon scored
+    as a record rise of response time and memory for hours (the calendar sweep's Mon 13:00 cell:
+    6 false alarms). It joins the ensemble from 8 days, when every phase of the week has a
+    week-old cycle and a day of the weekly predictor's own errors."""
+    assert "streaming" not in ServiceDetector().fit(past(7, "2026-11-30 13:00")).members_
+    assert "streaming" in ServiceDetector().fit(past(8, "2026-11-30 13:00")).members_

@@ -302,7 +302,7 @@ def test_the_streaming_member_sees_a_sustained_rise_and_ignores_a_drop_or_a_wobb
     assert member.reset().score(down)[LATENCY].iloc[600:720].max() == 0.0  # faster answers: no symptom
     members = {"zscore": 1.0, "streaming": 1.0}
     flat = ServiceDetector({"members": members}).fit(pd.DataFrame({CPU: 20.0}, index=pd.date_range(
-        "2026-11-02", periods=7 * 1440, freq="1min", tz="UTC")))
+        "2026-11-02", periods=8 * 1440, freq="1min", tz="UTC")))
     wobble = flat.members_["streaming"].score(
-        live({CPU: [20.3] * 5 + [20.0] * 5 + [45.0] * 5}, "2026-11-09 10:00"))[CPU]
+        live({CPU: [20.3] * 5 + [20.0] * 5 + [45.0] * 5}, "2026-11-10 10:00"))[CPU]
     assert wobble.iloc[4] == 0.0 and wobble.iloc[14] > 0   # under CPU's 0.5-point floor: nothing
