@@ -111,8 +111,8 @@ class ProcessMeter:
 
     Finding the children reads the status of every process on the machine (1.5 ms of CPU with
     90 processes: at every sample, about a second of this process's CPU over a one-minute fit,
-    counted in the fit's), so they are listed every ``relist`` seconds and the ones found are
-    sampled every ``interval`` (0.1 ms).
+    counted in the fit's), so they are listed every ``relist`` seconds, and at every sample
+    until one is found, and the ones found are sampled every ``interval`` (0.1 ms).
     """
 
     def __init__(self, interval: float = 0.1, relist: float = 1.0):
@@ -133,7 +133,7 @@ class ProcessMeter:
         me = psutil.Process()
         total = me.memory_info().rss
         self._cpu[me.pid] = _cpu(me)
-        if time.monotonic() - self._listed >= self.relist:
+        if not self._children or time.monotonic() - self._listed >= self.relist:
             self._children, self._listed = me.children(recursive=True), time.monotonic()
         for child in self._children:
             try:
