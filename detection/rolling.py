@@ -38,8 +38,9 @@ def rolling_median_over(values: pd.Series, span: pd.Timedelta) -> np.ndarray:
     """``values.rolling(span, min_periods=1).median()`` (a time window ``(t - span, t]``) as an
     array: by ``rolling_median`` over a row count where the index is a regular grid (every
     step the same, so the window is the last ``ceil(span / step)`` rows), else by pandas."""
-    nanos = pd.DatetimeIndex(values.index).as_unit("ns").asi8
-    steps = np.diff(nanos)
+    if not isinstance(values.index, pd.DatetimeIndex):  # pandas says what is wrong with it
+        return values.rolling(span, min_periods=1).median().to_numpy()
+    steps = np.diff(values.index.as_unit("ns").asi8)
     if len(steps) and steps[0] > 0 and (steps == steps[0]).all():
         rows = -(-int(pd.Timedelta(span).value) // int(steps[0]))
         return rolling_median(values.to_numpy(dtype=np.float64), max(rows, 1), 1)

@@ -38,3 +38,8 @@ def test_time_window_median_on_a_grid_and_off_it(freq, span):
     for series in (values, uneven, values.set_axis(index.as_unit("s"))):
         expected = series.rolling(pd.Timedelta(span), min_periods=1).median().to_numpy()
         np.testing.assert_array_equal(rolling_median_over(series, pd.Timedelta(span)), expected)
+
+
+def test_a_time_window_needs_timestamps():
+    with pytest.raises(ValueError):
+        rolling_median_over(pd.Series([1.0, 2.0, 3.0]), pd.Timedelta("3min"))
