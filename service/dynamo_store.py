@@ -242,15 +242,31 @@ class DynamoIncidentStore:
         return int(answer["Attributes"][f"n_{what}"]["N"]) - count + 1
 
     def _transact(self, items: list[dict]) -> list[str] | None:
-        """Write ``items`` atomically; None when done, else the cancellation reason per item."""
+        """Write ``items`` atomically; None when done, else the cancellation reason per item.
+
+        A transaction answered as cancelled may have been written after all: botocore sends it
+        again when the first answer timed out, and an endpoint that does not honour the
+        ClientRequestToken (the local one) then finds its conditions already used up. Every
+        step's transaction puts an event whose number no other write has, so that event being
+        there means the transaction was written: done, not a lost race."""
         try:
             self.client.transact_write_items(TransactItems=items, ClientRequestToken=str(uuid.uuid4()))
             return None
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "TransactionCanceledException":
                 raise
+            if self._written(items):
+                return None
             reasons = exc.response.get("CancellationReasons") or []
             return [r.get("Code", "None") for r in reasons] or ["ConditionalCheckFailed"]
+
+    def _written(self, items: list[dict]) -> bool:
+        """Whether the event the transaction ``items`` puts is in the table (read consistently)."""
+        for op in items:
+            item = op.get("Put", {}).get("Item", {})
+            if item.get("sk", {}).get("S", "").startswith("EV#"):
+                return self._get({"pk": item["pk"], "sk": item["sk"]}) is not None
+        return False
 
     @staticmethod
     def _pause(attempt: int) -> None:

@@ -229,3 +229,31 @@ def test_the_open_set_names_too_much_never_too_little(dynamodb) -> None:
     second = store.open_incident("prod", "web", _minute(2))
     assert [i.id for i in store.open_incidents("prod", "web")] == [second]
     assert sorted(store.client.get_item(TableName=store.table, Key=key)["Item"]["ids"]["NS"]) == ["2", "77"]
+
+
+class _SentTwice:
+    """A DynamoDB client whose transactions reach the table and are then sent again, as botocore
+    does when the first answer timed out (the local endpoint does not honour ClientRequestToken)."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+
+    def __getattr__(self, name: str):
+        return getattr(self.client, name)
+
+    def transact_write_items(self, **kwargs):
+        self.client.transact_write_items(**kwargs)
+        return self.client.transact_write_items(**kwargs)
+
+
+def test_a_transaction_sent_again_after_it_was_written_is_done(dynamodb) -> None:
+    plain = dynamo_store(dynamodb)
+    store = DynamoIncidentStore(_SentTwice(plain.client), plain.table)
+    first = store.open_incident("prod", "web", T0)
+    store.set_status(first, _minute(1), "escalated", payload={"reason": "x"})
+    assert store.acknowledge(first, _minute(2), "carol").acked_by == "carol"
+    request = ActionRequest("prod", "web", "scale_up", incident_id=first, key="incident-1")
+    assert store.begin_action(request, _minute(3), lambda h: (True, {}))[0] == 1
+    store.finish_action(1, _minute(4), "done", result={"change": "2 -> 3"})
+    kinds = [e["kind"] for e in store.events(first)]
+    assert kinds == ["opened", "status:escalated", "acknowledged", "action_started", "action_done"]
