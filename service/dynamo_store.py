@@ -307,12 +307,18 @@ class DynamoIncidentStore:
 
     def _point_latest(self, incident_id: int, kind: str, seq: int, at: Any) -> None:
         """Point the incident's ``LAST#<kind>`` at event ``seq``, unless it names a newer one."""
+        self._unless_newer(self.client.put_item,
+            TableName=self.table, Item=_item({"pk": f"INC#{incident_id}", "sk": f"LAST#{kind}",
+                                              "event_seq": seq, TTL_ATTRIBUTE: self._expires(at)}),
+            ConditionExpression="attribute_not_exists(event_seq) OR event_seq < :seq",
+            ExpressionAttributeValues={":seq": {"N": str(seq)}})
+
+    @staticmethod
+    def _unless_newer(write: Any, **kwargs: Any) -> None:
+        """A conditional write that only moves a value one way: a failed condition means another
+        writer already moved it further, which is no error."""
         try:
-            self.client.put_item(
-                TableName=self.table, Item=_item({"pk": f"INC#{incident_id}", "sk": f"LAST#{kind}",
-                                                  "event_seq": seq, TTL_ATTRIBUTE: self._expires(at)}),
-                ConditionExpression="attribute_not_exists(event_seq) OR event_seq < :seq",
-                ExpressionAttributeValues={":seq": {"N": str(seq)}})
+            write(**kwargs)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                 raise
@@ -333,12 +339,15 @@ class DynamoIncidentStore:
         Not part of the incident's write: the id is added before the incident is written and
         taken out after it is resolved, so the set may name an incident that is not (yet) there
         or no longer open, never miss one that is; readers check each incident they find."""
-        verb = "DELETE" if incident.status is Status.RESOLVED else "ADD"
+        self._open_set(_service_pk(incident.cluster, incident.service), incident.id,
+                       "DELETE" if incident.status is Status.RESOLVED else "ADD")
+
+    def _open_set(self, service_pk: str, incident_id: int, verb: str) -> None:
+        """``ADD`` the id to the service's ``OPEN`` set, or ``DELETE`` it."""
         self.client.update_item(
-            TableName=self.table, Key={"pk": {"S": _service_pk(incident.cluster, incident.service)},
-                                       "sk": {"S": OPEN_SK}},
+            TableName=self.table, Key={"pk": {"S": service_pk}, "sk": {"S": OPEN_SK}},
             UpdateExpression=f"{verb} #ids :id", ExpressionAttributeNames={"#ids": "ids"},
-            ExpressionAttributeValues={":id": {"NS": [str(incident.id)]}})
+            ExpressionAttributeValues={":id": {"NS": [str(incident_id)]}})
 
     def _ids(self, pk: str, sk: str) -> list[int]:
         """The number set ``ids`` of one item, read consistently (empty when there is none)."""
@@ -346,9 +355,13 @@ class DynamoIncidentStore:
         return sorted(int(n) for n in (item or {}).get("ids", {}).get("NS", []))
 
     def _query(self, **kwargs: Any) -> Iterator[dict]:
+        return self._pages(self.client.query, **kwargs)
+
+    def _pages(self, read: Any, **kwargs: Any) -> Iterator[dict]:
+        """Every item a Query or Scan (``read``) of the table answers, page by page."""
         kwargs["TableName"] = self.table
         while True:
-            page = self.client.query(**kwargs)
+            page = read(**kwargs)
             yield from page.get("Items", [])
             if "LastEvaluatedKey" not in page:
                 return
@@ -536,7 +549,8 @@ class DynamoIncidentStore:
         found = {i["sk"]["S"]: i for i in self._batch_get(keys)}
         new = {sk: row for sk, row in rows.items() if sk not in found}
         self._batch_write([_item({"pk": pk, "sk": sk, "data": _dump(row),
-                                  TTL_ATTRIBUTE: self._expires(row["timestamp"])}) for sk, row in new.items()])
+                                  TTL_ATTRIBUTE: self._expires(row["timestamp"])})
+                           for sk, row in new.items()])
         onsets = _onsets(found.get(ONSETS_SK) or {})
         for metric, stamp in sorted(_earliest(new.values()).items()):
             if metric not in onsets or stamp < onsets[metric]:
@@ -553,16 +567,12 @@ class DynamoIncidentStore:
 
     def _keep_onset(self, pk: str, metric: str, stamp: str) -> None:
         """Set the metric's onset to ``stamp`` unless another writer set an earlier one."""
-        try:
-            self.client.update_item(
-                TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": ONSETS_SK}},
-                UpdateExpression="SET #m = :at, #exp = :exp",
-                ConditionExpression="attribute_not_exists(#m) OR #m > :at",
-                ExpressionAttributeNames={"#m": f"{ONSET_PREFIX}{metric}", "#exp": TTL_ATTRIBUTE},
-                ExpressionAttributeValues={":at": {"S": stamp}, ":exp": {"N": str(self._expires(stamp))}})
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
+        self._unless_newer(self.client.update_item,
+            TableName=self.table, Key={"pk": {"S": pk}, "sk": {"S": ONSETS_SK}},
+            UpdateExpression="SET #m = :at, #exp = :exp",
+            ConditionExpression="attribute_not_exists(#m) OR #m > :at",
+            ExpressionAttributeNames={"#m": f"{ONSET_PREFIX}{metric}", "#exp": TTL_ATTRIBUTE},
+            ExpressionAttributeValues={":at": {"S": stamp}, ":exp": {"N": str(self._expires(stamp))}})
 
     def anomalies(self, incident_id: int) -> list[dict]:
         items = self._query(KeyConditionExpression="pk = :pk AND begins_with(sk, :an)",
@@ -800,7 +810,8 @@ class DynamoIncidentStore:
         elif cluster is not None and service is not None:
             ids = [int(i["action_id"]["N"]) for i in self._query(
                 KeyConditionExpression="pk = :pk AND begins_with(sk, :act)", ConsistentRead=True,
-                ExpressionAttributeValues={":pk": {"S": _service_pk(cluster, service)}, ":act": {"S": "ACT#"}})]
+                ExpressionAttributeValues={":pk": {"S": _service_pk(cluster, service)},
+                                           ":act": {"S": "ACT#"}})]
         else:
             ids = None
         items = self._listing("action") if ids is None else self._batch_get([_action_key(n) for n in ids])
@@ -847,9 +858,9 @@ class DynamoIncidentStore:
         incidents, newest events and actions are not found. One scan of the table; every write
         is idempotent, so running it twice (or while watchers run) is harmless."""
         done: Counter = Counter()
-        onsets: dict[str, dict[str, str]] = {}
+        anomalies: dict[str, list[dict]] = {}
         newest: dict[tuple[int, str], tuple[int, str]] = {}   # (incident, kind) -> (seq, at)
-        for item in self._scan():
+        for item in self._pages(self.client.scan):
             pk, sk = item["pk"]["S"], item["sk"]["S"]
             if sk.startswith("OPEN#"):
                 self._reopen(pk, int(item["incident_id"]["N"]), item["sk"])
@@ -859,36 +870,22 @@ class DynamoIncidentStore:
                 key = (int(pk[4:]), v["event_kind"])
                 newest[key] = max(newest.get(key, (0, "")), (v["seq"], v["at"]))
             elif sk.startswith("AN#"):
-                row = json.loads(item["data"]["S"])
-                first = onsets.setdefault(pk, {})
-                first[row["metric"]] = min(first.get(row["metric"], row["timestamp"]), row["timestamp"])
+                anomalies.setdefault(pk, []).append(json.loads(item["data"]["S"]))
             elif sk == "ACT":
                 self._action_index(_action_from(item))
                 done["actions"] += 1
         for (incident_id, kind), (seq, at) in sorted(newest.items()):
             self._point_latest(incident_id, kind, seq, at)
             done["newest events"] += 1
-        for pk, first in onsets.items():
-            for metric, stamp in sorted(first.items()):
+        for pk, rows in anomalies.items():
+            for metric, stamp in sorted(_earliest(rows).items()):
                 self._keep_onset(pk, metric, stamp)
             done["incidents with anomalies"] += 1
         return dict(done)
 
-    def _scan(self) -> Iterator[dict]:
-        """Every item of the table, page by page."""
-        kwargs: dict[str, Any] = {"TableName": self.table}
-        while True:
-            page = self.client.scan(**kwargs)
-            yield from page.get("Items", [])
-            if "LastEvaluatedKey" not in page:
-                return
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-
     def _reopen(self, service_pk: str, incident_id: int, old_sk: dict) -> None:
         """Move an earlier version's ``OPEN#<id>`` item into the service's ``OPEN`` set."""
-        self.client.update_item(TableName=self.table, Key={"pk": {"S": service_pk}, "sk": {"S": OPEN_SK}},
-                                UpdateExpression="ADD #ids :id", ExpressionAttributeNames={"#ids": "ids"},
-                                ExpressionAttributeValues={":id": {"NS": [str(incident_id)]}})
+        self._open_set(service_pk, incident_id, "ADD")
         self.client.delete_item(TableName=self.table, Key={"pk": {"S": service_pk}, "sk": old_sk})
 
     def close(self) -> None:

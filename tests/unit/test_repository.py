@@ -107,7 +107,8 @@ def lifecycle(store: IncidentRepository) -> list:
     step("of an incident", lambda: [a.id for a in store.actions(incident_id=first)])
     step("of no incident", lambda: store.actions(incident_id=second))
     step("of a service", lambda: [a.id for a in store.actions(cluster="prod", service="web")])
-    step("done in a service", lambda: [a.id for a in store.actions(cluster="prod", service="web", status="done")])
+    step("done in a service",
+         lambda: [a.id for a in store.actions(cluster="prod", service="web", status="done")])
     step("of another service", lambda: store.actions(cluster="prod", service="api"))
     step("recent", lambda: [a.id for a in store.history("prod", "web", _minute(40)).recent])
     step("a day later", lambda: store.history("prod", "web", T0 + pd.Timedelta(days=2)).recent)
