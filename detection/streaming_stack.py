@@ -231,6 +231,8 @@ class StreamStack:
         shift_s = self._rarity("shift", rows, shift)
         sustained_s = self._rarity("sustained", rows, sustained)
         surprise = np.maximum(np.maximum(range_s, shift_s), sustained_s)
+        if c.min_z > 0:  # the row itself must be off (StreamState.update)
+            surprise = np.where(np.abs(z) >= c.min_z, surprise, 0.0)
 
         # 3. remember the row
         reach, hw = self._reach, c.seasonal_half_width

@@ -58,6 +58,7 @@ class StreamConfig:
     min_gain: float
     score_scale: float
     reference_step: float
+    min_z: float = 0.0  # states saved before it existed judged every row by its channels alone
 
     @property
     def unit(self) -> float:
@@ -293,6 +294,8 @@ class StreamState:
         shift_s = self._rarity("shift", shift)
         sustained_s = self._rarity("sustained", sustained)
         surprise = max(range_s, shift_s, sustained_s)
+        if c.min_z > 0 and not abs(z) >= c.min_z:  # the channels remember; the row itself must be off
+            surprise = 0.0
 
         # 3. remember the row
         slot = i % self._reach

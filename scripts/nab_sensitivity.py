@@ -29,7 +29,7 @@ from training.nab import PROFILES, load_corpus, read_series  # noqa: E402
 from training.nab_benchmark import default_nab_root, scored_row  # noqa: E402
 
 SCALED = ("window", "refractory", "sustained_window", "history", "warmup", "seasonal_cycles",
-          "range_tolerance", "tail_index", "min_gain", "z_clip")
+          "range_tolerance", "tail_index", "min_gain", "z_clip", "min_z")
 
 
 def scaled(value, factor: float):

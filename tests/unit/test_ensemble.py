@@ -306,3 +306,29 @@ def test_the_streaming_member_sees_a_sustained_rise_and_ignores_a_drop_or_a_wobb
     wobble = flat.members_["streaming"].score(
         live({CPU: [20.3] * 5 + [20.0] * 5 + [45.0] * 5}, "2026-11-10 10:00"))[CPU]
     assert wobble.iloc[4] == 0.0 and wobble.iloc[14] > 0   # under CPU's 0.5-point floor: nothing
+
+
+def test_after_an_error_storm_the_member_does_not_lend_its_memory_to_base_rate_noise() -> None:
+    """The calendar sweep's misdiagnoses: after an error storm the shift channel stays rare for
+    over an hour, and a later bucket of ordinary noise (3-4 errors in five minutes) borrowed that
+    surprise, so a slow dependency an hour later read as errors. A bucket's surprise counts only
+    when the bucket itself is off by the detector's ``min_z`` spreads."""
+    from detection.streaming import StreamingMember
+    from simulation.physics import Conditions, normal_load, service_metrics
+
+    start, shape = pd.Timestamp("2026-12-05T01:00:00Z"), ServiceShape()
+    past = history(start, 14, shape, np.random.default_rng(11))
+    index = pd.date_range(start, periods=300, freq="min")
+    cond = Conditions(load=normal_load(index, shape), tasks=np.full(len(index), shape.nominal_tasks))
+    nights = [service_metrics(index, cond, shape, np.random.default_rng(seed)) for seed in range(10)]
+    for night in nights:
+        night.iloc[160:172, night.columns.get_loc(ERRORS)] += 30  # the storm, 03:40-03:51
+
+    def after_storm(**params) -> np.ndarray:  # from 04:20, 40 minutes after it began: noise only
+        member = StreamingMember(**params).fit(past[[ERRORS]])
+        scores = [member.reset().score(night[[ERRORS]])[ERRORS] for night in nights]
+        assert all((s.iloc[165:172] > 0).all() for s in scores)  # the storm, from its first bucket's close
+        return np.concatenate([s.iloc[200:].fillna(0).to_numpy() for s in scores])
+
+    assert (after_storm() == 0).all()
+    assert (after_storm(min_z=0.0) > 0).any()  # without the gate the storm's memory speaks

@@ -151,6 +151,7 @@ def test_unusable_input_is_refused_with_the_reason(values, stamps, message) -> N
     ({"seasonal_periods": "1D"}, "seasonal_periods must be a list"),
     ({"seasonal_periods": ["fortnightly"]}, "is not a pandas offset"),
     ({"min_gain": -1}, "min_gain must be a number >= 0"),
+    ({"min_z": float("inf")}, "min_z must be a number >= 0"),
 ])
 def test_bad_settings_are_named_when_scoring(params, message) -> None:
     detector = StreamingUnivariateDetector(**params)  # __init__ only stores

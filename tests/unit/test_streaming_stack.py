@@ -115,7 +115,7 @@ def test_threads_scoring_live_and_what_if_windows_at_once_get_the_serial_scores(
     from concurrent.futures import ThreadPoolExecutor
 
     day = history(END + pd.Timedelta(days=1), 1, ServiceShape(), np.random.default_rng(5))
-    day.iloc[300:, day.columns.get_loc("response_time")] *= 1.6
+    day.iloc[200:, day.columns.get_loc("response_time")] *= 1.6  # within the live windows
     metrics = list(fitted[0].metrics_)
     past = day.iloc[100:116]
 

@@ -76,6 +76,27 @@ def test_the_state_is_plain_data_that_survives_json_and_npz() -> None:
     np.testing.assert_allclose([r.score for r in rows], scores[cut:], rtol=0, atol=1e-9)
 
 
+def test_a_state_saved_before_min_z_judges_as_it_did_and_min_z_is_followed_live() -> None:
+    """A bundle's state from before ``min_z`` existed has none in its config: it keeps judging by
+    the channels alone, as the detector that made it did; a state made with ``min_z`` scores 0
+    live wherever the replay does (rows less than ``min_z`` spreads off)."""
+    values, stamps = messy_series()
+    cut = 1950
+    for min_z in (0.0, 3.0):
+        full = StreamingUnivariateDetector(min_z=min_z)
+        scores = full.fit_predict_stream(values, stamps)
+        warm = StreamingUnivariateDetector(min_z=min_z)
+        warm.fit_predict_stream(values[:cut], stamps[:cut])
+        data = warm.stream_state().to_dict()
+        if min_z == 0.0:  # as saved before the setting existed
+            del data["config"]["min_z"]
+        rows, _ = live_after(values, stamps, cut, StreamState.from_dict(data))
+        np.testing.assert_allclose([r.score for r in rows], scores[cut:], rtol=0, atol=1e-9)
+        small = np.abs(full.evidence_["z"].to_numpy()) < 3.0
+        gated = (full.evidence_["surprise"].to_numpy()[small] > 0).any()
+        assert gated == (min_z == 0.0)  # without it, rows under 3 spreads carry the channels' surprise
+
+
 def test_states_of_series_with_one_sampling_have_the_same_shapes_so_they_stack() -> None:
     values, stamps = messy_series()
     shapes = []
