@@ -41,9 +41,11 @@ def run(ctx: click.Context, port: int, days: int, seed: int, start) -> None:
     from moto.server import ThreadedMotoServer
 
     from harness.livesim import LiveSimulation
+    from service.aws import prepare_local_dynamodb
     from service.fleet import stop_on_signals
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    prepare_local_dynamodb()
     settings = settings_from(ctx)
     endpoint = f"http://127.0.0.1:{port}"
     env = {"AWS_ENDPOINT_URL": endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
