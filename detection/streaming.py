@@ -650,6 +650,7 @@ class StreamingMember:
     """
 
     CACHE_ROWS = 1024  # judged rows (or buckets) remembered per metric (the read window is 16)
+    CARRY_SHARE = 0.5  # a minute carries its bucket's score while it shows half the bucket's excess
 
     def __init__(self, specs: dict | None = None, resolution: str | None = RESOLUTION, **params):
         self.specs = specs
@@ -698,7 +699,8 @@ class StreamingMember:
                 scores[metric] = raw
             else:  # each minute carries its bucket's score while it shows the symptom itself
                 scores[metric] = self._gate(metric, fine, self._spread(raw, rows, fine),
-                                            self._spread(x - residual, rows, fine))
+                                            self._spread(x - residual, rows, fine),
+                                            self._spread(x, rows, fine))
             try:
                 states[metric] = detector.stream_state()
             except ValueError as exc:  # too few values to measure the sampling period
@@ -830,18 +832,23 @@ class StreamingMember:
         inside = (starts[positions] == carried) if len(starts) else np.zeros(len(x), dtype=bool)
         out = np.where(inside, raw[positions] if len(raw) else np.nan, np.nan)
         centre = np.where(inside, expected[positions] if len(raw) else np.nan, np.nan)
+        level = np.where(inside, means[positions] if len(raw) else np.nan, np.nan)
         if not inside.all():  # a bucket judged before this window: what it got then
             seen = self._live().seen_of(metric)
             for k in np.flatnonzero(~inside):
-                _, out[k], centre[k] = seen.get(float(carried[k]), (None, np.nan, np.nan))
-        return self._gate(metric, x, out, centre)
+                level[k], out[k], centre[k] = seen.get(float(carried[k]), (np.nan, np.nan, np.nan))
+        return self._gate(metric, x, out, centre, level)
 
-    def _gate(self, metric: str, x: np.ndarray, carried: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    def _gate(self, metric: str, x: np.ndarray, carried: np.ndarray, expected: np.ndarray,
+              level: np.ndarray) -> np.ndarray:
         """A minute keeps the score of the bucket it carries only while it still shows the
         symptom itself: off the bad way from the bucket's expectation beyond the metric's floor
-        (for a count, its one-minute floor: one stray error is no symptom). A symptom that has
-        ended is not carried into the minutes after it (a fixed service would otherwise look
-        sick for up to a bucket more)."""
+        (for a count, its one-minute floor: one stray error is no symptom) and by at least
+        ``CARRY_SHARE`` of the bucket's own excess (``level``, its mean, minus the expectation).
+        A symptom that has ended is not carried into the minutes after it: a fixed service
+        would otherwise look sick for up to a bucket more, and after an overload fixed by hand
+        (two minutes at 48% CPU in a bucket, then 34-36% against 34%) the minutes a little
+        above normal carried the overload's score and opened a second incident."""
         from detection.baseline import spread_floor
         from detection.metrics import spec_for
         from detection.zscore import by_direction
@@ -850,7 +857,9 @@ class StreamingMember:
         floor = spread_floor(np.nan_to_num(expected), 0.0, spec)
         with np.errstate(invalid="ignore"):
             outward = np.nan_to_num(by_direction(x - expected, spec.direction), nan=0.0)
-        out = np.where(outward > floor, carried, np.where(np.isnan(carried), np.nan, 0.0))
+            symptom = np.nan_to_num(by_direction(level - expected, spec.direction), nan=0.0)
+        shows = (outward > floor) & (outward >= self.CARRY_SHARE * symptom)
+        out = np.where(shows, carried, np.where(np.isnan(carried), np.nan, 0.0))
         return np.where(np.isnan(x), np.nan, out)
 
     def _buckets(self, x: np.ndarray, seconds: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:
@@ -1116,6 +1125,7 @@ def _judge_buckets(member: StreamingMember, together: _Together, rows: np.ndarra
     latest = np.where(present, seconds[None, :], -np.inf).max(axis=1)
     bucket_scores = np.full((len(flat), len(starts)), np.nan)
     bucket_expected = np.full((len(flat), len(starts)), np.nan)
+    bucket_means = np.full((len(flat), len(starts)), np.nan)
     judged_in = np.zeros((len(flat), len(starts)), dtype=bool)
     judged_any = np.zeros(len(flat), dtype=bool)
     continues = np.zeros(len(flat), dtype=bool)
@@ -1130,6 +1140,7 @@ def _judge_buckets(member: StreamingMember, together: _Together, rows: np.ndarra
             continue
         judged_in[:, b] = judged
         judged_any |= judged
+        bucket_means[:, b] = means
         new = judged & (start > stack.last_seconds()[rows])
         known = together.judged.get(start)
         known = known[rows] if known is not None else None
@@ -1156,20 +1167,25 @@ def _judge_buckets(member: StreamingMember, together: _Together, rows: np.ndarra
     carried = member._closing(seconds)
     out = np.full(flat.shape, np.nan)
     centre = np.full(flat.shape, np.nan)
+    level = np.full(flat.shape, np.nan)
     for c in np.unique(carried).tolist():
         known = together.judged.get(c)  # what the bucket got when it was judged, in any window
-        value = known[rows, 1] if known is not None else np.full(len(flat), np.nan)
-        expected = known[rows, 2] if known is not None else np.full(len(flat), np.nan)
+        nothing = np.full(len(flat), np.nan)
+        mean = known[rows, 0] if known is not None else nothing
+        value = known[rows, 1] if known is not None else nothing
+        expected = known[rows, 2] if known is not None else nothing
         b = int(np.searchsorted(starts, c))
         if b < len(starts) and starts[b] == c:  # judged from this window, where it could be
+            mean = np.where(judged_in[:, b], bucket_means[:, b], mean)
             value = np.where(judged_in[:, b], bucket_scores[:, b], value)
             expected = np.where(judged_in[:, b], bucket_expected[:, b], expected)
         out[:, carried == c] = value[:, None]
         centre[:, carried == c] = expected[:, None]
+        level[:, carried == c] = mean[:, None]
     metric_of = np.arange(len(flat)) % count
     for j, metric in enumerate(together.metrics):
         mine = metric_of == j
-        out[mine] = member._gate(metric, flat[mine], out[mine], centre[mine])
+        out[mine] = member._gate(metric, flat[mine], out[mine], centre[mine], level[mine])
     return out
 
 

@@ -254,6 +254,25 @@ def test_a_symptom_that_ended_is_not_carried_into_the_minutes_after_it(streaming
     assert (scores.iloc[80:84] == 0).all()  # they carry the hot bucket 75-79, but are normal
 
 
+def test_minutes_a_little_above_normal_after_a_fixed_surge_do_not_carry_its_score(streaming,
+                                                                                  monkeypatch) -> None:
+    """The calendar sweep's Fri 07:00 false alarm: an overload fixed by hand two minutes into a
+    bucket, then minutes 1-2 points above normal (beyond CPU's half-point floor). They carried
+    the overload bucket's score and opened a second incident; a minute carries it only while it
+    shows at least half the bucket's excess."""
+    from detection.streaming import StreamingMember
+
+    member = streaming.members_["streaming"]
+    day = next_day()
+    cpu = day.columns.get_loc(CPU)
+    day.iloc[63:65, cpu] += 30.0  # the bucket of minutes 60-64: 12 points above on average
+    day.iloc[65:70, cpu] += 1.5   # then a little above: no symptom of the surge
+    assert member.reset().score(day.iloc[:75])[CPU].iloc[64] > 0  # the surge, as its bucket closes
+    assert (member.reset().score(day.iloc[:75])[CPU].iloc[65:70] == 0).all()
+    monkeypatch.setattr(StreamingMember, "CARRY_SHARE", 0.0)  # carried on any excess beyond the floor
+    assert (member.reset().score(day.iloc[:75])[CPU].iloc[65:70] > 0).any()
+
+
 def test_a_tick_moves_the_streaming_state_by_the_new_minutes_only(streaming, monkeypatch) -> None:
     from detection.streaming_state import StreamState
 
