@@ -244,20 +244,18 @@ def _transactions_undo_their_items() -> None:
 
 
 def _put_back(table: Any, hash_key: Any, range_key: Any, item: Any) -> None:
-    """Restore one item of a moto table as it was (``item`` None: it did not exist)."""
+    """Restore one item of a moto table as it was (``item`` None: it did not exist). A table
+    with a range key keeps its partitions in a ``defaultdict`` and never drops an empty one,
+    as moto's own writes and deletes do."""
     if range_key is None:
         if item is None:
             table.items.pop(hash_key, None)
         else:
             table.items[hash_key] = item
-        return
-    partition = table.items.get(hash_key)
-    if item is not None:
+    elif item is None:
+        table.items[hash_key].pop(range_key, None)
+    else:
         table.items[hash_key][range_key] = item
-    elif partition is not None:
-        partition.pop(range_key, None)
-        if not partition:
-            del table.items[hash_key]
 
 
 _LOCAL_ENV = ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION",
