@@ -92,6 +92,8 @@ def test_a_state_saved_before_min_z_judges_as_it_did_and_min_z_is_followed_live(
             del data["config"]["min_z"]
         rows, _ = live_after(values, stamps, cut, StreamState.from_dict(data))
         np.testing.assert_allclose([r.score for r in rows], scores[cut:], rtol=0, atol=1e-9)
+        np.testing.assert_allclose([r.surprise for r in rows], full.evidence_["surprise"].iloc[cut:],
+                                   rtol=0, atol=1e-9)
         small = np.abs(full.evidence_["z"].to_numpy()) < 3.0
         gated = (full.evidence_["surprise"].to_numpy()[small] > 0).any()
         assert gated == (min_z == 0.0)  # without it, rows under 3 spreads carry the channels' surprise
