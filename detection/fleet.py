@@ -24,6 +24,7 @@ index shared by the group) is scored by the detector itself, so every detector g
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -312,6 +313,11 @@ class _Group:
             }
         return group
 
+    @functools.cached_property
+    def position(self) -> dict[str, int]:
+        """Each service's row in the stacked state."""
+        return {name: k for k, name in enumerate(self.names)}
+
     # ------------------------------------------------------------------------------ scoring
     def score(self, values: np.ndarray, index: pd.DatetimeIndex, newest: int | None = None,
               members: dict[str, np.ndarray] | None = None,
@@ -450,11 +456,13 @@ class _Group:
         model = self.parts["shift"]["model"]
         step = index[1] - index[0]
         recent, reference = self._rows(model.recent_, step), self._rows(model.reference_, step)
+        offsets = np.asarray(index - index[0])[keep]
+        covered = (offsets >= np.timedelta64(model.recent_ + model.reference_ / 2))[None, :, None]
+        if not covered.any():   # a window too short to judge a shift in (a request's few minutes)
+            return np.full(values[:, keep].shape, np.nan)
         deviation = values - centre
         now = _nan_reduce(_sliding(deviation, 0, recent, keep), "median")
         before = _nan_reduce(_sliding(deviation, recent, reference, keep), "median")
-        offsets = np.asarray(index - index[0])[keep]
-        covered = (offsets >= np.timedelta64(model.recent_ + model.reference_ / 2))[None, :, None]
         now, before = np.where(covered, now, np.nan), np.where(covered, before, np.nan)
         with np.errstate(invalid="ignore"):
             up = np.where(now > 0, np.maximum(now - np.maximum(before, 0.0), 0.0), 0.0)
@@ -553,6 +561,27 @@ class StackedForests:
 
 
 # ------------------------------------------------------------------------------- the scorer
+@dataclass(frozen=True)
+class Window:
+    """One service's rows as arrays: what a metric frame holds (a time index, the metric of
+    each column, values rows x metrics), without building one. A request's services share
+    one index; making a frame for each costs more than scoring its numbers."""
+
+    index: pd.DatetimeIndex
+    columns: list[str]
+    values: np.ndarray
+
+    @classmethod
+    def of(cls, frame: "pd.DataFrame | Window") -> "Window":
+        if isinstance(frame, Window):
+            return frame
+        return cls(frame.index, list(frame.columns), frame.to_numpy(dtype=float))
+
+    def frame(self) -> pd.DataFrame:
+        """The window as the frame a detector's own ``score``/``detect`` takes."""
+        return pd.DataFrame(self.values, index=self.index, columns=self.columns)
+
+
 class FleetScorer:
     """Every service's detector, stacked by layout; ``score`` answers for all of them at once.
 
@@ -577,29 +606,32 @@ class FleetScorer:
             except _Unstackable as exc:
                 self.alone.update({n: str(exc) for n in names})
 
-    def score(self, frames: Mapping[str, pd.DataFrame], newest: int | None = None) -> dict[str, pd.DataFrame]:
+    def score(self, frames: Mapping[str, "pd.DataFrame | Window"],
+              newest: int | None = None) -> dict[str, pd.DataFrame]:
         """Final scores per service, as each detector's ``score(frame)`` gives them (the newest
         ``newest`` rows of each frame only, when given).
 
         The services of a group whose frames share one regular index are scored in one pass;
         any other frame is scored by its own detector.
         """
+        windows = {name: Window.of(frame) for name, frame in frames.items()}
         out: dict[str, pd.DataFrame] = {}
-        for block in self.score_stacked(frames, newest):
+        for block in self.score_stacked(windows, newest):
             for i, name in enumerate(block.names):
                 table = pd.DataFrame(block.scores[i], index=block.index, columns=block.metrics)
-                out[name] = table[list(frames[name].columns)]
-        for name, frame in frames.items():
+                out[name] = table[windows[name].columns]
+        for name, window in windows.items():
             if name not in out:
-                scores = self.detectors[name].score(frame)
+                scores = self.detectors[name].score(window.frame())
                 out[name] = scores.iloc[len(scores) - newest:] if newest else scores
         return out
 
-    def score_stacked(self, frames: Mapping[str, pd.DataFrame],
+    def score_stacked(self, frames: Mapping[str, "pd.DataFrame | Window"],
                       newest: int | None = None) -> list["StackedScores"]:
         """The stacked services' scores as arrays, one block per group (no per-service frame
         is built: what a fleet-wide tick reads its anomalies from). Services left out (see
         ``score``) are in no block."""
+        frames = {name: Window.of(frame) for name, frame in frames.items()}
         blocks = []
         for group in self.groups:
             for names, index, values, sub in self._blocks(group, frames):
@@ -612,11 +644,12 @@ class FleetScorer:
         return blocks
 
 
-    def detect(self, frames: Mapping[str, pd.DataFrame],
+    def detect(self, frames: Mapping[str, "pd.DataFrame | Window"],
                newest: int | None = None) -> dict[str, list[Anomaly]]:
         """Every service's anomalies, as its detector's ``detect(frame)`` gives them (those of
         the newest ``newest`` rows only, when given): the stacked services from one pass, the
         others from their own ``detect``."""
+        frames = {name: Window.of(frame) for name, frame in frames.items()}
         out: dict[str, list[Anomaly]] = {}
         for group in self.groups:
             for names, index, values, sub in self._blocks(group, frames):
@@ -651,17 +684,18 @@ class FleetScorer:
                         found.append(Anomaly.build(metric, shown[r], kept[i, r, m], c, c - half, c + half,
                                                    scores[i, r, m], detector.specs, **extra))
                     out[name] = sorted(found, key=lambda a: (a.timestamp, a.metric))
-        for name, frame in frames.items():
+        for name, window in frames.items():
             if name not in out:
-                found = self.detectors[name].detect(frame)
+                found = self.detectors[name].detect(window.frame())
                 if newest:
-                    first = frame.index[len(frame) - newest] if len(frame) >= newest else frame.index[0]
+                    rows = len(window.index)
+                    first = window.index[rows - newest] if rows >= newest else window.index[0]
                     found = [a for a in found if a.timestamp >= first]
                 out[name] = found
         return out
 
-    def _blocks(self, group: _Group, frames: Mapping[str, pd.DataFrame]):
-        """(names, index, stacked values, the group restricted to them) for the frames of the
+    def _blocks(self, group: _Group, frames: Mapping[str, Window]):
+        """(names, index, stacked values, the group restricted to them) for the windows of the
         group's services that share one regular index."""
         chosen = [n for n in group.names if n in frames]
         if not chosen:
@@ -670,20 +704,24 @@ class FleetScorer:
         if not (isinstance(index, pd.DatetimeIndex) and len(index) >= 2 and index.tz is not None
                 and (np.diff(index.asi8) == index.asi8[1] - index.asi8[0]).all()):
             return
+        position = {m: k for k, m in enumerate(group.metrics)}
         stacked, rows = [], []
         for name in chosen:
-            frame = frames[name]
-            if not frame.index.equals(index):
+            window = frames[name]
+            if window.index is not index and not window.index.equals(index):
                 continue
-            if list(frame.columns) == group.metrics:
-                rows.append(frame.to_numpy(dtype=float))
-            elif set(frame.columns) <= set(group.metrics):
-                rows.append(frame.reindex(columns=group.metrics).to_numpy(dtype=float))
+            if window.columns == group.metrics:
+                rows.append(window.values)
+            elif set(window.columns) <= set(group.metrics):
+                values = np.full((len(index), len(group.metrics)), np.nan)
+                values[:, [position[m] for m in window.columns]] = window.values
+                rows.append(values)
             else:
                 continue
             stacked.append(name)
         if stacked:
-            yield stacked, index, np.stack(rows), _subset(group, [group.names.index(n) for n in stacked])
+            where = group.position
+            yield stacked, index, np.stack(rows), _subset(group, [where[n] for n in stacked])
 
 
 @dataclass(frozen=True)

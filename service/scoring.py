@@ -191,6 +191,16 @@ class DetectorScorer:
                                        dtype=float) for s in series}
         return pd.DataFrame(columns).sort_index()
 
+    def window(self, series: list[Series], index: pd.DatetimeIndex | None = None) -> Any:
+        """The service's series as a ``detection.fleet.Window`` (what the fleet scorer takes):
+        the values as one array when the series share ``index``, else through ``frame``."""
+        from detection.fleet import Window
+
+        if index is None:
+            return Window.of(self.frame(series))
+        values = np.array([s.values for s in series], dtype=float).T
+        return Window(index, [s.metric for s in series], values)
+
     def anomalies(self, series: list[Series]) -> list[Anomaly]:
         return self.detector.detect(self.frame(series))
 
@@ -423,10 +433,10 @@ def score_series(series: Sequence[Series], models: ServiceModels, known_metrics:
              if model.name not in stacked.offset and model.name in models.fleet.detectors]
     if fleet:   # every ensemble of the request in one pass
         indexes: dict[int, pd.DatetimeIndex] = {}
-        frames = {model.name: model.scorer.frame([series[i] for i in members],
-                                                 _shared_index(members, seconds, series, indexes))
-                  for _, _, model, members in fleet}
-        detected = models.fleet.detect(frames)
+        windows = {model.name: model.scorer.window([series[i] for i in members],
+                                                   _shared_index(members, seconds, series, indexes))
+                   for _, _, model, members in fleet}
+        detected = models.fleet.detect(windows)
         for cluster, service, model, _ in fleet:
             found[(cluster, service)] = detected[model.name]
     for cluster, service, model, members in plan:
