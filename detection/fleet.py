@@ -24,6 +24,7 @@ index shared by the group) is scored by the detector itself, so every detector g
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,34 +44,52 @@ _DIRECTIONS = {"both": 0, "up": 1, "down": 2}
 
 
 # ------------------------------------------------------------------------- numpy primitives
+class SortedRows:
+    """Rows of ascending values (C, n), searched all at once in two ``np.searchsorted`` calls.
+
+    Every value of the table is replaced by its rank among the table's distinct values, and row
+    ``c``'s ranks are offset by ``c`` times more than any rank, so the whole table becomes one
+    ascending array of integer keys. A value's rank is found once among the distinct values;
+    its count in row ``c`` is then a search of ``c``'s offset plus that rank in the keys. Exact:
+    an entry is at most the value exactly when its rank is at most the value's. NaN entries
+    (numpy sorts them last) rank above every value.
+    """
+
+    def __init__(self, table: np.ndarray):
+        self.shape = table.shape
+        missing = np.isnan(table)
+        self.levels = np.unique(table[~missing])
+        self.span = len(self.levels) + 2
+        rank = np.where(missing, len(self.levels) + 1, np.searchsorted(self.levels, table, side="right"))
+        self.keys = (rank + np.arange(table.shape[0], dtype=np.int64)[:, None] * self.span).ravel()
+
+    def count(self, values: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Per row, ``np.searchsorted(table[rows[k]], values[k], side="right")`` (``rows``: the
+        table's rows values[k] is searched in, all of them when None; a NaN value gives 0)."""
+        if rows is None:
+            rows = np.arange(self.shape[0], dtype=np.int64)
+        rows = rows.reshape((len(rows),) + (1,) * (values.ndim - 1))
+        rank = np.where(np.isnan(values), 0, np.searchsorted(self.levels, values, side="right"))
+        return np.searchsorted(self.keys, rows * self.span + rank, side="right") - rows * self.shape[1]
+
+
 def searchsorted_rows(sorted_rows: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Per row ``c``, ``np.searchsorted(sorted_rows[c], values[c], side="right")``: a binary
-    search run on every row at once (exact comparisons; a NaN value gives 0, where numpy would
-    give the row's length: callers mask NaN)."""
-    n_rows, n = sorted_rows.shape
-    flat = sorted_rows.ravel()
-    base = (np.arange(n_rows, dtype=np.int64) * n).reshape((n_rows,) + (1,) * (values.ndim - 1))
-    lo = np.zeros(values.shape, dtype=np.int64)
-    hi = np.full(values.shape, n, dtype=np.int64)
-    for _ in range(int(np.ceil(np.log2(max(n, 1)))) + 1):
-        open_ = lo < hi
-        if not open_.any():
-            break
-        mid = (lo + hi) // 2
-        right = values >= np.take(flat, base + np.minimum(mid, n - 1))
-        lo = np.where(open_ & right, mid + 1, lo)
-        hi = np.where(open_ & ~right, mid, hi)
-    return lo
+    """Per row ``c``, ``np.searchsorted(sorted_rows[c], values[c], side="right")`` (a NaN value
+    gives 0, where numpy would give the row's length: callers mask NaN)."""
+    return SortedRows(sorted_rows).count(values)
 
 
-def interp_rows(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
-    """``np.interp(x[c], xp[c], fp[c])`` for every row ``c`` at once (``fp`` may be one row
-    shared by all), with numpy's own arithmetic (same index, same slope, same special cases),
-    so the results are identical."""
+def interp_rows(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, search: SortedRows | None = None,
+                rows: np.ndarray | None = None) -> np.ndarray:
+    """``np.interp(x[k], xp[rows[k]], fp[rows[k]])`` for every row ``k`` at once (``rows``: all
+    of xp's when None; ``fp`` may be one row shared by all), with numpy's own arithmetic (same
+    index, same slope, same special cases), so the results are identical. ``search``: xp made
+    searchable once (``SortedRows(xp)``), for a table searched again and again."""
     n = xp.shape[1]
-    j = searchsorted_rows(xp, x) - 1
-    shape = (xp.shape[0],) + (1,) * (x.ndim - 1)
-    base = np.arange(xp.shape[0], dtype=np.int64).reshape(shape) * n
+    j = (search or SortedRows(xp)).count(x, rows) - 1
+    if rows is None:
+        rows = np.arange(xp.shape[0], dtype=np.int64)
+    base = rows.reshape((len(rows),) + (1,) * (x.ndim - 1)) * n
     flat_x = xp.ravel()
     if fp.ndim == 1:   # one table of values for every row: index it without the row offset
         flat_f, base_f = fp, np.zeros_like(base)
@@ -147,18 +166,28 @@ def _nan_reduce(windows: np.ndarray, how: str) -> np.ndarray:
 # ------------------------------------------------------------------------ stacked calibrators
 @dataclass
 class _Calibrators:
-    """``TailCalibrator``s of many services stacked: one row per (service, column)."""
+    """``TailCalibrator``s of many services stacked: one row per (service, column).
+
+    ``services``: the stacked services this calibrator answers for, in order (a group's subset
+    shares the whole group's tables and only names its rows: nothing is copied per request);
+    None for all of them."""
 
     quantiles: np.ndarray   # (S*K, n) each column's quantiles
     references: np.ndarray  # (n,) the uniform references every column shares
     start: np.ndarray       # (S, K)
     scale: np.ndarray
     level: np.ndarray
+    services: np.ndarray | None = None
 
-    def __post_init__(self) -> None:
+    @functools.cached_property
+    def _forward(self) -> SortedRows:
+        return SortedRows(self.quantiles)
+
+    @functools.cached_property
+    def _backward(self) -> tuple[np.ndarray, np.ndarray, SortedRows]:
         # the mirrored tables of QuantileTransformer's second interpolation, made once
-        self.mirrored = np.ascontiguousarray(-self.quantiles[:, ::-1])
-        self.mirrored_references = np.ascontiguousarray(-self.references[::-1])
+        mirrored = np.ascontiguousarray(-self.quantiles[:, ::-1])
+        return mirrored, np.ascontiguousarray(-self.references[::-1]), SortedRows(mirrored)
 
     @classmethod
     def of(cls, calibrators: Sequence[Any]) -> "_Calibrators":
@@ -175,16 +204,27 @@ class _Calibrators:
                    np.stack([c.tail_scale_ for c in calibrators]),
                    np.stack([c.tail_level_ for c in calibrators]))
 
+    def of_services(self, index: np.ndarray) -> "_Calibrators":
+        """The calibrators of some of these services (positions ``index``), sharing the tables."""
+        out = copy.copy(self)   # the searchable tables made so far come along
+        out.services = index if self.services is None else self.services[index]
+        out.start, out.scale, out.level = self.start[index], self.scale[index], self.level[index]
+        return out
+
     def _quantile(self, x: np.ndarray) -> np.ndarray:
         """``QuantileTransformer.transform`` (uniform output) of x shaped (S, R, K)."""
         s, r, k = x.shape
         cols = np.ascontiguousarray(x.transpose(0, 2, 1).reshape(s * k, r))
+        rows = (None if self.services is None else
+                (self.services[:, None] * k + np.arange(k)[None, :]).ravel())
         q, ref = self.quantiles, self.references
-        forward = interp_rows(cols, q, ref)
-        backward = interp_rows(-cols, self.mirrored, self.mirrored_references)
+        mirrored, mirrored_references, backward_search = self._backward
+        forward = interp_rows(cols, q, ref, self._forward, rows)
+        backward = interp_rows(-cols, mirrored, mirrored_references, backward_search, rows)
         out = 0.5 * (forward - backward)
-        out = np.where(cols == q[:, -1:], 1.0, out)
-        out = np.where(cols == q[:, :1], 0.0, out)
+        last, first = (q[:, -1:], q[:, :1]) if rows is None else (q[rows, -1:], q[rows, :1])
+        out = np.where(cols == last, 1.0, out)
+        out = np.where(cols == first, 0.0, out)
         out = np.where(np.isnan(cols), np.nan, out)
         return out.reshape(s, k, r).transpose(0, 2, 1)
 
@@ -746,10 +786,7 @@ def _subset(group: _Group, rows: list[int]) -> _Group:
         if isinstance(value, dict):
             return {k: take(v) for k, v in value.items()}
         if isinstance(value, _Calibrators):
-            k = value.start.shape[1]
-            flat = (index[:, None] * k + np.arange(k)[None, :]).ravel()
-            return _Calibrators(value.quantiles[flat], value.references, value.start[index],
-                                value.scale[index], value.level[index])
+            return value.of_services(index)
         if isinstance(value, StackedForests):
             out = StackedForests.__new__(StackedForests)
             out.__dict__.update({k: (v[index] if isinstance(v, np.ndarray) and v.ndim >= 1 else v)

@@ -62,6 +62,18 @@ def test_every_service_gets_its_own_detectors_scores(detectors) -> None:
     assert (surge > detectors["loaded-1"].threshold_).all(), "the surge is found in the fleet pass"
 
 
+def test_a_request_for_some_services_gets_their_own_scores(detectors) -> None:
+    scorer = FleetScorer(detectors)
+    names = ["loaded-1", "fresh-0"]    # two of the group's four, not in the group's order
+    frames = frames_for(names)
+    blocks = scorer.score_stacked(frames)
+    assert [sorted(b.names) for b in blocks] == [sorted(names)], "scored together, as a part of their group"
+    scores = scorer.score(frames)
+    for name in names:
+        np.testing.assert_allclose(scores[name].to_numpy(), detectors[name].score(frames[name]).to_numpy(),
+                                   rtol=0, atol=1e-9, equal_nan=True, err_msg=name)
+
+
 def test_a_frame_on_another_index_is_scored_by_its_detector(detectors) -> None:
     names = ["loaded-0", "loaded-1"]
     frames = frames_for(names)
@@ -83,6 +95,14 @@ def test_the_batched_primitives_are_numpys() -> None:
         np.testing.assert_array_equal(searchsorted_rows(xp, x)[c][known],
                                       np.searchsorted(xp[c], x[c][known], "right"))
         np.testing.assert_array_equal(interp_rows(x, xp, fp)[c], np.interp(x[c], xp[c], fp[c]))
+    rows = np.array([4, 1, 1])                                # some rows, one of them twice
+    np.testing.assert_array_equal(interp_rows(x[:3], xp, fp, rows=rows),
+                                  [np.interp(x[k], xp[r], fp[r]) for k, r in enumerate(rows)])
+    xp[5, 40:] = np.nan                                       # numpy sorts NaN last
+    for c in range(6):
+        known = ~np.isnan(x[c])
+        np.testing.assert_array_equal(searchsorted_rows(xp, x)[c][known],
+                                      np.searchsorted(xp[c], x[c][known], "right"))
 
 
 def test_every_service_gets_its_own_detectors_anomalies(detectors) -> None:
