@@ -44,76 +44,6 @@ _DIRECTIONS = {"both": 0, "up": 1, "down": 2}
 
 
 # ------------------------------------------------------------------------- numpy primitives
-class SortedRows:
-    """Rows of ascending values (C, n), searched all at once in two ``np.searchsorted`` calls.
-
-    Every value of the table is replaced by its rank among the table's distinct values, and row
-    ``c``'s ranks are offset by ``c`` times more than any rank, so the whole table becomes one
-    ascending array of integer keys. A value's rank is found once among the distinct values;
-    its count in row ``c`` is then a search of ``c``'s offset plus that rank in the keys. Exact:
-    an entry is at most the value exactly when its rank is at most the value's. NaN entries
-    (numpy sorts them last) rank above every value.
-    """
-
-    def __init__(self, table: np.ndarray):
-        self.shape = table.shape
-        missing = np.isnan(table)
-        self.levels = np.unique(table[~missing])
-        self.span = len(self.levels) + 2
-        rank = np.where(missing, len(self.levels) + 1, np.searchsorted(self.levels, table, side="right"))
-        self.keys = (rank + np.arange(table.shape[0], dtype=np.int64)[:, None] * self.span).ravel()
-
-    def count(self, values: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
-        """Per row, ``np.searchsorted(table[rows[k]], values[k], side="right")`` (``rows``: the
-        table's rows values[k] is searched in, all of them when None; a NaN value gives 0)."""
-        if rows is None:
-            rows = np.arange(self.shape[0], dtype=np.int64)
-        rows = rows.reshape((len(rows),) + (1,) * (values.ndim - 1))
-        rank = np.where(np.isnan(values), 0, np.searchsorted(self.levels, values, side="right"))
-        return np.searchsorted(self.keys, rows * self.span + rank, side="right") - rows * self.shape[1]
-
-
-def searchsorted_rows(sorted_rows: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """Per row ``c``, ``np.searchsorted(sorted_rows[c], values[c], side="right")`` (a NaN value
-    gives 0, where numpy would give the row's length: callers mask NaN)."""
-    return SortedRows(sorted_rows).count(values)
-
-
-def interp_rows(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, search: SortedRows | None = None,
-                rows: np.ndarray | None = None) -> np.ndarray:
-    """``np.interp(x[k], xp[rows[k]], fp[rows[k]])`` for every row ``k`` at once (``rows``: all
-    of xp's when None; ``fp`` may be one row shared by all), with numpy's own arithmetic (same
-    index, same slope, same special cases), so the results are identical. ``search``: xp made
-    searchable once (``SortedRows(xp)``), for a table searched again and again."""
-    n = xp.shape[1]
-    j = (search or SortedRows(xp)).count(x, rows) - 1
-    if rows is None:
-        rows = np.arange(xp.shape[0], dtype=np.int64)
-    base = rows.reshape((len(rows),) + (1,) * (x.ndim - 1)) * n
-    flat_x = xp.ravel()
-    if fp.ndim == 1:   # one table of values for every row: index it without the row offset
-        flat_f, base_f = fp, np.zeros_like(base)
-    else:
-        flat_f, base_f = fp.ravel(), base
-    jj = np.clip(j, 0, n - 2) if n > 1 else np.zeros_like(j)
-    x0, x1 = np.take(flat_x, base + jj), np.take(flat_x, base + np.minimum(jj + 1, n - 1))
-    f0, f1 = np.take(flat_f, base_f + jj), np.take(flat_f, base_f + np.minimum(jj + 1, n - 1))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        slope = (f1 - f0) / (x1 - x0)
-        out = slope * (x - x0) + f0
-        redo = np.isnan(out)
-        if redo.any():
-            again = slope * (x - x1) + f1
-            again = np.where(np.isnan(again) & (f0 == f1), f0, again)
-            out = np.where(redo, again, out)
-    first, last = np.take(flat_f, base_f), np.take(flat_f, base_f + n - 1)
-    out = np.where(x == x0, f0, out)
-    out = np.where(j >= n - 1, last, out)
-    out = np.where(j < 0, first, out)
-    out = np.where(x > np.take(flat_x, base + n - 1), last, out)
-    return np.where(np.isnan(x), x, out)
-
-
 def interp_shared(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
     """``np.interp(x, xp, fp[c])`` for every row ``c`` of ``fp`` (one grid ``xp`` shared by all):
     the index is found once, the arithmetic is numpy's (see ``interp_rows``)."""
@@ -180,14 +110,9 @@ class _Calibrators:
     services: np.ndarray | None = None
 
     @functools.cached_property
-    def _forward(self) -> SortedRows:
-        return SortedRows(self.quantiles)
-
-    @functools.cached_property
-    def _backward(self) -> tuple[np.ndarray, np.ndarray, SortedRows]:
+    def _mirrored(self) -> tuple[np.ndarray, np.ndarray]:
         # the mirrored tables of QuantileTransformer's second interpolation, made once
-        mirrored = np.ascontiguousarray(-self.quantiles[:, ::-1])
-        return mirrored, np.ascontiguousarray(-self.references[::-1]), SortedRows(mirrored)
+        return np.ascontiguousarray(-self.quantiles[:, ::-1]), np.ascontiguousarray(-self.references[::-1])
 
     @classmethod
     def of(cls, calibrators: Sequence[Any]) -> "_Calibrators":
@@ -206,23 +131,25 @@ class _Calibrators:
 
     def of_services(self, index: np.ndarray) -> "_Calibrators":
         """The calibrators of some of these services (positions ``index``), sharing the tables."""
-        out = copy.copy(self)   # the searchable tables made so far come along
+        out = copy.copy(self)   # the mirrored tables, once made, come along
         out.services = index if self.services is None else self.services[index]
         out.start, out.scale, out.level = self.start[index], self.scale[index], self.level[index]
         return out
 
     def _quantile(self, x: np.ndarray) -> np.ndarray:
         """``QuantileTransformer.transform`` (uniform output) of x shaped (S, R, K)."""
+        from detection.kernels import interp_rows
+
         s, r, k = x.shape
         cols = np.ascontiguousarray(x.transpose(0, 2, 1).reshape(s * k, r))
-        rows = (None if self.services is None else
+        rows = (np.arange(s * k) if self.services is None else
                 (self.services[:, None] * k + np.arange(k)[None, :]).ravel())
         q, ref = self.quantiles, self.references
-        mirrored, mirrored_references, backward_search = self._backward
-        forward = interp_rows(cols, q, ref, self._forward, rows)
-        backward = interp_rows(-cols, mirrored, mirrored_references, backward_search, rows)
+        mirrored, mirrored_references = self._mirrored
+        forward = interp_rows(cols, q, ref, rows)
+        backward = interp_rows(-cols, mirrored, mirrored_references, rows)
         out = 0.5 * (forward - backward)
-        last, first = (q[:, -1:], q[:, :1]) if rows is None else (q[rows, -1:], q[rows, :1])
+        last, first = q[rows, -1:], q[rows, :1]
         out = np.where(cols == last, 1.0, out)
         out = np.where(cols == first, 0.0, out)
         out = np.where(np.isnan(cols), np.nan, out)
@@ -570,32 +497,22 @@ class StackedForests:
         self.value = pad([np.where(f.left >= 0, f.threshold, f.leaf_depth) for f in forests], 0.0, np.float64)
         self.missing_left = pad([f.missing_left for f in forests], False, bool)
         self.denominator = np.array([f.denominator for f in forests])
-        self.max_depth = max(f.max_depth_ for f in forests)
+        self.services = np.arange(len(forests))   # the services scored, by position in the arrays
+
+    def of_services(self, index: np.ndarray) -> "StackedForests":
+        """The forests of some of these services (positions ``index``), sharing the node arrays."""
+        out = copy.copy(self)
+        out.services = self.services[index]
+        return out
 
     def score_samples(self, X: np.ndarray) -> np.ndarray:
         """(S, R) scores of rows X (S, R, F): scikit-learn's ``score_samples`` per service."""
-        X = np.asarray(X, dtype=np.float32)
-        s, r, f = X.shape
-        n_trees, n_nodes = self.left.shape[1:]
-        tree_base = (np.arange(s * n_trees, dtype=np.int64) * n_nodes).reshape(s, n_trees, 1)
-        at = np.broadcast_to(tree_base, (s, n_trees, r)).copy()
-        row_base = (np.arange(s * r, dtype=np.int64) * f).reshape(s, 1, r)
-        flat_x = X.ravel()
-        left, right = self.left.ravel(), self.right.ravel()
-        feature, split = self.feature.ravel(), self.value.ravel()
-        has_nan = bool(np.isnan(flat_x).any())
-        for _ in range(self.max_depth):
-            child = np.take(left, at)
-            inner = child >= 0
-            if not inner.any():
-                break
-            value = np.take(flat_x, row_base + np.take(feature, at))
-            go_left = value <= np.take(split, at)
-            if has_nan:
-                go_left = np.where(np.isnan(value), np.take(self.missing_left.ravel(), at), go_left)
-            at = np.where(inner, tree_base + np.where(go_left, child, np.take(right, at)), at)
-        depths = np.take(split, at).sum(axis=1)   # (S, R): at a leaf, its path length
-        denominator = self.denominator[:, None]
+        from detection.kernels import forest_depths
+
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        depths = forest_depths(self.left, self.right, self.feature, self.value, self.missing_left,
+                               self.services, X)   # (S, R): the leaves' path lengths, summed
+        denominator = self.denominator[self.services][:, None]
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.where(denominator == 0, -1.0, -(2.0 ** (-depths / denominator)))
 
@@ -788,10 +705,7 @@ def _subset(group: _Group, rows: list[int]) -> _Group:
         if isinstance(value, _Calibrators):
             return value.of_services(index)
         if isinstance(value, StackedForests):
-            out = StackedForests.__new__(StackedForests)
-            out.__dict__.update({k: (v[index] if isinstance(v, np.ndarray) and v.ndim >= 1 else v)
-                                 for k, v in vars(value).items()})
-            return out
+            return value.of_services(index)
         return value
 
     return _Group([group.names[i] for i in rows], group.metrics, group.members,

@@ -14,6 +14,7 @@ the two paths share one memory. Its live rings are the stack's only copy.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -87,6 +88,7 @@ class StreamStack:
         (a trial: judge rows without keeping them, at the cost of the slots they touch)."""
         c, sc = self.config, self.scalars
         series = np.asarray(series, dtype=np.intp)
+        self._know_range(series)   # else every trial would find the range again, and forget it
         i, done = sc["present"][series].astype(np.intp), sc["rows"][series].astype(np.intp)
         slots = {"x": i % self._reach, "seconds": i % self._reach,
                  "around": (i - c.seasonal_half_width) % self._reach, "residuals": i % c.window,
@@ -287,12 +289,7 @@ class StreamStack:
     def _range_surprise(self, rows: np.ndarray, i: np.ndarray, value: np.ndarray) -> np.ndarray:
         """The range channel: how far beyond the last ``history`` values' range the row lies."""
         c = self.config
-        unknown = rows[~self.known[rows]]
-        for start in range(0, len(unknown), CHUNK):  # the whole ring, unwritten slots are NaN
-            block = unknown[start:start + CHUNK]
-            ring = self.arrays["x"][block]
-            self.high[block], self.low[block] = np.nanmax(ring, axis=1), np.nanmin(ring, axis=1)
-            self.known[block] = True
+        self._know_range(rows)
         high, low = self.high[rows], self.low[rows]
         width = high - low
         with np.errstate(invalid="ignore", divide="ignore"):
@@ -303,6 +300,17 @@ class StreamStack:
         with np.errstate(invalid="ignore"):
             gain = np.log10(1.0 + (count - 1) * c.unit) + excess / math.log(10)
         return np.where(excess > 0, gain, 0.0)
+
+    def _know_range(self, rows: np.ndarray) -> None:
+        """Find the range of the last ``history`` values of the series not known."""
+        unknown = rows[~self.known[rows]]
+        for start in range(0, len(unknown), CHUNK):  # the whole ring, unwritten slots are NaN
+            block = unknown[start:start + CHUNK]
+            ring = self.arrays["x"][block]
+            with warnings.catch_warnings():   # a ring with no value yet has no range (NaN)
+                warnings.simplefilter("ignore", RuntimeWarning)
+                self.high[block], self.low[block] = np.nanmax(ring, axis=1), np.nanmin(ring, axis=1)
+            self.known[block] = True
 
     def _move_range(self, rows: np.ndarray, i: np.ndarray, value: np.ndarray, slot: np.ndarray) -> None:
         """Keep the range of the next row's window, unless the value leaving it was an end."""
@@ -315,19 +323,15 @@ class StreamStack:
 
     def _rarity(self, name: str, rows: np.ndarray, u: np.ndarray) -> np.ndarray:
         """``-log10`` tail probability of ``u`` among each series' previous channel values."""
+        from detection.kernels import count_at_least
+
         c = self.config
-        ring = self.arrays[name]
         held = self.scalars[f"{name}_count"][rows]
-        at_least = np.zeros(len(rows))
-        whole = len(rows) == len(ring) and (rows == np.arange(len(ring))).all()
-        for start in range(0, len(rows), CHUNK):
-            part = slice(start, start + CHUNK)
-            block = ring[start:start + CHUNK] if whole else ring[rows[part]]
-            at_least[part] = np.count_nonzero(block >= u[part, None], axis=1)  # NaN compares False
+        at_least, largest = count_at_least(self.arrays[name], rows, u)  # NaN entries never count
         with np.errstate(divide="ignore", invalid="ignore"):
             surprise = -np.log10((at_least * c.unit + 1) / (held * c.unit + 1))
         for k in np.flatnonzero((at_least == 0) & (held >= c.min_reference)):
-            record = float(np.nanmax(ring[rows[k]]))
+            record = float(largest[k])
             if record > 0:
                 surprise[k] += min(c.tail_index * math.log10(max(u[k] / record, 1.0)), 3.0)
         surprise = np.where(np.isfinite(surprise), surprise, 0.0)

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from detection.ensemble import ServiceDetector
-from detection.fleet import FleetScorer, interp_rows, searchsorted_rows
+from detection.fleet import FleetScorer
 from detection.zscore import RobustZDetector
 from models.codec import decode, encode
 from simulation.physics import ServiceShape, history
@@ -82,27 +82,6 @@ def test_a_frame_on_another_index_is_scored_by_its_detector(detectors) -> None:
     for name in names:
         np.testing.assert_allclose(scores[name].to_numpy(), detectors[name].score(frames[name]).to_numpy(),
                                    rtol=0, atol=1e-9, equal_nan=True)
-
-
-def test_the_batched_primitives_are_numpys() -> None:
-    rng = np.random.default_rng(0)
-    xp = np.sort(rng.normal(size=(6, 50)), axis=1)
-    xp[2, 10:20] = xp[2, 10]                                  # repeated quantiles
-    fp = np.sort(rng.uniform(size=(6, 50)), axis=1)
-    x = np.concatenate([rng.normal(size=(6, 30)) * 2, xp[:, :5], np.full((6, 1), np.nan)], axis=1)
-    for c in range(6):
-        known = ~np.isnan(x[c])
-        np.testing.assert_array_equal(searchsorted_rows(xp, x)[c][known],
-                                      np.searchsorted(xp[c], x[c][known], "right"))
-        np.testing.assert_array_equal(interp_rows(x, xp, fp)[c], np.interp(x[c], xp[c], fp[c]))
-    rows = np.array([4, 1, 1])                                # some rows, one of them twice
-    np.testing.assert_array_equal(interp_rows(x[:3], xp, fp, rows=rows),
-                                  [np.interp(x[k], xp[r], fp[r]) for k, r in enumerate(rows)])
-    xp[5, 40:] = np.nan                                       # numpy sorts NaN last
-    for c in range(6):
-        known = ~np.isnan(x[c])
-        np.testing.assert_array_equal(searchsorted_rows(xp, x)[c][known],
-                                      np.searchsorted(xp[c], x[c][known], "right"))
 
 
 def test_every_service_gets_its_own_detectors_anomalies(detectors) -> None:
