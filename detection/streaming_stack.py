@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -172,18 +173,30 @@ class StreamStack:
     def _update_mature(self, rows: np.ndarray, value: np.ndarray, seconds: np.ndarray):
         """``StreamState.update`` for series past every warm-up, vectorised. Returns which of
         them it moved (those without a missing value left in their windows) and their scores."""
-        c, a, sc = self.config, self.arrays, self.scalars
+        e = self._expect(rows, seconds)
+        if not e.ok.all():
+            rows, value = rows[e.ok], value[e.ok]
+        if not len(rows):
+            return e.ok, np.zeros(0), np.zeros(0)
+        self.scalars["max_seconds"][rows] = e.t
+        judged = self._judge(e, value)
+        self._keep(e, value, judged)
+        return e.ok, judged.surprise, judged.residual
+
+    def _expect(self, rows: np.ndarray, seconds: np.ndarray) -> "_Expectation":
+        """Everything of a row's judgement that the state decides before its value is known
+        (steps 1 and 2 of ``StreamState.update`` up to the value): the predictors' expectations
+        and which of them is trusted, the spread, the channels' recent z-scores. For the series
+        ``ok`` only (no missing value left in their windows); the others are not mature."""
+        c, sc = self.config, self.scalars
         i = sc["present"][rows].astype(np.intp)
         absolute_past = self._last("absolute", rows, i, c.window)
         z_past = self._last("z", rows, i, self._z_rows)
         ok = ~(np.isnan(absolute_past).any(axis=1) | np.isnan(z_past).any(axis=1))
         if not ok.all():
-            rows, value, seconds, i = rows[ok], value[ok], seconds[ok], i[ok]
+            rows, seconds, i = rows[ok], seconds[ok], i[ok]
             absolute_past, z_past = absolute_past[ok], z_past[ok]
-        if not len(rows):
-            return ok, np.zeros(0), np.zeros(0)
-        t = sc["max_seconds"][rows] = np.fmax(sc["max_seconds"][rows], seconds)
-        k_rows = np.arange(len(rows))
+        t = np.fmax(sc["max_seconds"][rows], seconds)
 
         # 1. expectations: the level and each seasonal period; the predictor with the smallest error
         level = np.median(self._last("x", rows, i, c.window), axis=1)
@@ -191,7 +204,6 @@ class StreamStack:
         tolerance = np.median(np.diff(np.concatenate([back, t[:, None]], axis=1), axis=1), axis=1)
         predictions = np.stack([level] + [self._seasonal(rows, i, t, period, tolerance)
                                           for period in c.periods], axis=1)
-        residuals = value[:, None] - predictions
         past = self._last("residuals", rows, i, c.window)  # (series, predictors, window)
         held = ~np.isnan(past)
         absolute = np.abs(past)
@@ -201,11 +213,10 @@ class StreamStack:
             errors = np.where(clean[:, None], absolute.sum(axis=2) / past.shape[2],
                               np.where(held, absolute, 0.0).sum(axis=2) / counts)
         errors = np.where(clean[:, None] | (counts >= c.min_periods), errors, np.nan)
-        errors = np.where(np.isnan(residuals), np.nan, errors)
+        errors = np.where(np.isnan(predictions), np.nan, errors)  # the residual's NaN: a value is present
         errors[:, 0] = np.where(np.isnan(errors[:, 0]), 0.0, errors[:, 0])
         errors[:, 1:] = np.where(np.isnan(errors[:, 1:]), np.inf, errors[:, 1:])
         best = np.argmin(settle(errors), axis=1)
-        residual = residuals[k_rows, best]
         spread = np.maximum(MAD_TO_SIGMA * np.median(absolute_past, axis=1),
                             0.5 * absolute_past.sum(axis=1) / c.window)
         count = sc["abs_count"][rows]
@@ -213,49 +224,61 @@ class StreamStack:
         with np.errstate(invalid="ignore", divide="ignore"):
             spread = np.where(enough, np.fmax(spread, 0.1 * sc["abs_sum"][rows] / count), spread)
         spread = np.fmax(spread, 1e-9 * (1.0 + np.abs(level)))
-        z = np.clip(residual / spread, -1e9, 1e9)
 
-        # 2. evidence: range, shift, sustained
-        range_s = self._range_surprise(rows, i, value)
-        zc = np.clip(z, -c.z_clip, c.z_clip)
+        # 2. the channels' memory of recent z-scores
         longest = c.shift_windows[-1]
         if longest > 1:
             recent = np.clip(z_past[:, self._z_rows - (longest - 1):][:, ::-1], -c.z_clip, c.z_clip)
             sums = np.concatenate([np.zeros((len(rows), 1)), np.cumsum(recent, axis=1)], axis=1)
         else:
             sums = np.zeros((len(rows), 1))
-        shift = np.max(np.stack([np.abs((sums[:, k - 1] + zc) / k) * math.sqrt(k) for k in c.shift_windows],
-                                axis=1), axis=1)
+        sums = sums[:, [k - 1 for k in c.shift_windows]]
         s = c.sustained_window
         tail = z_past[:, self._z_rows - (s - 1):] if s > 1 else z_past[:, :0]
-        sustained = np.median(np.abs(np.concatenate([tail, z[:, None]], axis=1)), axis=1)
+        return _Expectation(rows, ok, i, t, level, predictions, best, spread, sums, tail)
+
+    def _judge(self, e: "_Expectation", value: np.ndarray) -> "_Judged":
+        """The row's residual, z-score, channels and surprise, given its expectation (step 2 of
+        ``StreamState.update``). Reads the state, writes nothing but the range's cache."""
+        c = self.config
+        residuals = value[:, None] - e.predictions
+        residual = residuals[np.arange(len(value)), e.best]
+        z = np.clip(residual / e.spread, -1e9, 1e9)
+        range_s = self._range_surprise(e.rows, e.i, value)
+        zc = np.clip(z, -c.z_clip, c.z_clip)
+        shift = np.max(np.stack([np.abs((e.sums[:, j] + zc) / k) * math.sqrt(k)
+                                 for j, k in enumerate(c.shift_windows)], axis=1), axis=1)
+        sustained = np.median(np.abs(np.concatenate([e.tail, z[:, None]], axis=1)), axis=1)
         shift, sustained = settle(shift), settle(sustained)
-        shift_s = self._rarity("shift", rows, shift)
-        sustained_s = self._rarity("sustained", rows, sustained)
+        shift_s = self._rarity("shift", e.rows, shift)
+        sustained_s = self._rarity("sustained", e.rows, sustained)
         surprise = np.maximum(np.maximum(range_s, shift_s), sustained_s)
         if c.min_z > 0:  # the row itself must be off (StreamState.update)
             surprise = np.where(np.abs(z) >= c.min_z, surprise, 0.0)
+        return _Judged(residuals, residual, z, shift, sustained, surprise)
 
-        # 3. remember the row
+    def _keep(self, e: "_Expectation", value: np.ndarray, judged: "_Judged") -> None:
+        """Remember the judged row (step 3 of ``StreamState.update``)."""
+        c, a, sc = self.config, self.arrays, self.scalars
+        rows, i, t = e.rows, e.i, e.t
         reach, hw = self._reach, c.seasonal_half_width
         slot = i % reach
         self._move_range(rows, i, value, slot)
         a["x"][rows, slot], a["seconds"][rows, slot] = value, t
         a["around"][rows, (i - hw) % reach] = np.median(self._last("x", rows, i + 1, 2 * hw + 1), axis=1)
-        a["residuals"][rows, :, i % c.window] = residuals
+        a["residuals"][rows, :, i % c.window] = judged.residuals
         h = i % c.history
         leaving = a["absolute"][rows, h]
         out = (i >= c.history) & ~np.isnan(leaving)
         total = sc["abs_sum"][rows]
-        sc["abs_sum"][rows] = np.where(out, total - leaving, total) + np.abs(residual)
+        sc["abs_sum"][rows] = np.where(out, total - leaving, total) + np.abs(judged.residual)
         sc["abs_count"][rows] += 1.0 - out
-        a["absolute"][rows, h] = np.abs(residual)
-        a["z"][rows, i % self._z_rows] = z
-        self._remember("shift", rows, i, shift)
-        self._remember("sustained", rows, i, sustained)
+        a["absolute"][rows, h] = np.abs(judged.residual)
+        a["z"][rows, i % self._z_rows] = judged.z
+        self._remember("shift", rows, i, judged.shift)
+        self._remember("sustained", rows, i, judged.sustained)
         sc["present"][rows] = i + 1
-        self._report(rows, surprise, present=True)
-        return ok, surprise, residual
+        self._report(rows, judged.surprise, present=True)
 
     def _seasonal(self, rows: np.ndarray, i: np.ndarray, t: np.ndarray, period: float,
                   tolerance: np.ndarray) -> np.ndarray:
@@ -362,3 +385,32 @@ class StreamStack:
         fired = reported > 0
         sc["since_report"][rows] = np.where(fired, 1, sc["since_report"][rows] + 1)
         sc["last_report"][rows] = np.where(fired, reported, sc["last_report"][rows])
+
+
+@dataclass(frozen=True)
+class _Expectation:
+    """What the state decides about the next row of each of ``rows`` before its value is seen
+    (``StreamStack._expect``); every array is per series of ``rows``."""
+
+    rows: np.ndarray
+    ok: np.ndarray            # of the series asked for: which are mature (the others are left out)
+    i: np.ndarray             # rows seen
+    t: np.ndarray             # the row's time
+    level: np.ndarray
+    predictions: np.ndarray   # (series, predictors)
+    best: np.ndarray          # the trusted predictor
+    spread: np.ndarray
+    sums: np.ndarray          # (series, shift windows): recent clipped z-scores summed
+    tail: np.ndarray          # (series, sustained window - 1): recent z-scores
+
+
+@dataclass(frozen=True)
+class _Judged:
+    """A row judged (``StreamStack._judge``)."""
+
+    residuals: np.ndarray     # (series, predictors)
+    residual: np.ndarray
+    z: np.ndarray
+    shift: np.ndarray
+    sustained: np.ndarray
+    surprise: np.ndarray
