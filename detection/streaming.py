@@ -1200,6 +1200,7 @@ def _judge_aside(member: StreamingMember, together: _Together, rows: np.ndarray,
     expected = np.full((len(rows), len(starts)), np.nan)
     marks = []
     present = ~np.isnan(flat)
+    moved = np.zeros(len(rows), dtype=bool)   # by a trial update of an earlier bucket
     try:
         for b, start in enumerate(starts.tolist()):
             columns = inverse == b
@@ -1208,8 +1209,16 @@ def _judge_aside(member: StreamingMember, together: _Together, rows: np.ndarray,
                 continue
             means = (np.where(present[fresh][:, columns], flat[fresh][:, columns], 0.0).sum(axis=1)
                      / present[fresh][:, columns].sum(axis=1))
-            marks.append(fitted.mark(rows[fresh]))
-            surprise, residual = fitted.update(rows[fresh], means, start)
+            surprise, residual = np.zeros(len(fresh)), np.full(len(fresh), np.nan)
+            # a series' last bucket, on the fitted state itself: judged without moving it
+            last = ~moved[fresh] & ~judged_in[fresh, b + 1:].any(axis=1)
+            surprise[last], residual[last], done = fitted.trial(rows[fresh[last]], means[last], start)
+            last[last] = done
+            update = ~last
+            if update.any():
+                marks.append(fitted.mark(rows[fresh[update]]))
+                surprise[update], residual[update] = fitted.update(rows[fresh[update]], means[update], start)
+                moved[fresh[update]] = True
             expected[fresh, b] = means - residual
             for j, metric in enumerate(together.metrics):
                 mine = metric_of[fresh] == j

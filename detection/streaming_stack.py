@@ -51,6 +51,9 @@ class StreamStack:
         self._z_rows = self.arrays["z"].shape[1]
         self._mature = max(c.window, STEP_ROWS, c.warmup, self._z_rows, 2 * c.seasonal_half_width)
         self._fast = bool(c.periods) and self._reach == c.history
+        # trials (``trial``): each bucket's expectations, for the state they were found in
+        self._version = 0   # moves with every change of state; ``restore`` puts it back too
+        self._expected: dict[tuple[int, float], _ExpectationTable] = {}
 
     @classmethod
     def of(cls, states: Sequence[StreamState]) -> "StreamStack":
@@ -66,6 +69,7 @@ class StreamStack:
         """Copy ``state`` into series ``n``."""
         if state.config != self.config:
             raise ValueError("states with different settings or sampling cannot be stacked")
+        self._version += 1
         for name, ring in self.arrays.items():
             ring[n] = state._a[name]
         self.put(n, state)
@@ -75,11 +79,13 @@ class StreamStack:
 
     def state(self, n: int) -> StreamState:
         """Series ``n``'s state: views of its rings (they move with it); ``put`` its scalars back."""
+        self._version += 1
         return StreamState(self.config, {name: ring[n] for name, ring in self.arrays.items()},
                            {name: values[n] for name, values in self.scalars.items()}, copy=False)
 
     def put(self, n: int, state: StreamState) -> None:
         """Write back the scalars of a state ``state(n)`` gave, after it moved."""
+        self._version += 1
         for name in SCALARS:
             self.scalars[name][n] = getattr(state, name)
         self.known[n] = False
@@ -97,7 +103,7 @@ class StreamStack:
                  "shift": i % self.arrays["shift"].shape[1],
                  "sustained": i % self.arrays["sustained"].shape[1],
                  "surprise": done % c.refractory}
-        return {"series": series, "slots": slots,
+        return {"series": series, "slots": slots, "version": self._version,
                 "rings": {name: self.arrays[name][series, ..., slot].copy() for name, slot in slots.items()},
                 "scalars": {name: values[series].copy() for name, values in sc.items()},
                 "range": (self.high[series].copy(), self.low[series].copy(), self.known[series].copy())}
@@ -110,6 +116,7 @@ class StreamStack:
         for name, values in mark["scalars"].items():
             self.scalars[name][series] = values
         self.high[series], self.low[series], self.known[series] = mark["range"]
+        self._version = mark["version"]
 
     def last_seconds(self) -> np.ndarray:
         """Each series' latest timestamp (seconds since the epoch; -inf before any row)."""
@@ -127,6 +134,7 @@ class StreamStack:
         seconds = np.broadcast_to(np.asarray(seconds, dtype=float), series.shape)
         if np.isinf(values).any():
             raise ValueError("value is infinite")
+        self._version += 1
         surprise, residual = np.zeros(len(series)), np.full(len(series), np.nan)
         sc = self.scalars
         present = ~np.isnan(values)
@@ -169,6 +177,45 @@ class StreamStack:
                 parts = [ring[picked, ..., first:], ring[picked, ..., :wrapped]]
                 out[chosen] = np.concatenate(parts, axis=-1)
         return out
+
+    def trial(self, series: np.ndarray, values: np.ndarray, seconds: float
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """What ``update(series, values, seconds)`` would return, without moving anything.
+
+        A what-if window asks this of the same state again and again, bucket after bucket and
+        request after request: what the state decides before a value is seen (``_expect``) is
+        kept per bucket for as long as the state does not move, so a trial only judges its
+        values. Returns (surprise, residual, done): ``done`` marks the series answered (present
+        values of mature series); the others need ``mark``, ``update``, ``restore``."""
+        series = np.asarray(series, dtype=np.intp)
+        values = np.asarray(values, dtype=float)
+        surprise, residual = np.zeros(len(series)), np.full(len(series), np.nan)
+        sc = self.scalars
+        done = (~np.isnan(values) & ~np.isinf(values) & (sc["present"][series] >= self._mature)
+                & (sc["rows"][series] >= self.config.refractory))
+        if not self._fast or not done.any():
+            return surprise, residual, np.zeros(len(series), dtype=bool)
+        table = self._expectations(float(seconds))
+        asked = series[done]
+        todo = asked[~table.ready[asked]]
+        if len(todo):
+            table.put(todo, self._expect(todo, np.full(len(todo), float(seconds))))
+        e = table.get(asked)
+        done[done] = e.ok
+        judged = self._judge(e, values[done])
+        surprise[done], residual[done] = judged.surprise, judged.residual
+        return surprise, residual, done
+
+    def _expectations(self, seconds: float) -> "_ExpectationTable":
+        key = (self._version, seconds)
+        table = self._expected.get(key)
+        if table is None:
+            while len(self._expected) >= _ExpectationTable.KEPT:   # the oldest go first
+                del self._expected[next(iter(self._expected))]
+            table = self._expected[key] = _ExpectationTable(len(self), len(self.config.periods) + 1,
+                                                            len(self.config.shift_windows),
+                                                            max(self.config.sustained_window - 1, 0))
+        return table
 
     def _update_mature(self, rows: np.ndarray, value: np.ndarray, seconds: np.ndarray):
         """``StreamState.update`` for series past every warm-up, vectorised. Returns which of
@@ -414,3 +461,31 @@ class _Judged:
     shift: np.ndarray
     sustained: np.ndarray
     surprise: np.ndarray
+
+
+class _ExpectationTable:
+    """``_Expectation``s of one bucket for any of a stack's series, found as they are asked for."""
+
+    KEPT = 8   # buckets (or states) kept per stack
+
+    def __init__(self, size: int, predictors: int, windows: int, tail: int):
+        self.ready = np.zeros(size, dtype=bool)
+        self.ok = np.zeros(size, dtype=bool)
+        self.i = np.zeros(size, dtype=np.intp)
+        self.best = np.zeros(size, dtype=np.intp)
+        self.t, self.level, self.spread = np.empty(size), np.empty(size), np.empty(size)
+        self.predictions = np.empty((size, predictors))
+        self.sums = np.empty((size, windows))
+        self.tail = np.empty((size, tail))
+
+    def put(self, asked: np.ndarray, e: _Expectation) -> None:
+        self.ready[asked] = True
+        self.ok[asked] = e.ok
+        for name in ("i", "best", "t", "level", "spread", "predictions", "sums", "tail"):
+            getattr(self, name)[e.rows] = getattr(e, name)
+
+    def get(self, asked: np.ndarray) -> _Expectation:
+        ok = self.ok[asked]
+        rows = asked[ok]
+        return _Expectation(rows, ok, *(getattr(self, name)[rows] for name in
+                                        ("i", "t", "level", "predictions", "best", "spread", "sums", "tail")))

@@ -59,6 +59,46 @@ def test_a_stack_moves_each_series_as_its_own_state_would() -> None:
             assert mine["scalars"][name] == pytest.approx(value, nan_ok=True), name
 
 
+def test_a_trial_answers_what_an_update_would_and_moves_nothing() -> None:
+    rng = np.random.default_rng(4)
+    days = 9
+    index = pd.date_range("2026-11-02", periods=days * 288, freq="5min", tz="UTC")
+    states = []
+    for x in series_set(6, days, rng):
+        detector = StreamingUnivariateDetector()
+        detector.fit_predict_stream(x, index)
+        states.append(detector.stream_state())
+    stack = StreamStack.of(states)
+    rows = np.array([4, 0, 2, 5])
+    start = float(index[-1].timestamp()) + 300
+
+    def updated(values: np.ndarray, at: float) -> tuple[np.ndarray, np.ndarray]:
+        mark = stack.mark(rows)
+        try:
+            return stack.update(rows, values, at)
+        finally:
+            stack.restore(mark)
+
+    before = {name: ring.copy() for name, ring in stack.arrays.items()}
+    for values in (np.array([55.0, 48.0, np.nan, 51.0]), np.array([250.0, 49.0, 52.0, -80.0])):
+        surprise, residual, done = stack.trial(rows, values, start)
+        want_surprise, want_residual = updated(values, start)
+        assert done.tolist() == (~np.isnan(values)).tolist(), "mature series with a value are answered"
+        np.testing.assert_array_equal(surprise[done], want_surprise[done])
+        np.testing.assert_array_equal(residual[done], want_residual[done])
+    assert surprise[0] > 2 and surprise[3] > 2, "the far values are surprising"
+    for name, ring in stack.arrays.items():
+        np.testing.assert_array_equal(ring, before[name], err_msg=name)
+    # the state moves: a trial of a bucket asked before answers for the moved state
+    later = start + 300
+    values = np.array([250.0, 49.0, 52.0, -80.0])
+    first, _, _ = stack.trial(rows, values, later)
+    stack.update(rows, values, start)
+    surprise, _, done = stack.trial(rows, values, later)
+    np.testing.assert_array_equal(surprise[done], updated(values, later)[0][done])
+    assert surprise[0] < first[0], "after one surge the second is less surprising"
+
+
 def test_a_stack_refuses_states_of_other_settings() -> None:
     index = pd.date_range("2026-11-02", periods=3000, freq="5min", tz="UTC")
     x = np.sin(np.arange(3000) / 50.0)
