@@ -256,9 +256,8 @@ class ServiceDetector:
                 self.skipped_[name] = str(exc)
         training = mask_ranges(frame, exclude)
         raw, culprit = self._raw_scores(training, fitting=True)
-        self.calibrators_ = {name: TailCalibrator(**config.calibration).fit(scores.to_numpy())
-                             for name, scores in raw.items()}
-        surprises = self._surprises(raw, culprit)
+        self.calibrators_ = {name: TailCalibrator(**config.calibration) for name in raw}
+        surprises = self._surprises(raw, culprit, fitting=True)
         self._process_training_scores(self._combine(surprises, training), surprises)
         return self
 
@@ -277,9 +276,14 @@ class ServiceDetector:
         without the additive members, whose ``surprises`` are added to the final score.
         """
         config = self.config_
-        self.final_ = (TailCalibrator(**config.calibration).fit(combined.to_numpy())
-                       if config.recalibrate else None)
-        final = self._add(self._finalize(combined), surprises or {})
+        if config.recalibrate:
+            self.final_ = TailCalibrator(**config.calibration)
+            final = pd.DataFrame(self.final_.fit_transform(combined.to_numpy()), index=combined.index,
+                                 columns=combined.columns)
+        else:
+            self.final_ = None
+            final = self._finalize(combined)
+        final = self._add(final, surprises or {})
         if self.final_ is not None:
             level = self.final_.inverse_transform(np.full((1, len(self.metrics_)), config.threshold))[0]
         else:
@@ -336,10 +340,11 @@ class ServiceDetector:
             culprit = forest._culprit(features)
         return raw, culprit
 
-    def _surprises(self, raw: dict[str, pd.DataFrame],
-                   culprit: np.ndarray | None) -> dict[str, pd.DataFrame]:
+    def _surprises(self, raw: dict[str, pd.DataFrame], culprit: np.ndarray | None,
+                   fitting: bool = False) -> dict[str, pd.DataFrame]:
         """Calibrated member scores per metric on the surprise scale, ``-log(1 - calibrated)``;
-        the forest's only under its culprit metric.
+        the forest's only under its culprit metric. ``fitting``: ``raw`` are the training
+        scores, and each calibrator is fitted on its member's while calibrating them.
 
         Members are combined on this scale because calibrated scores are bounded: the largest
         of three near-1 values has no exponential tail left for the final calibration to fit,
@@ -348,7 +353,8 @@ class ServiceDetector:
         """
         out = {}
         for name, scores in raw.items():
-            values = self.calibrators_[name].surprise(scores.to_numpy())
+            calibrator = self.calibrators_[name]
+            values = (calibrator.fit_surprise if fitting else calibrator.surprise)(scores.to_numpy())
             if name == "iforest":
                 table = np.full((len(scores), len(self.metrics_)), np.nan)
                 rows = np.flatnonzero(culprit >= 0)

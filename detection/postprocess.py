@@ -55,6 +55,30 @@ class TailCalibrator(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None) -> "TailCalibrator":
         """Learn each column's empirical distribution and tail from training scores ``X``."""
+        self._fit(X)
+        return self
+
+    def fit_transform(self, X, y=None, **fit_params) -> np.ndarray:
+        """``fit(X).transform(X)``, the same values, looked up in sorted order (see ``_fit``)."""
+        X, order, ordered = self._fit(X)
+        return _unsort(self._transform(ordered), order)
+
+    def fit_surprise(self, X) -> np.ndarray:
+        """``fit(X).surprise(X)``, the same values, looked up in sorted order (see ``_fit``)."""
+        X, order, ordered = self._fit(X)
+        return _unsort(self._surprise(ordered), order)
+
+    def _fit(self, X) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Fit on ``X``; the checked ``X``, the order that sorts each column and the sorted columns.
+
+        The quantiles do not depend on the order of the rows, and numpy's selection finds them
+        about three times faster in columns already sorted. A column's calibrated values do not
+        depend on the order either (each is its own lookup), and the lookups are several times
+        faster in sorted order too (``np.interp`` starts each search where the last one ended):
+        so calibrating the training scores themselves (``fit_surprise``, ``fit_transform``: the
+        ensemble calibrates every training minute of every member) sorts once by index and
+        looks the values up in that order, the same values bit for bit.
+        """
         if not (isinstance(self.n_quantiles, (int, np.integer)) and self.n_quantiles >= 2):
             raise ValueError(f"n_quantiles must be an integer >= 2, got {self.n_quantiles!r}")
         if not 0 < self.tail_quantile < 1:
@@ -62,15 +86,17 @@ class TailCalibrator(TransformerMixin, BaseEstimator):
         if not self.fallback_scale > 0:
             raise ValueError(f"fallback_scale must be positive, got {self.fallback_scale}")
         X = validate_data(self, X, ensure_all_finite="allow-nan", dtype=np.float64)
-        # the quantiles do not depend on the order of the rows, and numpy's selection finds
-        # them about three times faster in columns already sorted: the same values bit for bit
-        # (an ensemble's calibrators see every training minute of every member)
-        ordered = np.sort(X, axis=0)
+        order = np.argsort(X, axis=0, kind="stable")
+        ordered = sorted_ = np.take_along_axis(X, order, axis=0)
+        zeros = ordered == 0
+        if zeros.any() and np.signbit(ordered[zeros]).any():
+            # -0.0 and 0.0 tie: the quantiles are taken on np.sort's arrangement of them
+            sorted_ = np.sort(X, axis=0)
         self.quantiles_ = QuantileTransformer(n_quantiles=min(self.n_quantiles, X.shape[0]),
                                               output_distribution="uniform",
-                                              subsample=None).fit(ordered)
+                                              subsample=None).fit(sorted_)
         with np.errstate(all="ignore"):
-            start = (np.nanquantile(ordered, self.tail_quantile, axis=0) if X.size
+            start = (np.nanquantile(sorted_, self.tail_quantile, axis=0) if X.size
                      else np.zeros(X.shape[1]))
         start = np.where(np.isnan(start), 0.0, start)
         scale = np.empty(X.shape[1])
@@ -89,12 +115,15 @@ class TailCalibrator(TransformerMixin, BaseEstimator):
         counted = (~np.isnan(X)).sum(axis=0)
         level = (X <= start[None, :]).sum(axis=0) / (counted + 1.0)
         self.tail_level_ = np.where(degenerate, 0.0, level)
-        return self
+        return X, order, ordered
 
     def transform(self, X) -> np.ndarray:
         """Calibrated scores in [0, 1), same shape as ``X``; NaN stays NaN."""
         check_is_fitted(self, "quantiles_")
-        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
+        return self._transform(validate_data(self, X, reset=False, ensure_all_finite="allow-nan",
+                                             dtype=np.float64))
+
+    def _transform(self, X: np.ndarray) -> np.ndarray:
         level = self.tail_level_[None, :]
         body = np.minimum(self.quantiles_.transform(X), level)
         with np.errstate(invalid="ignore", over="ignore"):
@@ -110,7 +139,10 @@ class TailCalibrator(TransformerMixin, BaseEstimator):
         Exp(1) here, which is what makes combined scores calibrate well again.
         """
         check_is_fitted(self, "quantiles_")
-        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan", dtype=np.float64)
+        return self._surprise(validate_data(self, X, reset=False, ensure_all_finite="allow-nan",
+                                            dtype=np.float64))
+
+    def _surprise(self, X: np.ndarray) -> np.ndarray:
         level = self.tail_level_[None, :]
         body = -np.log1p(-np.minimum(self.quantiles_.transform(X), level))
         with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
@@ -129,6 +161,14 @@ class TailCalibrator(TransformerMixin, BaseEstimator):
             frac = np.clip((X - level) / (1.0 - level), 0.0, 1.0)
             tail = self.tail_start_[None, :] - self.tail_scale_[None, :] * np.log1p(-frac)
         return np.where(X > level, tail, body)
+
+
+def _unsort(values: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """``values`` computed on columns sorted by ``order`` (``np.argsort(X, axis=0)``), put back
+    in the rows of ``X``."""
+    out = np.empty_like(values)
+    np.put_along_axis(out, order, values, axis=0)
+    return out
 
 
 @dataclass(frozen=True)

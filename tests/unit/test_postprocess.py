@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.preprocessing import QuantileTransformer
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from detection.postprocess import (
@@ -51,6 +52,28 @@ def test_calibration_round_trips_and_keeps_missing_points() -> None:
     assert np.isnan(calibrator.transform([[np.nan, 0.1]])[0, 0])
     surprise = calibrator.surprise([[3.0, 0.5], [30.0, 5.0]])
     assert (surprise[1] > surprise[0]).all() and np.isfinite(surprise).all()
+
+
+def test_calibrating_the_training_scores_while_fitting_gives_the_same_values() -> None:
+    """``fit_surprise`` and ``fit_transform`` look the training scores up in sorted order: the
+    same bits as ``fit`` then ``surprise``/``transform``, and the same quantiles as fitting on
+    ``np.sort``'s columns, ties, missing points and signed zeros (-0.0 ties with 0.0) included."""
+    rng = np.random.default_rng(3)
+    X = np.column_stack([rng.normal(size=3000), np.round(rng.exponential(size=3000), 1),
+                         np.where(rng.random(3000) < 0.5, 0.0, rng.random(3000))])
+    X[rng.random(X.shape) < 0.02] = np.nan
+    for signed_zeros in (False, True):
+        if signed_zeros:
+            X[::7, 2] = -0.0
+        fitted = TailCalibrator().fit(X)
+        sorted_fit = QuantileTransformer(n_quantiles=1000, subsample=None).fit(np.sort(X, axis=0))
+        assert fitted.quantiles_.quantiles_.tobytes() == sorted_fit.quantiles_.tobytes()
+        for method, plain in (("fit_surprise", fitted.surprise(X)), ("fit_transform", fitted.transform(X))):
+            calibrator = TailCalibrator()
+            assert getattr(calibrator, method)(X).tobytes() == plain.tobytes()
+            for name in ("tail_start_", "tail_scale_", "tail_level_"):
+                assert getattr(calibrator, name).tobytes() == getattr(fitted, name).tobytes()
+            assert calibrator.quantiles_.quantiles_.tobytes() == fitted.quantiles_.quantiles_.tobytes()
 
 
 def test_a_constant_training_column_gets_the_fallback_tail() -> None:
