@@ -70,6 +70,33 @@ def count_at_least(ring: np.ndarray, rows: np.ndarray, u: np.ndarray) -> tuple[n
 
 
 @njit(cache=True, nogil=True)
+def count_at_least_sorted(rings: np.ndarray, valid: np.ndarray, rows: np.ndarray,
+                          u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``count_at_least`` on rings sorted ascending with their ``valid`` values first: a
+    binary search for the first value >= ``u[k]`` (none for a NaN ``u``)."""
+    n = len(rows)
+    count = np.zeros(n)
+    largest = np.full(n, -np.inf)
+    for k in range(n):
+        row = rings[rows[k]]
+        m = valid[rows[k]]
+        if m > 0:
+            largest[k] = row[m - 1]
+        threshold = u[k]
+        if np.isnan(threshold):
+            continue
+        lo, hi = 0, m
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if row[mid] >= threshold:
+                hi = mid
+            else:
+                lo = mid + 1
+        count[k] = m - lo
+    return count, largest
+
+
+@njit(cache=True, nogil=True)
 def interp_rows(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``np.interp(x[k], xp[rows[k]], fp)`` for every row ``k`` of ``x`` (rows, points); ``xp``
     ascending per row (NaN last), ``fp`` one table shared by all rows. numpy's own steps: the

@@ -52,8 +52,12 @@ class StreamStack:
         self._mature = max(c.window, STEP_ROWS, c.warmup, self._z_rows, 2 * c.seasonal_half_width)
         self._fast = bool(c.periods) and self._reach == c.history
         # trials (``trial``): each bucket's expectations, for the state they were found in
-        self._version = 0   # moves with every change of state; ``restore`` puts it back too
-        self._expected: dict[tuple[int, float], _ExpectationTable] = {}
+        # each series' version: it moves with every change of the series' state (``restore``
+        # puts it back), so what trials keep of a state is used only while it holds
+        self._version = np.zeros(size, dtype=np.int64)
+        self._moves = 0
+        self._expected: dict[float, _ExpectationTable] = {}
+        self._sorted: dict[str, _SortedRings] = {}
 
     @classmethod
     def of(cls, states: Sequence[StreamState]) -> "StreamStack":
@@ -69,7 +73,7 @@ class StreamStack:
         """Copy ``state`` into series ``n``."""
         if state.config != self.config:
             raise ValueError("states with different settings or sampling cannot be stacked")
-        self._version += 1
+        self._moved(n)
         for name, ring in self.arrays.items():
             ring[n] = state._a[name]
         self.put(n, state)
@@ -79,13 +83,13 @@ class StreamStack:
 
     def state(self, n: int) -> StreamState:
         """Series ``n``'s state: views of its rings (they move with it); ``put`` its scalars back."""
-        self._version += 1
+        self._moved(n)
         return StreamState(self.config, {name: ring[n] for name, ring in self.arrays.items()},
                            {name: values[n] for name, values in self.scalars.items()}, copy=False)
 
     def put(self, n: int, state: StreamState) -> None:
         """Write back the scalars of a state ``state(n)`` gave, after it moved."""
-        self._version += 1
+        self._moved(n)
         for name in SCALARS:
             self.scalars[name][n] = getattr(state, name)
         self.known[n] = False
@@ -103,7 +107,7 @@ class StreamStack:
                  "shift": i % self.arrays["shift"].shape[1],
                  "sustained": i % self.arrays["sustained"].shape[1],
                  "surprise": done % c.refractory}
-        return {"series": series, "slots": slots, "version": self._version,
+        return {"series": series, "slots": slots, "version": self._version[series].copy(),
                 "rings": {name: self.arrays[name][series, ..., slot].copy() for name, slot in slots.items()},
                 "scalars": {name: values[series].copy() for name, values in sc.items()},
                 "range": (self.high[series].copy(), self.low[series].copy(), self.known[series].copy())}
@@ -116,7 +120,12 @@ class StreamStack:
         for name, values in mark["scalars"].items():
             self.scalars[name][series] = values
         self.high[series], self.low[series], self.known[series] = mark["range"]
-        self._version = mark["version"]
+        self._version[series] = mark["version"]
+
+    def _moved(self, series: np.ndarray | int) -> None:
+        """These series' states change: what trials kept of them no longer holds."""
+        self._moves += 1
+        self._version[series] = self._moves
 
     def last_seconds(self) -> np.ndarray:
         """Each series' latest timestamp (seconds since the epoch; -inf before any row)."""
@@ -134,7 +143,7 @@ class StreamStack:
         seconds = np.broadcast_to(np.asarray(seconds, dtype=float), series.shape)
         if np.isinf(values).any():
             raise ValueError("value is infinite")
-        self._version += 1
+        self._moved(series)
         surprise, residual = np.zeros(len(series)), np.full(len(series), np.nan)
         sc = self.scalars
         present = ~np.isnan(values)
@@ -197,22 +206,21 @@ class StreamStack:
             return surprise, residual, np.zeros(len(series), dtype=bool)
         table = self._expectations(float(seconds))
         asked = series[done]
-        todo = asked[~table.ready[asked]]
+        todo = asked[table.version[asked] != self._version[asked]]
         if len(todo):
-            table.put(todo, self._expect(todo, np.full(len(todo), float(seconds))))
+            table.put(todo, self._expect(todo, np.full(len(todo), float(seconds))), self._version[todo])
         e = table.get(asked)
         done[done] = e.ok
-        judged = self._judge(e, values[done])
+        judged = self._judge(e, values[done], trial=True)
         surprise[done], residual[done] = judged.surprise, judged.residual
         return surprise, residual, done
 
     def _expectations(self, seconds: float) -> "_ExpectationTable":
-        key = (self._version, seconds)
-        table = self._expected.get(key)
+        table = self._expected.get(seconds)
         if table is None:
             while len(self._expected) >= _ExpectationTable.KEPT:   # the oldest go first
                 del self._expected[next(iter(self._expected))]
-            table = self._expected[key] = _ExpectationTable(len(self), len(self.config.periods) + 1,
+            table = self._expected[seconds] = _ExpectationTable(len(self), len(self.config.periods) + 1,
                                                             len(self.config.shift_windows),
                                                             max(self.config.sustained_window - 1, 0))
         return table
@@ -284,9 +292,10 @@ class StreamStack:
         tail = z_past[:, self._z_rows - (s - 1):] if s > 1 else z_past[:, :0]
         return _Expectation(rows, ok, i, t, level, predictions, best, spread, sums, tail)
 
-    def _judge(self, e: "_Expectation", value: np.ndarray) -> "_Judged":
+    def _judge(self, e: "_Expectation", value: np.ndarray, trial: bool = False) -> "_Judged":
         """The row's residual, z-score, channels and surprise, given its expectation (step 2 of
-        ``StreamState.update``). Reads the state, writes nothing but the range's cache."""
+        ``StreamState.update``). Reads the state, writes nothing but the range's cache (and, for
+        a ``trial``, the channels' sorted rings)."""
         c = self.config
         residuals = value[:, None] - e.predictions
         residual = residuals[np.arange(len(value)), e.best]
@@ -297,8 +306,8 @@ class StreamStack:
                                  for j, k in enumerate(c.shift_windows)], axis=1), axis=1)
         sustained = np.median(np.abs(np.concatenate([e.tail, z[:, None]], axis=1)), axis=1)
         shift, sustained = settle(shift), settle(sustained)
-        shift_s = self._rarity("shift", e.rows, shift)
-        sustained_s = self._rarity("sustained", e.rows, sustained)
+        shift_s = self._rarity("shift", e.rows, shift, trial)
+        sustained_s = self._rarity("sustained", e.rows, sustained, trial)
         surprise = np.maximum(np.maximum(range_s, shift_s), sustained_s)
         if c.min_z > 0:  # the row itself must be off (StreamState.update)
             surprise = np.where(np.abs(z) >= c.min_z, surprise, 0.0)
@@ -391,13 +400,25 @@ class StreamStack:
         self.high[rows] = np.where(lost, high, np.maximum(high, value))
         self.low[rows] = np.where(lost, low, np.minimum(low, value))
 
-    def _rarity(self, name: str, rows: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """``-log10`` tail probability of ``u`` among each series' previous channel values."""
-        from detection.kernels import count_at_least
+    def _rarity(self, name: str, rows: np.ndarray, u: np.ndarray, trial: bool = False) -> np.ndarray:
+        """``-log10`` tail probability of ``u`` among each series' previous channel values.
+
+        A ``trial`` counts them in the ring sorted (kept while the series' state holds): a
+        what-if asks the same rings again and again, and a binary search reads a few of a
+        ring's values where a count reads all 30 days of them (and pushes the rest of the
+        request's state out of the processor's cache)."""
+        from detection.kernels import count_at_least, count_at_least_sorted
 
         c = self.config
         held = self.scalars[f"{name}_count"][rows]
-        at_least, largest = count_at_least(self.arrays[name], rows, u)  # NaN entries never count
+        if trial:
+            ring = self._sorted.get(name)
+            if ring is None:
+                ring = self._sorted[name] = _SortedRings(self.arrays[name].shape)
+            ring.refresh(self.arrays[name], rows, self._version)
+            at_least, largest = count_at_least_sorted(ring.values, ring.valid, rows, u)
+        else:
+            at_least, largest = count_at_least(self.arrays[name], rows, u)  # NaN entries never count
         with np.errstate(divide="ignore", invalid="ignore"):
             surprise = -np.log10((at_least * c.unit + 1) / (held * c.unit + 1))
         for k in np.flatnonzero((at_least == 0) & (held >= c.min_reference)):
@@ -469,7 +490,7 @@ class _ExpectationTable:
     KEPT = 8   # buckets (or states) kept per stack
 
     def __init__(self, size: int, predictors: int, windows: int, tail: int):
-        self.ready = np.zeros(size, dtype=bool)
+        self.version = np.full(size, -1, dtype=np.int64)   # of the state each series' was found in
         self.ok = np.zeros(size, dtype=bool)
         self.i = np.zeros(size, dtype=np.intp)
         self.best = np.zeros(size, dtype=np.intp)
@@ -478,8 +499,8 @@ class _ExpectationTable:
         self.sums = np.empty((size, windows))
         self.tail = np.empty((size, tail))
 
-    def put(self, asked: np.ndarray, e: _Expectation) -> None:
-        self.ready[asked] = True
+    def put(self, asked: np.ndarray, e: _Expectation, version: np.ndarray) -> None:
+        self.version[asked] = version
         self.ok[asked] = e.ok
         for name in ("i", "best", "t", "level", "spread", "predictions", "sums", "tail"):
             getattr(self, name)[e.rows] = getattr(e, name)
@@ -489,3 +510,21 @@ class _ExpectationTable:
         rows = asked[ok]
         return _Expectation(rows, ok, *(getattr(self, name)[rows] for name in
                                         ("i", "t", "level", "predictions", "best", "spread", "sums", "tail")))
+
+
+class _SortedRings:
+    """A channel's rings sorted (NaN last), series by series as trials ask for them; the rows
+    are allocated untouched, so only the series asked for take memory."""
+
+    def __init__(self, shape: tuple[int, int]):
+        self.values = np.empty(shape)
+        self.valid = np.zeros(shape[0], dtype=np.int64)     # values that are not NaN
+        self.version = np.full(shape[0], -1, dtype=np.int64)
+
+    def refresh(self, rings: np.ndarray, rows: np.ndarray, version: np.ndarray) -> None:
+        stale = rows[self.version[rows] != version[rows]]
+        if len(stale):
+            ordered = np.sort(rings[stale], axis=1)
+            self.values[stale] = ordered
+            self.valid[stale] = (~np.isnan(ordered)).sum(axis=1)
+            self.version[stale] = version[stale]
