@@ -75,4 +75,4 @@ def test_the_load_benchmark_reports_both_servers(tmp_path) -> None:
         assert server["requests"] == 20 and server["errors"] == 0 and server["statuses"] == {"200": 20}
         assert 0 < server["p50_ms"] <= server["p99_ms"] <= server["max_ms"]
         assert server["rss_start_mb"] > 0 and server["rss_end_mb"] > 0 and server["cpu_ms_per_request"] > 0
-    assert report["p99_ratio"] > 0
+    assert report["p99_ratio"] > 0 and report["p99_target_ratio"] == 3.0
