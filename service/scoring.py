@@ -348,8 +348,9 @@ def check_series(series: Sequence[Series], known_metrics: Iterable[str],
     ``series[i].field``.
     """
     known = set(known_metrics)
+    seconds, increasing = _all_seconds(series)
     seen: dict[tuple[str, str, str], int] = {}
-    converted: dict[tuple, np.ndarray] = {}
+    shared: dict[bytes, np.ndarray] = {}
     out = []
     total = 0
     for i, one in enumerate(series):
@@ -365,14 +366,27 @@ def check_series(series: Sequence[Series], known_metrics: Iterable[str],
             raise PayloadError(f"series[{i}].values", f"{len(one.values)} values for "
                                                       f"{len(one.timestamps)} timestamps; one value "
                                                       "per timestamp")
-        stamps = tuple(one.timestamps)
-        if stamps not in converted:
-            converted[stamps] = _increasing(seconds_of(stamps), one.timestamps, i)
-        out.append(converted[stamps])
+        if not increasing[i]:
+            _increasing(seconds[i], one.timestamps, i)
+        out.append(shared.setdefault(seconds[i].tobytes(), seconds[i]))
         total += len(one.values)
     if total > max_points:
         raise PayloadError("series", f"{total:,} points in one request; at most {max_points:,}")
     return out
+
+
+def _all_seconds(series: Sequence[Series]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Every series' timestamps as epoch seconds (converted in one pass), and whether each
+    series' are strictly increasing."""
+    counts = np.fromiter((len(one.timestamps) for one in series), dtype=np.int64, count=len(series))
+    flat = np.fromiter((t.timestamp() for one in series for t in one.timestamps), dtype=float,
+                       count=int(counts.sum()))
+    ends = np.cumsum(counts)
+    bad = np.diff(flat) <= 0
+    bad[ends[:-1][(ends[:-1] > 0) & (ends[:-1] < len(flat))] - 1] = False   # from one series to the next
+    increasing = np.ones(len(series), dtype=bool)
+    increasing[np.searchsorted(ends, np.flatnonzero(bad), side="right")] = False
+    return np.split(flat, ends[:-1]), increasing
 
 
 def _increasing(seconds: np.ndarray, stamps: Sequence[datetime], i: int) -> np.ndarray:

@@ -121,6 +121,9 @@ def test_a_service_without_a_model_is_named(week_detector) -> None:
      "series[0].timestamps"),
     (lambda s: [Series(s[0].cluster, s[0].service, s[0].metric, [s[0].timestamps[0]] * 5, s[0].values)],
      "series[0].timestamps"),
+    (lambda s: s[:3] + [Series(s[3].cluster, s[3].service, s[3].metric,   # a later series, one step
+                               s[3].timestamps[:2] + s[3].timestamps[1:4], s[3].values)],
+     "series[3].timestamps"),
 ])
 def test_bad_batches_are_refused_with_the_field(week_detector, mutate, field) -> None:
     frame = _window("2026-11-02T10:00Z", 5, seed=1)
