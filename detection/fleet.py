@@ -136,44 +136,24 @@ class _Calibrators:
         out.start, out.scale, out.level = self.start[index], self.scale[index], self.level[index]
         return out
 
-    def _quantile(self, x: np.ndarray) -> np.ndarray:
-        """``QuantileTransformer.transform`` (uniform output) of x shaped (S, R, K)."""
-        from detection.kernels import interp_rows
+    def _calibrate(self, x: np.ndarray, surprise: bool) -> np.ndarray:
+        from detection.kernels import calibrate
 
-        s, r, k = x.shape
-        cols = np.ascontiguousarray(x.transpose(0, 2, 1).reshape(s * k, r))
-        rows = (np.arange(s * k) if self.services is None else
-                (self.services[:, None] * k + np.arange(k)[None, :]).ravel())
-        q, ref = self.quantiles, self.references
+        s, _, k = x.shape
+        rows = (np.arange(s * k).reshape(s, k) if self.services is None else
+                self.services[:, None] * k + np.arange(k)[None, :])
         mirrored, mirrored_references = self._mirrored
-        forward = interp_rows(cols, q, ref, rows)
-        backward = interp_rows(-cols, mirrored, mirrored_references, rows)
-        out = 0.5 * (forward - backward)
-        last, first = q[rows, -1:], q[rows, :1]
-        out = np.where(cols == last, 1.0, out)
-        out = np.where(cols == first, 0.0, out)
-        out = np.where(np.isnan(cols), np.nan, out)
-        return out.reshape(s, k, r).transpose(0, 2, 1)
+        return calibrate(np.ascontiguousarray(x, dtype=float), self.quantiles, mirrored,
+                         self.references, mirrored_references, rows, self.start, self.scale,
+                         self.level, surprise)
 
     def surprise(self, x: np.ndarray) -> np.ndarray:
         """``TailCalibrator.surprise`` for every service at once (x: (S, R, K))."""
-        level, start, scale = self.level[:, None, :], self.start[:, None, :], self.scale[:, None, :]
-        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-            body = -np.log1p(-np.minimum(self._quantile(x), level))
-            above = np.maximum(x - start, 0.0) / scale
-            tail = -np.log1p(-level) + above
-            out = np.where(x > start, tail, body)
-        return np.where(np.isnan(x), np.nan, out)
+        return self._calibrate(x, surprise=True)
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         """``TailCalibrator.transform`` for every service at once."""
-        level, start, scale = self.level[:, None, :], self.start[:, None, :], self.scale[:, None, :]
-        body = np.minimum(self._quantile(x), level)
-        with np.errstate(invalid="ignore", over="ignore"):
-            above = np.maximum(x - start, 0.0) / scale
-            tail = level + (1.0 - level) * (-np.expm1(-above))
-            out = np.where(x > start, np.maximum(tail, level), body)
-        return np.where(np.isnan(x), np.nan, out)
+        return self._calibrate(x, surprise=False)
 
 
 class _Unstackable(ValueError):

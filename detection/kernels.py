@@ -97,41 +97,86 @@ def count_at_least_sorted(rings: np.ndarray, valid: np.ndarray, rows: np.ndarray
 
 
 @njit(cache=True, nogil=True)
+def _interp_one(v: float, grid: np.ndarray, fp: np.ndarray) -> float:
+    """``np.interp(v, grid, fp)`` for one value: numpy's own steps (the last grid point at most
+    the value by a binary search, the slope of that segment, the value at an exact grid point,
+    the ends held, NaN kept)."""
+    if np.isnan(v):
+        return v
+    n = len(grid)
+    lo, hi = 0, n   # the number of grid points <= v (NaN points compare False)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if v >= grid[mid]:
+            lo = mid + 1
+        else:
+            hi = mid
+    j = lo - 1
+    if v > grid[n - 1] or j >= n - 1:
+        return fp[n - 1]
+    if j < 0:
+        return fp[0]
+    if v == grid[j]:
+        return fp[j]
+    slope = (fp[j + 1] - fp[j]) / (grid[j + 1] - grid[j])
+    result = slope * (v - grid[j]) + fp[j]
+    if np.isnan(result):
+        result = slope * (v - grid[j + 1]) + fp[j + 1]
+        if np.isnan(result) and fp[j] == fp[j + 1]:
+            result = fp[j]
+    return result
+
+
+@njit(cache=True, nogil=True)
 def interp_rows(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``np.interp(x[k], xp[rows[k]], fp)`` for every row ``k`` of ``x`` (rows, points); ``xp``
-    ascending per row (NaN last), ``fp`` one table shared by all rows. numpy's own steps: the
-    last grid point at most the value (a binary search), the slope of that segment, the value
-    at an exact grid point, the ends held, NaN kept."""
+    ascending per row (NaN last), ``fp`` one table shared by all rows."""
     n_rows, points = x.shape
-    n = xp.shape[1]
     out = np.empty((n_rows, points))
     for k in range(n_rows):
         grid = xp[rows[k]]
         for p in range(points):
-            v = x[k, p]
-            if np.isnan(v):
-                out[k, p] = v
-                continue
-            lo, hi = 0, n   # the number of grid points <= v (NaN points compare False)
-            while lo < hi:
-                mid = (lo + hi) // 2
-                if v >= grid[mid]:
-                    lo = mid + 1
+            out[k, p] = _interp_one(x[k, p], grid, fp)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def calibrate(x: np.ndarray, quantiles: np.ndarray, mirrored: np.ndarray, references: np.ndarray,
+              mirrored_references: np.ndarray, rows: np.ndarray, start: np.ndarray, scale: np.ndarray,
+              level: np.ndarray, surprise: bool) -> np.ndarray:
+    """``TailCalibrator.surprise`` (or ``transform``) of x (services, rows, columns), each
+    column ``(s, c)`` by its quantile table ``rows[s, c]`` and its tail (``start``, ``scale``,
+    ``level``, each (services, columns)): scikit-learn's QuantileTransformer (the mean of the
+    interpolations up and down the table, 1 at its top and 0 at its bottom), capped at the
+    tail's level, and the exponential tail beyond its start."""
+    services, points, columns = x.shape
+    n = quantiles.shape[1]
+    out = np.empty(x.shape)
+    for s in range(services):
+        for c in range(columns):
+            row = rows[s, c]
+            table, mirror = quantiles[row], mirrored[row]
+            lvl, first, top = level[s, c], table[0], table[n - 1]
+            for p in range(points):
+                v = x[s, p, c]
+                if np.isnan(v):
+                    out[s, p, c] = v
+                    continue
+                forward = _interp_one(v, table, references)
+                backward = _interp_one(-v, mirror, mirrored_references)
+                q = 0.5 * (forward - backward)
+                if v == top:
+                    q = 1.0
+                if v == first:
+                    q = 0.0
+                body = q if q <= lvl else lvl          # numpy's minimum (q is not NaN here)
+                if v > start[s, c]:
+                    above = (v - start[s, c]) / scale[s, c]
+                    if surprise:
+                        out[s, p, c] = -np.log1p(-lvl) + above
+                    else:
+                        tail = lvl + (1.0 - lvl) * (-np.expm1(-above))
+                        out[s, p, c] = tail if (tail >= lvl or np.isnan(tail)) else lvl
                 else:
-                    hi = mid
-            j = lo - 1
-            if v > grid[n - 1] or j >= n - 1:
-                out[k, p] = fp[n - 1]
-            elif j < 0:
-                out[k, p] = fp[0]
-            elif v == grid[j]:
-                out[k, p] = fp[j]
-            else:
-                slope = (fp[j + 1] - fp[j]) / (grid[j + 1] - grid[j])
-                result = slope * (v - grid[j]) + fp[j]
-                if np.isnan(result):
-                    result = slope * (v - grid[j + 1]) + fp[j + 1]
-                    if np.isnan(result) and fp[j] == fp[j + 1]:
-                        result = fp[j]
-                out[k, p] = result
+                    out[s, p, c] = -np.log1p(-body) if surprise else body
     return out

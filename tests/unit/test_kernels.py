@@ -56,3 +56,25 @@ def test_the_forest_walk_gives_scikit_learns_path_lengths() -> None:
     want = -np.log2(-forest.score_samples(X[:-1])) * compiled.denominator
     np.testing.assert_allclose(depths[0, :-1], want, rtol=1e-12)
     np.testing.assert_array_equal(depths[1], depths[0][::-1])
+
+
+def test_stacked_calibrators_give_each_calibrators_own_surprise_and_transform() -> None:
+    from detection.fleet import _Calibrators
+    from detection.postprocess import TailCalibrator
+
+    rng = np.random.default_rng(5)
+    fitted = []
+    for s in range(3):
+        train = np.abs(rng.standard_t(3, size=(5000, 4))) * (s + 1)
+        train[:, 3] = np.round(train[:, 3])                     # many equal values: ties
+        fitted.append(TailCalibrator().fit(train))
+    x = np.abs(rng.standard_t(3, size=(3, 40, 4))) * 3
+    x[:, 0, :] = 0.0                                            # the bottom of every table
+    x[1, 1, 2] = np.nan
+    x[2, 2, :] = 1e6                                            # far in every tail
+    stacked = _Calibrators.of(fitted)
+    for k in range(3):
+        np.testing.assert_allclose(stacked.surprise(x)[k], fitted[k].surprise(x[k]), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(stacked.transform(x)[k], fitted[k].transform(x[k]), rtol=0, atol=1e-12)
+    some = stacked.of_services(np.array([2, 0]))                # a request for two of them
+    np.testing.assert_allclose(some.surprise(x[[2, 0]])[0], fitted[2].surprise(x[2]), rtol=0, atol=1e-12)
