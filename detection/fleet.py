@@ -109,11 +109,6 @@ class _Calibrators:
     level: np.ndarray
     services: np.ndarray | None = None
 
-    @functools.cached_property
-    def _mirrored(self) -> tuple[np.ndarray, np.ndarray]:
-        # the mirrored tables of QuantileTransformer's second interpolation, made once
-        return np.ascontiguousarray(-self.quantiles[:, ::-1]), np.ascontiguousarray(-self.references[::-1])
-
     @classmethod
     def of(cls, calibrators: Sequence[Any]) -> "_Calibrators":
         qs = [c.quantiles_ for c in calibrators]
@@ -131,7 +126,7 @@ class _Calibrators:
 
     def of_services(self, index: np.ndarray) -> "_Calibrators":
         """The calibrators of some of these services (positions ``index``), sharing the tables."""
-        out = copy.copy(self)   # the mirrored tables, once made, come along
+        out = copy.copy(self)
         out.services = index if self.services is None else self.services[index]
         out.start, out.scale, out.level = self.start[index], self.scale[index], self.level[index]
         return out
@@ -142,10 +137,8 @@ class _Calibrators:
         s, _, k = x.shape
         rows = (np.arange(s * k).reshape(s, k) if self.services is None else
                 self.services[:, None] * k + np.arange(k)[None, :])
-        mirrored, mirrored_references = self._mirrored
-        return calibrate(np.ascontiguousarray(x, dtype=float), self.quantiles, mirrored,
-                         self.references, mirrored_references, rows, self.start, self.scale,
-                         self.level, surprise)
+        return calibrate(np.ascontiguousarray(x, dtype=float), self.quantiles, self.references, rows,
+                         self.start, self.scale, self.level, surprise)
 
     def surprise(self, x: np.ndarray) -> np.ndarray:
         """``TailCalibrator.surprise`` for every service at once (x: (S, R, K))."""

@@ -96,34 +96,39 @@ def count_at_least_sorted(rings: np.ndarray, valid: np.ndarray, rows: np.ndarray
     return count, largest
 
 
-@njit(cache=True, nogil=True)
-def _interp_one(v: float, grid: np.ndarray, fp: np.ndarray) -> float:
+@njit(cache=True, nogil=True, inline="always")
+def _interp_one(v: float, grid: np.ndarray, fp: np.ndarray, mirrored: bool = False) -> float:
     """``np.interp(v, grid, fp)`` for one value: numpy's own steps (the last grid point at most
     the value by a binary search, the slope of that segment, the value at an exact grid point,
-    the ends held, NaN kept)."""
+    the ends held, NaN kept). ``mirrored``: on ``-grid[::-1]`` and ``-fp[::-1]`` (read in
+    place, negation is exact)."""
     if np.isnan(v):
         return v
     n = len(grid)
+    sign = -1.0 if mirrored else 1.0
     lo, hi = 0, n   # the number of grid points <= v (NaN points compare False)
     while lo < hi:
         mid = (lo + hi) // 2
-        if v >= grid[mid]:
+        if v >= sign * grid[n - 1 - mid if mirrored else mid]:
             lo = mid + 1
         else:
             hi = mid
     j = lo - 1
-    if v > grid[n - 1] or j >= n - 1:
-        return fp[n - 1]
+    g_last = sign * grid[0 if mirrored else n - 1]
+    if v > g_last or j >= n - 1:
+        return sign * fp[0 if mirrored else n - 1]
     if j < 0:
-        return fp[0]
-    if v == grid[j]:
-        return fp[j]
-    slope = (fp[j + 1] - fp[j]) / (grid[j + 1] - grid[j])
-    result = slope * (v - grid[j]) + fp[j]
+        return sign * fp[n - 1 if mirrored else 0]
+    a, b = (n - 1 - j, n - 2 - j) if mirrored else (j, j + 1)
+    x0, x1, f0, f1 = sign * grid[a], sign * grid[b], sign * fp[a], sign * fp[b]
+    if v == x0:
+        return f0
+    slope = (f1 - f0) / (x1 - x0)
+    result = slope * (v - x0) + f0
     if np.isnan(result):
-        result = slope * (v - grid[j + 1]) + fp[j + 1]
-        if np.isnan(result) and fp[j] == fp[j + 1]:
-            result = fp[j]
+        result = slope * (v - x1) + f1
+        if np.isnan(result) and f0 == f1:
+            result = f0
     return result
 
 
@@ -141,9 +146,8 @@ def interp_rows(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, rows: np.ndarray)
 
 
 @njit(cache=True, nogil=True)
-def calibrate(x: np.ndarray, quantiles: np.ndarray, mirrored: np.ndarray, references: np.ndarray,
-              mirrored_references: np.ndarray, rows: np.ndarray, start: np.ndarray, scale: np.ndarray,
-              level: np.ndarray, surprise: bool) -> np.ndarray:
+def calibrate(x: np.ndarray, quantiles: np.ndarray, references: np.ndarray, rows: np.ndarray,
+              start: np.ndarray, scale: np.ndarray, level: np.ndarray, surprise: bool) -> np.ndarray:
     """``TailCalibrator.surprise`` (or ``transform``) of x (services, rows, columns), each
     column ``(s, c)`` by its quantile table ``rows[s, c]`` and its tail (``start``, ``scale``,
     ``level``, each (services, columns)): scikit-learn's QuantileTransformer (the mean of the
@@ -155,7 +159,7 @@ def calibrate(x: np.ndarray, quantiles: np.ndarray, mirrored: np.ndarray, refere
     for s in range(services):
         for c in range(columns):
             row = rows[s, c]
-            table, mirror = quantiles[row], mirrored[row]
+            table = quantiles[row]
             lvl, first, top = level[s, c], table[0], table[n - 1]
             for p in range(points):
                 v = x[s, p, c]
@@ -163,7 +167,7 @@ def calibrate(x: np.ndarray, quantiles: np.ndarray, mirrored: np.ndarray, refere
                     out[s, p, c] = v
                     continue
                 forward = _interp_one(v, table, references)
-                backward = _interp_one(-v, mirror, mirrored_references)
+                backward = _interp_one(-v, table, references, True)
                 q = 0.5 * (forward - backward)
                 if v == top:
                     q = 1.0
