@@ -46,7 +46,7 @@ _DIRECTIONS = {"both": 0, "up": 1, "down": 2}
 # ------------------------------------------------------------------------- numpy primitives
 def interp_shared(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
     """``np.interp(x, xp, fp[c])`` for every row ``c`` of ``fp`` (one grid ``xp`` shared by all):
-    the index is found once, the arithmetic is numpy's (see ``interp_rows``)."""
+    the index is found once, the arithmetic is numpy's (see ``detection.kernels._interp_one``)."""
     n = xp.size
     j = np.searchsorted(xp, x, side="right") - 1
     jj = np.clip(j, 0, n - 2)

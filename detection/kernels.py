@@ -133,19 +133,6 @@ def _interp_one(v: float, grid: np.ndarray, fp: np.ndarray, mirrored: bool = Fal
 
 
 @njit(cache=True, nogil=True)
-def interp_rows(x: np.ndarray, xp: np.ndarray, fp: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``np.interp(x[k], xp[rows[k]], fp)`` for every row ``k`` of ``x`` (rows, points); ``xp``
-    ascending per row (NaN last), ``fp`` one table shared by all rows."""
-    n_rows, points = x.shape
-    out = np.empty((n_rows, points))
-    for k in range(n_rows):
-        grid = xp[rows[k]]
-        for p in range(points):
-            out[k, p] = _interp_one(x[k, p], grid, fp)
-    return out
-
-
-@njit(cache=True, nogil=True)
 def calibrate(x: np.ndarray, quantiles: np.ndarray, references: np.ndarray, rows: np.ndarray,
               start: np.ndarray, scale: np.ndarray, level: np.ndarray, surprise: bool) -> np.ndarray:
     """``TailCalibrator.surprise`` (or ``transform``) of x (services, rows, columns), each

@@ -9,7 +9,7 @@ from detection import kernels
 from detection.forest import CompiledForest
 
 
-def test_interpolation_is_numpys_for_every_row() -> None:
+def test_interpolation_is_numpys_both_ways() -> None:
     rng = np.random.default_rng(0)
     xp = np.sort(rng.normal(size=(6, 50)), axis=1)
     xp[2, 10:20] = xp[2, 10]                                  # repeated quantiles
@@ -17,10 +17,13 @@ def test_interpolation_is_numpys_for_every_row() -> None:
     fp = np.linspace(0.0, 1.0, 50)
     x = np.concatenate([rng.normal(size=(6, 30)) * 2, xp[:, :5], xp[:, -3:], np.full((6, 1), np.nan),
                         np.full((6, 1), 1.5)], axis=1)
-    rows = np.array([0, 1, 2, 3, 4, 5, 2, 5])                 # some rows twice
-    got = kernels.interp_rows(x[rows % 6], xp, fp, rows)
-    for k, r in enumerate(rows):
-        np.testing.assert_array_equal(got[k], np.interp(x[r % 6], xp[r], fp), err_msg=f"row {r}")
+    for r in range(6):
+        want = np.interp(x[r], xp[r], fp)
+        np.testing.assert_array_equal([kernels._interp_one(v, xp[r], fp) for v in x[r]], want,
+                                      err_msg=f"row {r}")
+        mirrored = np.interp(-x[r], -xp[r][::-1], -fp[::-1])      # read backwards in place
+        np.testing.assert_array_equal([kernels._interp_one(-v, xp[r], fp, True) for v in x[r]], mirrored,
+                                      err_msg=f"row {r}, mirrored")
 
 
 def test_at_least_counts_and_largest_skip_missing_entries() -> None:
