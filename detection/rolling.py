@@ -1,4 +1,4 @@
-"""Rolling medians by bottleneck's ``move_median``, as pandas' ``rolling(...).median()`` gives them.
+"""Rolling medians (and maxima, minima, counts) by bottleneck, as pandas' ``rolling(...)`` gives them.
 
 pandas keeps each window in a skiplist, which costs 0.1-0.5 us a row even for a window of 3:
 the streaming member's five rolling medians per metric and the level shift's two took about
@@ -6,7 +6,9 @@ the streaming member's five rolling medians per metric and the level shift's two
 give the same figures 6-15 times faster on these windows (3 to 288 rows). The values are the
 same bit for bit: both take the middle non-missing value of the window, or the mean of the
 middle two (a sum halved, exact either way), and both leave NaN where fewer than
-``min_periods`` values are present (``tests/unit/test_rolling.py``).
+``min_periods`` values are present (``tests/unit/test_rolling.py``). Maxima, minima and counts
+are exact in any order, so bottleneck's are pandas' figures too; they spare the streaming
+detector pandas' ~60 us a call (five calls a metric, on 4,032 5-minute means).
 """
 
 from __future__ import annotations
@@ -32,6 +34,40 @@ def rolling_median(values: np.ndarray, window: int, min_periods: int, center: bo
     if min_periods > width:
         return np.full(len(x), np.nan)
     return bn.move_median(padded, width, min_count=max(min_periods, 1))[ahead:]
+
+
+def _moving(move, values: np.ndarray, window: int, min_periods: int) -> np.ndarray:
+    """bottleneck's ``move`` over ``values`` with pandas' window rules (see ``rolling_max``)."""
+    x = np.asarray(values, dtype=np.float64)
+    if window < 1 or not 0 <= min_periods <= window:
+        raise ValueError(f"need 1 <= window and 0 <= min_periods <= window; got {window}, {min_periods}")
+    if len(x) == 0:
+        return np.empty(0)
+    width = min(window, len(x))  # a window longer than the series holds what one as long does
+    if min_periods > width:
+        return np.full(len(x), np.nan)
+    return move(x, width, min_count=max(min_periods, 1))
+
+
+def rolling_max(values: np.ndarray, window: int, min_periods: int) -> np.ndarray:
+    """``pd.Series(values).rolling(window, min_periods=min_periods).max()`` as an array, by
+    bottleneck's ``move_max``: a maximum is one of the values, so both give the same figures
+    (NaN is missing; NaN where fewer than ``min_periods`` values are present), at a tenth of
+    pandas' cost on the streaming detector's 5-minute series (pandas' call alone is ~60 us)."""
+    return _moving(bn.move_max, values, window, min_periods)
+
+
+def rolling_min(values: np.ndarray, window: int, min_periods: int) -> np.ndarray:
+    """``pd.Series(values).rolling(window, min_periods=min_periods).min()``: see ``rolling_max``."""
+    return _moving(bn.move_min, values, window, min_periods)
+
+
+def rolling_count(values: np.ndarray, window: int, min_periods: int) -> np.ndarray:
+    """``pd.Series(values).rolling(window, min_periods=min_periods).count()``: the non-missing
+    values in each window, as floats. pandas sums a 0/1 mask, so ``min_periods`` counts rows
+    here, missing or not: NaN only while the window holds fewer rows than that."""
+    present = (~np.isnan(np.asarray(values, dtype=np.float64))).astype(np.float64)
+    return _moving(bn.move_sum, present, window, min_periods)  # sums of 0s and 1s: exact
 
 
 def rolling_median_over(values: pd.Series, span: pd.Timedelta) -> np.ndarray:

@@ -102,7 +102,7 @@ import bottleneck as bn
 import numpy as np
 import pandas as pd
 
-from detection.rolling import rolling_median
+from detection.rolling import rolling_count, rolling_max, rolling_median, rolling_min
 from detection.streaming_state import settle
 
 if TYPE_CHECKING:
@@ -305,9 +305,10 @@ class StreamingUnivariateDetector:
         present = ~np.isnan(x)
         evidence = np.zeros((len(x), len(CHANNELS)))
         surprise = np.zeros(len(x))
-        seconds = None
+        seconds = every = None
         if timestamps is not None:
-            seconds = _seconds(pd.DatetimeIndex(timestamps))[present]
+            every = _seconds(pd.DatetimeIndex(timestamps))
+            seconds = every[present]
         rows = self._rows(self._sampling_seconds(seconds))
         signed = np.full(len(x), np.nan)
         residual = np.full(len(x), np.nan)
@@ -327,8 +328,7 @@ class StreamingUnivariateDetector:
         self.rows_ = rows
         self._tail = {"surprise": surprise, "last_row": last_row, "last_value": last_value,
                       "rows": len(x), "present": int(present.sum()), "timestamps": timestamps is not None,
-                      "max_seconds": (float(np.max(_seconds(pd.DatetimeIndex(timestamps))))
-                                      if timestamps is not None and len(x) else -np.inf)}
+                      "max_seconds": float(np.max(every)) if every is not None and len(x) else -np.inf}
         if not present.any():
             self._internals = None
         return scores
@@ -428,7 +428,7 @@ class StreamingUnivariateDetector:
                         for k in rows.shift_windows], axis=0)
         sustained = rolling_median(np.abs(z), rows.sustained_window, rows.sustained_window)
         min_reference = max(2, rows.warmup // 2)
-        count = pd.Series(np.arange(1, len(x) + 1)).clip(upper=rows.history).to_numpy()
+        count = np.minimum(np.arange(1, len(x) + 1), rows.history)
         # beyond the widened range, an exponential tail in units of the tolerance: p = e^-excess / n
         with np.errstate(invalid="ignore", over="ignore"):
             excess = np.minimum((outside - self.range_tolerance) / self.range_tolerance, MAX_EXCESS)
@@ -548,9 +548,8 @@ def _range_excess(x: np.ndarray, history: int, warmup: int) -> np.ndarray:
     As a fraction of that range; 0 inside it or before ``warmup`` earlier rows exist, and
     infinite for a value that leaves a constant history.
     """
-    series = pd.Series(x)
-    high = _past(series.rolling(history, min_periods=warmup).max())
-    low = _past(series.rolling(history, min_periods=warmup).min())
+    high = _past(rolling_max(x, history, warmup))
+    low = _past(rolling_min(x, history, warmup))
     width = high - low
     with np.errstate(invalid="ignore", divide="ignore"):
         outside = np.fmax(x - high, low - x) / width
@@ -574,12 +573,12 @@ def _rarity(u: np.ndarray, history: int, min_reference: int, tail_index: float,
     series = pd.Series(u)
     rolling = series.rolling(history, min_periods=min_reference + 1)
     rank = rolling.rank(method="min").to_numpy()  # 1 + earlier values strictly below u
-    count = rolling.count().to_numpy()
+    count = rolling_count(u, history, min_reference + 1)
     at_least = count - rank  # earlier values >= u
     earlier = count - 1
     with np.errstate(invalid="ignore", divide="ignore"):
         surprise = -np.log10((at_least * unit + 1) / (earlier * unit + 1))
-        record = _past(series.rolling(history - 1, min_periods=min_reference).max())
+        record = _past(rolling_max(u, history - 1, min_reference))
         beyond = np.where((at_least == 0) & (record > 0),
                           np.minimum(tail_index * np.log10(np.maximum(u / record, 1.0)), 3.0), 0.0)
     return np.nan_to_num(surprise + np.nan_to_num(beyond), nan=0.0, posinf=0.0, neginf=0.0)
@@ -594,7 +593,7 @@ def _suppress(surprise: np.ndarray, present: np.ndarray, refractory: int,
     ``min_gain``. Depends on earlier rows only, and never on a threshold. Also returns the
     last report's row and surprise (the live state's memory of it).
     """
-    recent = _past(pd.Series(surprise).rolling(refractory, min_periods=1).max())
+    recent = _past(rolling_max(surprise, refractory, 1))
     candidates = np.flatnonzero(present & (surprise > np.nan_to_num(recent, nan=0.0)) & (surprise > 0))
     reported = np.zeros(len(surprise))
     last_row, last_value = -refractory, -np.inf

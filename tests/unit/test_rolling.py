@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from detection.rolling import rolling_median, rolling_median_over
+from detection.rolling import rolling_count, rolling_max, rolling_median, rolling_median_over, rolling_min
 
 
 def _gappy(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -43,3 +43,19 @@ def test_time_window_median_on_a_grid_and_off_it(freq, span):
 def test_a_time_window_needs_timestamps():
     with pytest.raises(ValueError):
         rolling_median_over(pd.Series([1.0, 2.0, 3.0]), pd.Timedelta("3min"))
+
+
+@pytest.mark.parametrize("window,min_periods", [
+    (1, 1), (3, 1), (144, 1), (48, 48), (288, 28), (50, 0),
+    (2000, 150), (1999, 76),  # longer than the series, as the 30-day history is on 14 days
+])
+def test_rolling_max_min_and_count_are_pandas_bit_for_bit(window, min_periods):
+    for n in (0, 1, 5, 700):
+        x = _gappy(np.random.default_rng(window + n), n)
+        x[3::17] = -0.0  # signed zeros tie with 0.0: the same one is kept
+        x[5::19] = 0.0
+        rolling = pd.Series(x, dtype=float).rolling(window, min_periods=min_periods)
+        for ours, theirs in ((rolling_max, rolling.max), (rolling_min, rolling.min),
+                             (rolling_count, rolling.count)):
+            got, expected = ours(x, window, min_periods), theirs().to_numpy()
+            assert got.dtype == expected.dtype and got.tobytes() == expected.tobytes(), (ours.__name__, n)
