@@ -343,6 +343,13 @@ class StreamingUnivariateDetector:
         """
         from detection.streaming_state import StreamState
 
+        return StreamState.from_dict(self._state_data())
+
+    def _state_data(self) -> dict:
+        """``stream_state()`` as the plain data ``StreamState.to_dict(compact=True)`` gives:
+        each array holds the rows it keeps that were seen (no NaN padding at the front), what
+        ``StreamState.from_dict`` reads. The ensemble member keeps this, without building the
+        state's rings only to unroll them again."""
         if not hasattr(self, "_tail"):
             raise RuntimeError("StreamingUnivariateDetector has not scored a series yet; "
                                "call fit_predict_stream first")
@@ -363,18 +370,19 @@ class StreamingUnivariateDetector:
                 series = internals[name]
             else:  # no present row yet
                 series = np.empty(shape[:-1] + (0,))
-            size = shape[-1]
-            last = series[..., max(0, series.shape[-1] - size):]
-            pad = np.full(shape[:-1] + (size - last.shape[-1],), np.nan)
-            arrays[name] = np.concatenate([pad, last], axis=-1)
+            arrays[name] = np.array(series[..., max(0, series.shape[-1] - shape[-1]):], dtype=float)
         absolute = arrays["absolute"]
+        # summed at the ring's full length, NaN in front, as states always were: numpy sums in
+        # pairs of blocks, and without the padding the blocks (and the last bit) would move
+        padded = np.full(lengths["absolute"], np.nan)
+        padded[len(padded) - len(absolute):] = absolute
         scalars = {"present": tail["present"], "rows": tail["rows"], "max_seconds": tail["max_seconds"],
                    "since_report": tail["rows"] - tail["last_row"], "last_report": tail["last_value"],
-                   "abs_sum": float(np.nansum(absolute)),
+                   "abs_sum": float(np.nansum(padded)),
                    "abs_count": int(np.count_nonzero(~np.isnan(absolute))),
                    "shift_count": int(np.count_nonzero(~np.isnan(arrays["shift"]))),
                    "sustained_count": int(np.count_nonzero(~np.isnan(arrays["sustained"])))}
-        return StreamState.from_dict({"config": config.to_dict(), "scalars": scalars, "arrays": arrays})
+        return {"config": config.to_dict(), "scalars": scalars, "arrays": arrays}
 
     def _stream_config(self, rows: "_Rows") -> "StreamConfig":
         from detection.streaming_state import StreamConfig
@@ -701,12 +709,12 @@ class StreamingMember:
                                             self._spread(x - residual, rows, fine),
                                             self._spread(x, rows, fine))
             try:
-                states[metric] = detector.stream_state()
+                states[metric] = detector._state_data()
             except ValueError as exc:  # too few values to measure the sampling period
                 raise MetricFrameError(f"the streaming member cannot follow {metric}: {exc}") from None
         self.training_scores_ = pd.DataFrame(scores, index=frame.index)
-        # plain data (numbers, lists, float arrays): what a model bundle stores
-        self.states_ = {metric: state.to_dict() for metric, state in states.items()}
+        # plain data (numbers, lists, float arrays of the rows seen): what a model bundle stores
+        self.states_ = states
         self.reset()
         return self
 
@@ -788,8 +796,8 @@ class StreamingMember:
         return pd.Timestamp(int(seconds), unit="s", tz="UTC")
 
     def state_dict(self) -> dict:
-        """The fitted memory as plain data: ``{metric: StreamState.to_dict()}`` (numbers,
-        lists and float arrays; JSON for the rest, ``.npz`` for the arrays)."""
+        """The fitted memory as plain data: ``{metric: StreamState.to_dict(compact=True)}``
+        (numbers, lists and float arrays; JSON for the rest, ``.npz`` for the arrays)."""
         self._check_fitted()
         return self.states_
 
@@ -799,7 +807,8 @@ class StreamingMember:
         from detection.streaming_state import StreamState
 
         member = cls(specs=specs, **params)
-        member.states_ = {metric: StreamState.from_dict(data).to_dict() for metric, data in states.items()}
+        member.states_ = {metric: StreamState.from_dict(data).to_dict(compact=True)
+                          for metric, data in states.items()}
         member.metrics_ = list(member.states_)
         return member
 

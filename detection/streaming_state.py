@@ -12,8 +12,9 @@ files), so what the benchmark measures is what runs live.
 
 The state is plain data: ``to_dict()`` gives JSON-ready settings (``config``), a few
 scalars and fixed-length float arrays, oldest row first and padded with NaN at the front while
-fewer rows have been seen; ``from_dict`` reads it back. No pickle, and series with the same
-settings and sampling period have arrays of the same shapes, so states can be stacked.
+fewer rows have been seen (``compact=True``: the rows seen only, what a model bundle stores);
+``from_dict`` reads either back. No pickle, and series with the same settings and sampling
+period have arrays of the same shapes, so states can be stacked.
 
 Cost: one row costs a few dozen numpy calls on arrays of at most ``history`` rows (about 0.1 ms
 at 5-minute sampling, 0.3 ms at one-minute). Internally the arrays are rings indexed by row
@@ -158,8 +159,10 @@ class StreamState:
         self._range = None  # (high, low) of the last ``history`` values, kept while it can be
 
     # ----------------------------------------------------------------------------- plain data
-    def to_dict(self) -> dict:
-        """``{"config": {...}, "scalars": {...}, "arrays": {name: ndarray}}``, oldest row first."""
+    def to_dict(self, compact: bool = False) -> dict:
+        """``{"config": {...}, "scalars": {...}, "arrays": {name: ndarray}}``, oldest row first:
+        each array at its full length, padded with NaN at the front while fewer rows have been
+        seen, or (``compact``) only the rows seen; ``from_dict`` reads either."""
         arrays = {}
         ends = {"x": self.present, "seconds": self.present, "around": self.present, "residuals": self.present,
                 "absolute": self.present, "z": self.present, "shift": self.present,
@@ -168,6 +171,9 @@ class StreamState:
             size = ring.shape[-1]
             end = ends[name]
             last = _ring_last(ring, end, size)
+            if compact:
+                arrays[name] = np.array(last)
+                continue
             pad = np.full(ring.shape[:-1] + (size - last.shape[-1],), np.nan)
             arrays[name] = np.concatenate([pad, last], axis=-1)
         scalars = {"present": self.present, "rows": self.rows, "max_seconds": self.max_seconds,
@@ -178,7 +184,8 @@ class StreamState:
 
     @classmethod
     def from_dict(cls, data: dict) -> "StreamState":
-        """The state ``to_dict`` wrote (arrays oldest first, NaN-padded at the front)."""
+        """The state ``to_dict`` wrote (arrays oldest first: NaN-padded at the front to their
+        full length, or ``compact``, the rows seen only)."""
         try:
             config = StreamConfig.from_dict(data["config"])
             scalars = data["scalars"]
@@ -186,15 +193,20 @@ class StreamState:
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a streaming detector state: {exc}") from None
         ends = {k: int(scalars["rows"] if k == "surprise" else scalars["present"]) for k in ARRAYS}
+        lengths = config.lengths()
         arrays = {}
         for name, values in stored.items():
-            size = values.shape[-1]
-            ring = np.full(values.shape, np.nan)
+            shape = lengths[name]
+            size = shape[-1]
             end = ends[name]
-            count = min(end, size)
+            count = max(0, min(end, size))
+            if values.shape != shape and values.shape != shape[:-1] + (count,):
+                raise ValueError(f"state array {name!r} has shape {values.shape}, expected {shape} "
+                                 "for these settings")
+            ring = np.full(shape, np.nan)
             if count:
                 slots = np.arange(end - count, end) % size
-                ring[..., slots] = values[..., size - count:]
+                ring[..., slots] = values[..., values.shape[-1] - count:]
             arrays[name] = ring
         return cls(config, arrays, scalars)
 

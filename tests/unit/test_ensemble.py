@@ -296,6 +296,26 @@ def test_a_tick_moves_the_streaming_state_by_the_new_minutes_only(streaming, mon
     assert judged[CPU].iloc[-7:-2].notna().all() and judged[CPU].iloc[-7:-2].nunique() == 1
 
 
+def test_a_bundle_of_padded_streaming_states_scores_as_the_compact_one(streaming) -> None:
+    """The member keeps (and a bundle stores) each state's arrays as far as rows were seen;
+    bundles written before hold them NaN-padded to full length. Both load and score alike."""
+    import copy
+
+    from detection.streaming_state import StreamState
+
+    compact = decode(encode(streaming))
+    padded = copy.deepcopy(streaming)
+    states = padded.members_["streaming"].states_
+    for metric, data in states.items():
+        states[metric] = StreamState.from_dict(data).to_dict()  # as states were stored before
+        full, kept = states[metric]["arrays"]["x"], data["arrays"]["x"]
+        assert full.shape[-1] > kept.shape[-1]  # 14 days of 5-minute means, 30 days of room
+    old = decode(encode(padded))
+    day = next_day()
+    for window in (day.iloc[:300], day.iloc[280:600]):
+        pd.testing.assert_frame_equal(old.score(window), compact.score(window))
+
+
 def test_the_streaming_member_adds_evidence_and_delays_nothing_the_others_see(streaming) -> None:
     others = ServiceDetector({"members": {m: w for m, w in EnsembleConfig().members.items()
                                           if m != "streaming"}}).fit(fourteen_days())

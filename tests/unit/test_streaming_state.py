@@ -130,3 +130,39 @@ def test_what_the_live_state_refuses_is_named() -> None:
         StreamState.from_dict(broken)
     with pytest.raises(ValueError, match="not a streaming detector state"):
         StreamState.from_dict({"config": {}})
+
+
+@pytest.mark.parametrize("cut,history", [(40, "30D"), (2100, "30D"), (2100, "2D")])
+def test_a_compact_state_is_the_padded_one_without_its_padding(cut: int, history: str) -> None:
+    """What a bundle stores since the arrays hold only the rows seen (``to_dict(compact=True)``,
+    the member's ``states_``) is the same state as the NaN-padded arrays older bundles hold:
+    both load, to the same rings and figures, and score the rows after alike. A 2-day history
+    has wrapped its rings by then (nothing to trim); 30 days has not."""
+    values, stamps = messy_series()
+    warm = StreamingUnivariateDetector(history=history)
+    warm.fit_predict_stream(values[:cut], stamps[:cut])
+    padded, compact = warm.stream_state().to_dict(), warm._state_data()
+    assert compact["config"] == padded["config"] and compact["scalars"] == padded["scalars"]
+    for name, full in padded["arrays"].items():
+        kept = compact["arrays"][name]
+        assert kept.shape[:-1] == full.shape[:-1] and kept.shape[-1] <= full.shape[-1]
+        assert kept.tobytes() == full[..., full.shape[-1] - kept.shape[-1]:].tobytes()
+        assert np.isnan(full[..., :full.shape[-1] - kept.shape[-1]]).all()
+    if history == "30D":
+        assert compact["arrays"]["x"].shape[-1] < padded["arrays"]["x"].shape[-1]
+    again = StreamState.from_dict(padded).to_dict(compact=True)
+    for name in padded["arrays"]:
+        assert again["arrays"][name].tobytes() == compact["arrays"][name].tobytes()
+    scored = [live_after(values, stamps, cut, StreamState.from_dict(data))[0] for data in (padded, compact)]
+    assert [r.score for r in scored[0]] == [r.score for r in scored[1]]
+    assert [r.residual for r in scored[0]] == [r.residual for r in scored[1]]
+
+
+def test_arrays_of_neither_length_are_refused() -> None:
+    values, stamps = messy_series()
+    detector = StreamingUnivariateDetector()
+    detector.fit_predict_stream(values[:500], stamps[:500])
+    compact = detector._state_data()
+    compact["arrays"]["absolute"] = compact["arrays"]["absolute"][1:]
+    with pytest.raises(ValueError, match="'absolute' has shape"):
+        StreamState.from_dict(compact)
