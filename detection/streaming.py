@@ -92,6 +92,7 @@ seasonal look-up uses the running maximum of the timestamps. Infinite values are
 
 from __future__ import annotations
 
+import functools
 import threading
 import weakref
 from collections.abc import Sequence
@@ -152,13 +153,31 @@ class _Rows:
 
 def _duration(value, name: str) -> float:
     """``value`` (a pandas duration such as ``"4h"``) in seconds; a ValueError naming ``name``."""
-    try:
-        seconds = pd.Timedelta(value).total_seconds()
-    except (ValueError, TypeError):
-        seconds = float("nan")
+    seconds = _text_seconds(value) if isinstance(value, str) else _any_seconds(value)
     if isinstance(value, (int, float, np.number)) or not seconds > 0:
         raise ValueError(f"{name} must be a positive duration such as '4h', got {value!r}")
     return seconds
+
+
+def _any_seconds(value) -> float:
+    """``pd.Timedelta(value)`` in seconds, NaN for what is not a duration."""
+    try:
+        return pd.Timedelta(value).total_seconds()
+    except (ValueError, TypeError):
+        return float("nan")
+
+
+@functools.lru_cache(maxsize=256)
+def _text_seconds(value: str) -> float:
+    """``_any_seconds`` of a duration's text, parsed once: a fit reads the same dozen settings
+    (``"1D"``, ``"4h"``, ...) some 25 times a metric, 3.5 us of pandas parsing each."""
+    return _any_seconds(value)
+
+
+@functools.lru_cache(maxsize=64)
+def _period_seconds(period) -> float:
+    """A seasonal period (a pandas offset such as ``"1D"``) in seconds, parsed once."""
+    return pd.Timedelta(pd.tseries.frequencies.to_offset(period)).total_seconds()
 
 
 class StreamingUnivariateDetector:
@@ -263,7 +282,7 @@ class StreamingUnivariateDetector:
                              f"not the string {self.seasonal_periods!r}")
         for period in self.seasonal_periods:
             try:
-                seconds = pd.Timedelta(pd.tseries.frequencies.to_offset(period)).total_seconds()
+                seconds = _period_seconds(period)
             except (ValueError, TypeError):
                 raise ValueError(f"seasonal period {period!r} is not a pandas offset such as '1D'") from None
             if seconds <= 0:
@@ -387,8 +406,7 @@ class StreamingUnivariateDetector:
     def _stream_config(self, rows: "_Rows") -> "StreamConfig":
         from detection.streaming_state import StreamConfig
 
-        periods = tuple(pd.Timedelta(pd.tseries.frequencies.to_offset(p)).total_seconds()
-                        for p in self.seasonal_periods)
+        periods = tuple(_period_seconds(p) for p in self.seasonal_periods)
         return StreamConfig(step=rows.step, window=rows.window, history=rows.history,
                             shift_windows=rows.shift_windows, sustained_window=rows.sustained_window,
                             refractory=rows.refractory, warmup=rows.warmup,
@@ -468,7 +486,7 @@ class StreamingUnivariateDetector:
             around, step = _seasonal_inputs(x, seconds, rows.seasonal_half_width)  # shared by periods
             self._around = around
             for period in self.seasonal_periods:
-                period_s = pd.Timedelta(pd.tseries.frequencies.to_offset(period)).total_seconds()
+                period_s = _period_seconds(period)
                 residuals.append(x - _seasonal_expectation(seconds, period_s, self.seasonal_cycles,
                                                            rows.seasonal_half_width, around, step))
         predictors = np.vstack(residuals)
@@ -692,12 +710,12 @@ class StreamingMember:
         width = _duration(self.resolution, "resolution") if self.resolution is not None else 0.0
         self.width_ = width if width > self.step_ else None  # data this coarse is judged as it is
         coarse, rows = self._coarse(frame)
+        stamps, take = pd.DatetimeIndex(coarse.index), np.maximum(rows, 0)
         scores, states = {}, {}
         for metric in self.metrics_:
             detector = self._detector()
-            values = coarse[metric]
-            x = values.to_numpy(dtype=float)
-            detector.fit_predict_stream(x, pd.DatetimeIndex(values.index))
+            x = coarse[metric].to_numpy(dtype=float)
+            detector.fit_predict_stream(x, stamps)
             evidence = detector.evidence_
             residual = evidence["residual"].to_numpy()
             raw = self._raw(metric, x, residual, evidence["surprise"].to_numpy())
@@ -705,9 +723,10 @@ class StreamingMember:
             if self.width_ is None:
                 scores[metric] = raw
             else:  # each minute carries its bucket's score while it shows the symptom itself
-                scores[metric] = self._gate(metric, fine, self._spread(raw, rows, fine),
-                                            self._spread(x - residual, rows, fine),
-                                            self._spread(x, rows, fine))
+                keep = (rows >= 0) & ~np.isnan(fine)
+                scores[metric] = self._gate(metric, fine, self._spread(raw, take, keep),
+                                            self._spread(x - residual, take, keep),
+                                            self._spread(x, take, keep))
             try:
                 states[metric] = detector._state_data()
             except ValueError as exc:  # too few values to measure the sampling period
@@ -746,10 +765,10 @@ class StreamingMember:
         return _bucket(seconds + self.step_, self.width_) - self.width_
 
     @staticmethod
-    def _spread(raw: np.ndarray, rows: np.ndarray, x: np.ndarray) -> np.ndarray:
-        """Each row's carried bucket value where it has one (missing minutes stay missing)."""
-        out = np.where(rows >= 0, raw[np.maximum(rows, 0)] if len(raw) else np.nan, np.nan)
-        return np.where(np.isnan(x), np.nan, out)
+    def _spread(values: np.ndarray, take: np.ndarray, keep: np.ndarray) -> np.ndarray:
+        """Each row's carried bucket value (``values[take]``) where it has one and is not
+        missing itself (``keep``); NaN elsewhere."""
+        return np.where(keep, values[take], np.nan) if len(values) else np.full(len(keep), np.nan)
 
     def _raw(self, metric: str, x: np.ndarray, residual: np.ndarray, surprise: np.ndarray) -> np.ndarray:
         """The member's raw score: the surprise where the value is off the bad way beyond the floor."""
