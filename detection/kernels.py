@@ -18,16 +18,17 @@ from numba import njit
 
 
 @njit(cache=True, nogil=True)
-def forest_depths(left: np.ndarray, right: np.ndarray, feature: np.ndarray, value: np.ndarray,
-                  missing_left: np.ndarray, services: np.ndarray, X: np.ndarray) -> np.ndarray:
-    """Per row of ``X`` (batch, rows, features), the sum over its service's trees of the path
-    length of the leaf it reaches. Trees are node arrays (services, trees, nodes): ``left`` and
-    ``right`` children (-1 at a leaf), the split ``feature``, ``value`` (a split's threshold, a
-    leaf's path length) and whether a missing value goes left; batch item ``k`` is scored by the
-    trees of service ``services[k]``. Sums tree by tree in order, as numpy's sum over the trees
-    axis does."""
+def forest_depths(feature: np.ndarray, right: np.ndarray, threshold: np.ndarray, missing_left: np.ndarray,
+                  leaves: np.ndarray, services: np.ndarray, X: np.ndarray) -> np.ndarray:
+    """Per row of ``X`` (batch, rows, features; float32), the sum over its service's trees of
+    the path length of the leaf it reaches. Trees in pre-order as node arrays (services, trees,
+    nodes): the split ``feature`` (-1 at a leaf), the ``right`` child (the left one is the next
+    node; at a leaf, its place in ``leaves``), the float32 ``threshold`` and whether a missing
+    value goes left; ``leaves`` (services, trees, leaves) the path lengths. Batch item ``k`` is
+    scored by the trees of service ``services[k]``. Sums tree by tree in order, as numpy's sum
+    over the trees axis does."""
     batch, rows = X.shape[0], X.shape[1]
-    trees = left.shape[1]
+    trees = feature.shape[1]
     out = np.zeros((batch, rows))
     for k in range(batch):
         s = services[k]
@@ -35,14 +36,14 @@ def forest_depths(left: np.ndarray, right: np.ndarray, feature: np.ndarray, valu
             total = 0.0
             for t in range(trees):
                 node = 0
-                while left[s, t, node] >= 0:
+                while feature[s, t, node] >= 0:
                     x = X[k, r, feature[s, t, node]]
                     if np.isnan(x):
                         go_left = missing_left[s, t, node]
                     else:
-                        go_left = x <= value[s, t, node]
-                    node = left[s, t, node] if go_left else right[s, t, node]
-                total += value[s, t, node]
+                        go_left = x <= threshold[s, t, node]
+                    node = node + 1 if go_left else right[s, t, node]
+                total += leaves[s, t, right[s, t, node]]
             out[k, r] = total
     return out
 

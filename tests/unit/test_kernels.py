@@ -46,19 +46,33 @@ def test_at_least_counts_and_largest_skip_missing_entries() -> None:
         np.testing.assert_array_equal(got, want)
 
 
-def test_the_forest_walk_gives_scikit_learns_path_lengths() -> None:
+def test_the_stacked_forest_walk_gives_scikit_learns_scores() -> None:
+    from detection.fleet import StackedForests
+
     rng = np.random.default_rng(2)
-    train = rng.normal(size=(2000, 6))
-    forest = IsolationForest(n_estimators=40, random_state=0).fit(train)
-    compiled = CompiledForest.from_sklearn(forest)
-    X = np.concatenate([rng.normal(size=(50, 6)) * 3, np.full((1, 6), np.nan)]).astype(np.float32)
-    arrays = [a[None] for a in (compiled.left, compiled.right, compiled.feature,
-                                np.where(compiled.left >= 0, compiled.threshold, compiled.leaf_depth),
-                                compiled.missing_left)]
-    depths = kernels.forest_depths(*arrays, np.array([0, 0]), np.stack([X, X[::-1]]))
-    want = -np.log2(-forest.score_samples(X[:-1])) * compiled.denominator
-    np.testing.assert_allclose(depths[0, :-1], want, rtol=1e-12)
-    np.testing.assert_array_equal(depths[1], depths[0][::-1])
+    forests, compiled = [], []
+    for seed in range(2):
+        train = rng.normal(size=(2000, 6)) * (1 + seed)
+        forests.append(IsolationForest(n_estimators=40, random_state=seed).fit(train))
+        compiled.append(CompiledForest.from_sklearn(forests[-1]))
+    # a forest whose nodes are not in pre-order (one saved by another tool, say): the same walk
+    first = compiled[0]
+    n = first.left.shape[1]
+    order = np.concatenate([[0], rng.permutation(np.arange(1, n))])
+    new = np.argsort(order)
+    moved = [np.where(a[:, order] >= 0, new[np.maximum(a[:, order], 0)], -1)
+             for a in (first.left, first.right)]
+    shuffled = CompiledForest(*moved, first.feature[:, order], first.threshold[:, order],
+                              first.missing_left[:, order], first.leaf_depth[:, order],
+                              first.denominator, first.n_features_in_)
+    stacked = StackedForests([compiled[0], compiled[1], shuffled])
+    X = (rng.normal(size=(3, 60, 6)) * 2.5).astype(np.float32)
+    X[:, :5] = forests[0].estimators_[0].tree_.threshold[:5].astype(np.float32)[:, None]  # on the splits
+    got = stacked.score_samples(X)
+    for k, forest in enumerate([forests[0], forests[1], forests[0]]):
+        np.testing.assert_allclose(got[k], forest.score_samples(X[k]), rtol=0, atol=1e-12, err_msg=str(k))
+    some = stacked.of_services(np.array([2, 1]))
+    np.testing.assert_array_equal(some.score_samples(X[[2, 1]]), got[[2, 1]])
 
 
 def test_stacked_calibrators_give_each_calibrators_own_surprise_and_transform() -> None:
