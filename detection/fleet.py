@@ -451,8 +451,7 @@ class StackedForests:
 
     Stored compactly, about 12 bytes a node rather than 15 (2,000 services x 100 trees of up
     to 511 nodes: 1.2 GB rather than 1.5), since a request's walk is paced by how much of the
-    trees it must
-    fetch from memory: trees in pre-order (a split's left child is the next node, so only the
+    trees it must fetch from memory: trees in pre-order (a split's left child is the next node, so only the
     right one is stored), the split feature in one byte, the threshold as the largest float32
     not above it (the features are float32, so every comparison comes out as with the float64
     threshold), and a leaf's path length, a float64, in a table of the tree's leaves that the
