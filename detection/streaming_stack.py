@@ -290,7 +290,7 @@ class StreamStack:
         sums = sums[:, [k - 1 for k in c.shift_windows]]
         s = c.sustained_window
         tail = z_past[:, self._z_rows - (s - 1):] if s > 1 else z_past[:, :0]
-        return _Expectation(rows, ok, i, t, level, predictions, best, spread, sums, tail)
+        return _Expectation(rows, ok, i, t, predictions, best, spread, sums, tail)
 
     def _judge(self, e: "_Expectation", value: np.ndarray, trial: bool = False) -> "_Judged":
         """The row's residual, z-score, channels and surprise, given its expectation (step 2 of
@@ -464,7 +464,6 @@ class _Expectation:
     ok: np.ndarray            # of the series asked for: which are mature (the others are left out)
     i: np.ndarray             # rows seen
     t: np.ndarray             # the row's time
-    level: np.ndarray
     predictions: np.ndarray   # (series, predictors)
     best: np.ndarray          # the trusted predictor
     spread: np.ndarray
@@ -488,13 +487,14 @@ class _ExpectationTable:
     """``_Expectation``s of one bucket for any of a stack's series, found as they are asked for."""
 
     KEPT = 8   # buckets (or states) kept per stack
+    FIELDS = ("i", "t", "predictions", "best", "spread", "sums", "tail")   # of an _Expectation
 
     def __init__(self, size: int, predictors: int, windows: int, tail: int):
         self.version = np.full(size, -1, dtype=np.int64)   # of the state each series' was found in
         self.ok = np.zeros(size, dtype=bool)
         self.i = np.zeros(size, dtype=np.intp)
         self.best = np.zeros(size, dtype=np.intp)
-        self.t, self.level, self.spread = np.empty(size), np.empty(size), np.empty(size)
+        self.t, self.spread = np.empty(size), np.empty(size)
         self.predictions = np.empty((size, predictors))
         self.sums = np.empty((size, windows))
         self.tail = np.empty((size, tail))
@@ -502,14 +502,13 @@ class _ExpectationTable:
     def put(self, asked: np.ndarray, e: _Expectation, version: np.ndarray) -> None:
         self.version[asked] = version
         self.ok[asked] = e.ok
-        for name in ("i", "best", "t", "level", "spread", "predictions", "sums", "tail"):
+        for name in self.FIELDS:
             getattr(self, name)[e.rows] = getattr(e, name)
 
     def get(self, asked: np.ndarray) -> _Expectation:
         ok = self.ok[asked]
         rows = asked[ok]
-        return _Expectation(rows, ok, *(getattr(self, name)[rows] for name in
-                                        ("i", "t", "level", "predictions", "best", "spread", "sums", "tail")))
+        return _Expectation(rows, ok, **{name: getattr(self, name)[rows] for name in self.FIELDS})
 
 
 class _SortedRings:

@@ -112,7 +112,8 @@ async def _no_model(request: Request, exc: NoModelError) -> JSONResponse:
 
 # A request of at most this many points is scored on the event loop itself: with ensemble
 # champions 500 points (20 services x 5 metrics x 5 minutes) take about 5 ms of CPU, and the hop
-# to the thread pool and back cost about 1 ms more (measured in process, ASGI); a larger
+# to the thread pool and back cost more than it spared (`aiops benchmark load --detector
+# ensemble --rate 100`: 7.5 -> 7.2 ms of server CPU a request, p99 175 -> 27 ms); a larger
 # request goes to the thread pool, so the loop keeps answering others while it is scored.
 INLINE_POINTS = 1_000
 
@@ -132,13 +133,12 @@ def score_router(ctx: ApiContext) -> APIRouter:
         default_cluster = ctx.settings.target.cluster
         series = [Series(s.cluster or default_cluster, s.service, s.metric, s.timestamps, s.values)
                   for s in request.series]
-        asked = sum(len(s.values) for s in series)
-        if ctx.models.all_fast or asked <= INLINE_POINTS:   # cheaper than a hop to the thread pool
+        points = sum(len(s.values) for s in series)
+        if ctx.models.all_fast or points <= INLINE_POINTS:   # cheaper than a hop to the thread pool
             results = usecases.score(ctx.models, series, ctx.settings)
         else:                     # a long scoring (ms per hundred points): off the event loop
             results = await run_in_threadpool(usecases.score, ctx.models, series, ctx.settings)
         out = [r.to_dict() for r in results]
-        points = sum(r.points for r in results)
         found = [a for r in results for a in r.anomalies]
         metrics = ctx.metrics
         metrics.latency.observe(time.perf_counter() - started)
