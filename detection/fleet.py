@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from detection.anomaly import Anomaly
-from detection.baseline import hour_of_week
+from detection.baseline import EPOCH_HOUR_OF_WEEK, HOUR_NS, SLOTS
 from detection.ensemble import ServiceDetector
 from detection.forest import CompiledForest
 from detection.metrics import spec_for
@@ -266,8 +266,9 @@ class _Group:
         values (S, R, M) at ``index``; the older rows are the context the level shift and the
         forest's change feature look back on, as in the detector's own ``score``."""
         index = index.tz_convert("UTC")
+        ns = index.as_unit("ns").asi8   # the members read the index as epoch nanoseconds (no pandas per call)
         newest = min(newest, len(index)) if newest else None
-        slots = hour_of_week(index)
+        slots = (ns // HOUR_NS + EPOCH_HOUR_OF_WEEK) % SLOTS   # baseline.hour_of_week
         centre = self.tables["centre"][:, :, slots].transpose(0, 2, 1)
         spread = self.tables["spread"][:, :, slots].transpose(0, 2, 1)
         tolerance = self.tables["tolerance"][:, :, slots].transpose(0, 2, 1)
@@ -284,15 +285,15 @@ class _Group:
         raw = {"zscore": _by_direction(tolerant, direction)[:, keep]}
         culprit = None
         if "shift" in self.members:
-            raw["shift"] = self._shift(values, centre, index, direction, keep)
+            raw["shift"] = self._shift(values, centre, ns, direction, keep)
         if "iforest" in self.members:
-            raw["iforest"], culprit = self._iforest(values, centre, tolerant, index, keep)
+            raw["iforest"], culprit = self._iforest(values, centre, tolerant, ns, keep)
         values, index = values[:, keep], index[keep]
         if expected is not None:   # the baseline's centre, spread, tolerance: detect()'s band
             expected.update(centre=centre[:, keep], spread=spread[:, keep],
                             tolerance=tolerance[:, keep])
         if "seasonal" in self.members:
-            raw["seasonal"] = self._seasonal(values, index, direction)
+            raw["seasonal"] = self._seasonal(values, ns[keep], direction)
         surprises = {}
         for name in self.members:
             if name == "streaming":  # added after the combination (see _streaming)
@@ -347,11 +348,12 @@ class _Group:
         combined[np.isnan(values)] = np.nan
         return combined
 
-    def _seasonal(self, values: np.ndarray, index: pd.DatetimeIndex, direction: np.ndarray) -> np.ndarray:
-        """``SeasonalResidualDetector.score`` (weekly repeat) for every service at once."""
+    def _seasonal(self, values: np.ndarray, ns: np.ndarray, direction: np.ndarray) -> np.ndarray:
+        """``SeasonalResidualDetector.score`` (weekly repeat) for every service at once, at
+        the UTC epoch nanoseconds ``ns``."""
         part = self.parts["seasonal"]
         model = part["model"]
-        t = index.as_unit("ns").asi8 / 1e9
+        t = ns / 1e9
         centres, curves = model.centres_, part["curves"]           # (G,), (S, M, G)
         slack, repeat = model.step_.total_seconds(), model.repeat_.total_seconds()
         lo = np.ceil((t - centres[-1] - slack) / repeat)
@@ -372,7 +374,7 @@ class _Group:
         own = interp_shared(t, centres, flat)
         centre = np.where(count > 0, 1.0 * total / np.maximum(count, 1), own)
         centre = centre.reshape(s, m, -1).transpose(0, 2, 1)          # (S, R, M)
-        spread = part["spread"][:, :, index.hour.to_numpy()].transpose(0, 2, 1)
+        spread = part["spread"][:, :, ns // HOUR_NS % 24].transpose(0, 2, 1)   # the UTC hour
         floor = np.maximum(part["relative_floor"][:, None, None] * np.abs(centre),
                            part["min_spread"][:, None, :])
         poisson = np.sqrt(np.clip(centre, 0, None)) + 1.0   # counts: spread_floor's Poisson floor
@@ -383,21 +385,22 @@ class _Group:
         resid = np.sign(resid) * np.maximum(np.abs(resid) - 0.0 * np.abs(centre), 0.0)
         return _by_direction(resid / spread, direction)
 
-    def _rows(self, duration: pd.Timedelta, step: pd.Timedelta) -> int:
-        rows = duration / step
+    def _rows(self, duration: Any, step: int) -> int:
+        """How many rows of ``step`` ns a duration (a timedelta) spans."""
+        rows = pd.Timedelta(duration).value / step
         if rows != int(rows):
             raise _Unstackable("a window that is not whole rows")
         return int(rows)
 
-    def _shift(self, values: np.ndarray, centre: np.ndarray, index: pd.DatetimeIndex,
+    def _shift(self, values: np.ndarray, centre: np.ndarray, ns: np.ndarray,
                direction: np.ndarray, keep: slice) -> np.ndarray:
-        """``LevelShiftDetector.score`` of the rows ``keep`` on a regular index, for every
-        service at once."""
+        """``LevelShiftDetector.score`` of the rows ``keep`` on a regular index (epoch
+        nanoseconds ``ns``), for every service at once."""
         model = self.parts["shift"]["model"]
-        step = index[1] - index[0]
+        step = int(ns[1] - ns[0])
         recent, reference = self._rows(model.recent_, step), self._rows(model.reference_, step)
-        offsets = np.asarray(index - index[0])[keep]
-        covered = (offsets >= np.timedelta64(model.recent_ + model.reference_ / 2))[None, :, None]
+        offsets = ns[keep] - ns[0]
+        covered = (offsets >= pd.Timedelta(model.recent_ + model.reference_ / 2).value)[None, :, None]
         if not covered.any():   # a window too short to judge a shift in (a request's few minutes)
             return np.full(values[:, keep].shape, np.nan)
         deviation = values - centre
@@ -412,13 +415,12 @@ class _Group:
         return np.where(np.isnan(values[:, keep]), np.nan, scores)
 
     def _iforest(self, values: np.ndarray, centre: np.ndarray, tolerant_z: np.ndarray,
-                 index: pd.DatetimeIndex, keep: slice) -> tuple[np.ndarray, np.ndarray]:
+                 ns: np.ndarray, keep: slice) -> tuple[np.ndarray, np.ndarray]:
         """The forest's raw score per row and its culprit metric (-1 for none), for every
         service at once (``IsolationForestDetector``'s features, score and attribution)."""
         part = self.parts["iforest"]
         model = part["model"]
-        step = index[1] - index[0]
-        window = self._rows(pd.Timedelta(model.change_window), step)
+        window = self._rows(model.change_window, int(ns[1] - ns[0]))
         past = _nan_reduce(_sliding(values, 1, window, keep), "mean")
         values, centre, tolerant_z = values[:, keep], centre[:, keep], tolerant_z[:, keep]
         missing = np.isnan(values)
@@ -650,10 +652,13 @@ class FleetScorer:
                 kept = values[:, len(index) - len(shown):]
                 robust = sub.members == ("robust_z",)
                 threshold = sub.parts["threshold"]
-                for i, name in enumerate(names):
+                out.update((name, []) for name in names)
+                with np.errstate(invalid="ignore"):   # one search over every service's scores
+                    hot_points = np.argwhere(scores > threshold[:, None, None])
+                for i in np.unique(hot_points[:, 0]).tolist():
+                    name, found = names[i], []
+                    hot = hot_points[hot_points[:, 0] == i, 1:].tolist()
                     detector = self.detectors[name]
-                    found = []
-                    hot = np.argwhere(scores[i] > threshold[i])
                     columns = set(frames[name].columns)
                     for r, m in hot:
                         metric = group.metrics[m]
