@@ -38,9 +38,7 @@ from detection.baseline import EPOCH_HOUR_OF_WEEK, HOUR_NS, SLOTS
 from detection.ensemble import ServiceDetector
 from detection.forest import CompiledForest
 from detection.metrics import spec_for
-from detection.zscore import RobustZDetector
-
-_DIRECTIONS = {"both": 0, "up": 1, "down": 2}
+from detection.zscore import DIRECTION_CODES, RobustZDetector, by_directions
 
 
 # ------------------------------------------------------------------------- numpy primitives
@@ -64,14 +62,6 @@ def interp_shared(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
     out = np.where(j < 0, fp[:, 0].reshape((-1,) + (1,) * x.ndim), out)
     out = np.where(x > xp[-1], fp[:, -1].reshape((-1,) + (1,) * x.ndim), out)
     return np.where(np.isnan(x), x, out)
-
-
-def _by_direction(z: np.ndarray, direction: np.ndarray) -> np.ndarray:
-    """``detection.zscore.by_direction`` with a direction code per metric (last axis)."""
-    with np.errstate(invalid="ignore"):
-        up = np.where(np.isnan(z), np.nan, np.maximum(z, 0.0))
-        down = np.where(np.isnan(z), np.nan, np.maximum(-z, 0.0))
-    return np.where(direction == 1, up, np.where(direction == 2, down, np.abs(z)))
 
 
 def _sliding(values: np.ndarray, before: int, length: int, keep: slice = slice(None)) -> np.ndarray:
@@ -202,7 +192,7 @@ class _Group:
     def of(cls, names: list[str], detectors: list[Any]) -> "_Group":
         first = detectors[0]
         metrics = list(first.metrics_)
-        direction = np.array([[_DIRECTIONS[spec_for(m, d.specs).direction] for m in metrics]
+        direction = np.array([[DIRECTION_CODES[spec_for(m, d.specs).direction] for m in metrics]
                               for d in detectors])
         baselines = [d.baseline_ for d in detectors]
         tables = {name: np.stack([[getattr(b, f"{name}_")[m].to_numpy(dtype=float) for m in metrics]
@@ -278,11 +268,11 @@ class _Group:
             if expected is not None:
                 expected.update(centre=centre[:, keep], spread=spread[:, keep],
                                 tolerance=tolerance[:, keep])
-            return _by_direction((values - centre) / spread, direction)[:, keep]
+            return by_directions((values - centre) / spread, direction)[:, keep]
         streaming = self._streaming(values, index, keep) if "streaming" in self.members else None
         resid = values - centre
         tolerant = np.sign(resid) * np.maximum(np.abs(resid) - tolerance, 0.0) / spread
-        raw = {"zscore": _by_direction(tolerant, direction)[:, keep]}
+        raw = {"zscore": by_directions(tolerant, direction)[:, keep]}
         culprit = None
         if "shift" in self.members:
             raw["shift"] = self._shift(values, centre, ns, direction, keep)
@@ -383,7 +373,7 @@ class _Group:
         resid = values - centre
         resid = np.where(np.abs(resid) <= 1e-9 * np.maximum(1.0, np.abs(centre)), 0.0, resid)
         resid = np.sign(resid) * np.maximum(np.abs(resid) - 0.0 * np.abs(centre), 0.0)
-        return _by_direction(resid / spread, direction)
+        return by_directions(resid / spread, direction)
 
     def _rows(self, duration: Any, step: int) -> int:
         """How many rows of ``step`` ns a duration (a timedelta) spans."""
@@ -411,7 +401,7 @@ class _Group:
             up = np.where(now > 0, np.maximum(now - np.maximum(before, 0.0), 0.0), 0.0)
             down = np.where(now < 0, np.minimum(now - np.minimum(before, 0.0), 0.0), 0.0)
             shift = np.where(np.isnan(now) | np.isnan(before), np.nan, up + down)
-        scores = _by_direction(shift / self.parts["shift"]["scale"][:, None, :], direction)
+        scores = by_directions(shift / self.parts["shift"]["scale"][:, None, :], direction)
         return np.where(np.isnan(values[:, keep]), np.nan, scores)
 
     def _iforest(self, values: np.ndarray, centre: np.ndarray, tolerant_z: np.ndarray,
@@ -437,9 +427,9 @@ class _Group:
         dev = (features.reshape(s, r, m, 3) - centre_f) / scale_f
         kinds = dev[..., 1:]   # the z and change features
         direction = self.direction[:, None, :, None]
-        either = np.maximum.reduce([_by_direction(kinds[..., i], np.zeros_like(direction[..., 0]))
+        either = np.maximum.reduce([by_directions(kinds[..., i], np.zeros_like(direction[..., 0]))
                                     for i in range(2)])
-        bad = np.maximum.reduce([_by_direction(kinds[..., i], direction[..., 0]) for i in range(2)])
+        bad = np.maximum.reduce([by_directions(kinds[..., i], direction[..., 0]) for i in range(2)])
         top = either.argmax(axis=2)
         pick = np.take_along_axis(bad, top[..., None], axis=2)[..., 0]
         best = np.take_along_axis(either, top[..., None], axis=2)[..., 0]

@@ -105,6 +105,7 @@ import pandas as pd
 
 from detection.rolling import rolling_count, rolling_max, rolling_median, rolling_min
 from detection.streaming_state import settle
+from detection.zscore import DIRECTION_CODES, by_directions
 
 if TYPE_CHECKING:
     from detection.streaming_state import StreamConfig, StreamState
@@ -634,6 +635,44 @@ def _suppress(surprise: np.ndarray, present: np.ndarray, refractory: int,
 # The same detector as a member of the service's ensemble
 
 
+@dataclass(frozen=True)
+class _SpecRows:
+    """Per row, what the member's gate and raw score read of its metric's spec: the direction
+    code, ``spread_floor``'s minimum spread and Poisson flag, and the minutes a bucket's mean
+    stands for (a count's bucket mean is its total over them)."""
+
+    direction: np.ndarray
+    min_spread: np.ndarray
+    count: np.ndarray
+    minutes: np.ndarray
+
+    @classmethod
+    def of(cls, member: "StreamingMember", metrics: Sequence[str], metric_of: np.ndarray,
+           ndim: int = 1) -> "_SpecRows":
+        from detection.metrics import spec_for
+
+        specs = [spec_for(metric, member.specs) for metric in metrics]
+        width = getattr(member, "width_", None)
+        shape = (-1,) + (1,) * (ndim - 1)   # broadcast along the rows' later axes
+
+        def rows(values: list, dtype) -> np.ndarray:
+            return np.asarray(values, dtype=dtype)[metric_of].reshape(shape)
+
+        return cls(rows([DIRECTION_CODES[s.direction] for s in specs], np.int8),
+                   rows([s.min_spread for s in specs], float), rows([s.count for s in specs], bool),
+                   rows([width / member.step_ if width is not None and s.count else 1.0 for s in specs],
+                        float))
+
+    def floor(self, centre: np.ndarray) -> np.ndarray:
+        """``baseline.spread_floor(centre, 0.0, spec)`` row by row (the same arithmetic)."""
+        floor = np.maximum(0.0 * np.abs(centre), self.min_spread)
+        if self.count.any():
+            with np.errstate(invalid="ignore"):
+                poisson = np.maximum(floor, np.sqrt(np.clip(centre, 0, None)) + 1.0)
+            floor = np.where(self.count, poisson, floor)
+        return np.maximum(0.0, floor)
+
+
 class StreamingMember:
     """``StreamingUnivariateDetector`` per metric, as a member of ``ServiceDetector``.
 
@@ -772,19 +811,18 @@ class StreamingMember:
 
     def _raw(self, metric: str, x: np.ndarray, residual: np.ndarray, surprise: np.ndarray) -> np.ndarray:
         """The member's raw score: the surprise where the value is off the bad way beyond the floor."""
-        from detection.baseline import spread_floor
-        from detection.metrics import spec_for
-        from detection.zscore import by_direction
+        return self._raw_rows([metric], np.zeros(len(x), dtype=np.intp), x, residual, surprise)
 
-        spec = spec_for(metric, self.specs)
+    def _raw_rows(self, metrics: Sequence[str], metric_of: np.ndarray, x: np.ndarray,
+                  residual: np.ndarray, surprise: np.ndarray) -> np.ndarray:
+        """``_raw`` of rows of several metrics at once (row ``k`` is of ``metrics[metric_of[k]]``)."""
         # a move smaller than the metric's floor (the spread every member grants it: 0.5 points of
         # CPU, one error, 10 ms) is no symptom, however rare it is for a metric that stood still.
         # A count's bucket mean stands for the bucket's total: one error in five minutes is one
         # error, so its floor is the total's floor over the minutes it holds
-        width = getattr(self, "width_", None)
-        minutes = width / self.step_ if width is not None and spec.count else 1.0
-        floor = spread_floor((x - residual) * minutes, 0.0, spec) / minutes
-        outward = np.nan_to_num(by_direction(residual, spec.direction), nan=0.0)
+        specs = _SpecRows.of(self, metrics, metric_of)
+        floor = specs.floor((x - residual) * specs.minutes) / specs.minutes
+        outward = np.nan_to_num(by_directions(residual, specs.direction), nan=0.0)
         scores = np.where(outward > floor, surprise, 0.0)
         return np.where(np.isnan(x), np.nan, scores)
 
@@ -876,15 +914,17 @@ class StreamingMember:
         would otherwise look sick for up to a bucket more, and after an overload fixed by hand
         (two minutes at 48% CPU in a bucket, then 34-36% against 34%) the minutes a little
         above normal carried the overload's score and opened a second incident."""
-        from detection.baseline import spread_floor
-        from detection.metrics import spec_for
-        from detection.zscore import by_direction
+        return self._gate_rows([metric], np.zeros(len(x), dtype=np.intp), x, carried, expected, level)
 
-        spec = spec_for(metric, self.specs)
-        floor = spread_floor(np.nan_to_num(expected), 0.0, spec)
+    def _gate_rows(self, metrics: Sequence[str], metric_of: np.ndarray, x: np.ndarray,
+                   carried: np.ndarray, expected: np.ndarray, level: np.ndarray) -> np.ndarray:
+        """``_gate`` of rows of several metrics at once (row ``k`` of every array is of
+        ``metrics[metric_of[k]]``; the arrays may have more axes after the rows')."""
+        specs = _SpecRows.of(self, metrics, metric_of, x.ndim)
+        floor = specs.floor(np.nan_to_num(expected))
         with np.errstate(invalid="ignore"):
-            outward = np.nan_to_num(by_direction(x - expected, spec.direction), nan=0.0)
-            symptom = np.nan_to_num(by_direction(level - expected, spec.direction), nan=0.0)
+            outward = np.nan_to_num(by_directions(x - expected, specs.direction), nan=0.0)
+            symptom = np.nan_to_num(by_directions(level - expected, specs.direction), nan=0.0)
         shows = (outward > floor) & (outward >= self.CARRY_SHARE * symptom)
         out = np.where(shows, carried, np.where(np.isnan(carried), np.nan, 0.0))
         return np.where(np.isnan(x), np.nan, out)
@@ -1178,10 +1218,7 @@ def _judge_buckets(member: StreamingMember, together: _Together, rows: np.ndarra
         fresh = np.flatnonzero(new)
         if len(fresh):
             surprise, residual = stack.update(rows[fresh], means[fresh], start)
-            raw = np.empty(len(fresh))
-            for j, metric in enumerate(together.metrics):
-                mine = metric_of[fresh] == j
-                raw[mine] = member._raw(metric, means[fresh][mine], residual[mine], surprise[mine])
+            raw = member._raw_rows(together.metrics, metric_of[fresh], means[fresh], residual, surprise)
             bucket_scores[fresh, b] = raw
             bucket_expected[fresh, b] = means[fresh] - residual
             together.remember(start, rows[fresh], means[fresh], raw, bucket_expected[fresh, b])
@@ -1209,11 +1246,7 @@ def _judge_buckets(member: StreamingMember, together: _Together, rows: np.ndarra
         out[:, carried == c] = value[:, None]
         centre[:, carried == c] = expected[:, None]
         level[:, carried == c] = mean[:, None]
-    metric_of = np.arange(len(flat)) % count
-    for j, metric in enumerate(together.metrics):
-        mine = metric_of == j
-        out[mine] = member._gate(metric, flat[mine], out[mine], centre[mine], level[mine])
-    return out
+    return member._gate_rows(together.metrics, metric_of, flat, out, centre, level)
 
 
 def _judge_aside(member: StreamingMember, together: _Together, rows: np.ndarray, flat: np.ndarray,
@@ -1247,9 +1280,7 @@ def _judge_aside(member: StreamingMember, together: _Together, rows: np.ndarray,
                 surprise[update], residual[update] = fitted.update(rows[fresh[update]], means[update], start)
                 moved[fresh[update]] = True
             expected[fresh, b] = means - residual
-            for j, metric in enumerate(together.metrics):
-                mine = metric_of[fresh] == j
-                scores[fresh[mine], b] = member._raw(metric, means[mine], residual[mine], surprise[mine])
+            scores[fresh, b] = member._raw_rows(together.metrics, metric_of[fresh], means, residual, surprise)
     finally:
         for mark in reversed(marks):
             fitted.restore(mark)

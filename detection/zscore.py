@@ -25,6 +25,18 @@ def by_direction(z: np.ndarray, direction: str) -> np.ndarray:
     return np.abs(z)
 
 
+DIRECTION_CODES = {"both": 0, "up": 1, "down": 2}
+
+
+def by_directions(z: np.ndarray, codes: np.ndarray) -> np.ndarray:
+    """``by_direction`` for many metrics at once: ``codes`` (``DIRECTION_CODES``, broadcast
+    against ``z``) says each value's direction. Element for element the same numbers."""
+    with np.errstate(invalid="ignore"):
+        up = np.where(np.isnan(z), np.nan, np.maximum(z, 0.0))
+        down = np.where(np.isnan(z), np.nan, np.maximum(-z, 0.0))
+    return np.where(codes == 1, up, np.where(codes == 2, down, np.abs(z)))
+
+
 def deviation_z(values: np.ndarray, exp: Expected, tolerant: bool = False) -> np.ndarray:
     """How many spreads ``values`` lie from the expected centre, signed.
 
