@@ -584,6 +584,17 @@ class FleetScorer:
             except _Unstackable as exc:
                 self.alone.update({n: str(exc) for n in names})
 
+    def warm(self) -> None:
+        """Make now what the first window would: the streaming members' stacked states and the
+        compiled kernels (loaded from numba's cache, or compiled once)."""
+        from detection import kernels
+        from detection.streaming import stack_together
+
+        kernels.warm()
+        for group in self.groups:
+            if "streaming" in group.members:
+                stack_together(group.parts["streaming"]["members"], group.metrics)
+
     def score(self, frames: Mapping[str, "pd.DataFrame | Window"],
               newest: int | None = None) -> dict[str, pd.DataFrame]:
         """Final scores per service, as each detector's ``score(frame)`` gives them (the newest

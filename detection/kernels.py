@@ -172,3 +172,19 @@ def calibrate(x: np.ndarray, quantiles: np.ndarray, references: np.ndarray, rows
                 else:
                     out[s, p, c] = -np.log1p(-body) if surprise else body
     return out
+
+
+def warm() -> None:
+    """Load every kernel (from numba's cache, or compile it) on tiny inputs of the types the
+    scorers pass, so the first real call does not pay for it."""
+    one = np.zeros((1, 1, 1))
+    forest_depths(np.full((1, 1, 1), -1, dtype=np.int8), np.zeros((1, 1, 1), dtype=np.int16),
+                  np.zeros((1, 1, 1), dtype=np.float32), np.zeros((1, 1, 1), dtype=bool),
+                  one, np.zeros(1, dtype=np.intp), np.zeros((1, 1, 1), dtype=np.float32))
+    rows, u = np.zeros(1, dtype=np.intp), np.zeros(1)
+    count_at_least(np.zeros((1, 1)), rows, u)
+    count_at_least_sorted(np.zeros((1, 1)), np.zeros(1, dtype=np.intp), rows, u)
+    table = np.zeros((1, 2))
+    for surprise in (True, False):
+        calibrate(one, table, np.array([0.0, 1.0]), np.zeros((1, 1), dtype=np.intp), np.zeros((1, 1)),
+                  np.ones((1, 1)), np.full((1, 1), 0.5), surprise)

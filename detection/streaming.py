@@ -1169,16 +1169,35 @@ def _score_together(members: np.ndarray, metrics: list[str], values: np.ndarray,
     if not alike:
         return np.stack([m.score(pd.DataFrame(values[s], index=index, columns=metrics)).to_numpy(dtype=float)
                          for s, m in enumerate(members)])
-    live = _LIVE.get(first)
+    together, series = _together(members, metrics)
+    services, length, count = values.shape
+    flat = np.ascontiguousarray(values.transpose(0, 2, 1)).reshape(services * count, length)
+    scores = _judge_buckets(first, together, series, flat, _seconds(index))
+    return np.where(np.isnan(flat), np.nan, scores).reshape(services, count, length).transpose(0, 2, 1)
+
+
+def _together(members: Sequence["StreamingMember"], metrics: list[str]) -> tuple["_Together", np.ndarray]:
+    """The stack these members' live streams are rows of (made, and the streams moved into
+    it, when they are not all in one yet), and their rows in it. Under ``_LIVE_LOCK``."""
+    live = _LIVE.get(members[0])
     together = live.slots[metrics[0]][0] if live is not None and metrics[0] in live.slots else None
     series = together.rows_of(members, metrics) if together is not None else None
     if series is None:
         together = _Together(members, metrics)
         series = np.arange(len(members) * len(metrics))
-    services, length, count = values.shape
-    flat = np.ascontiguousarray(values.transpose(0, 2, 1)).reshape(services * count, length)
-    scores = _judge_buckets(first, together, series, flat, _seconds(index))
-    return np.where(np.isnan(flat), np.nan, scores).reshape(services, count, length).transpose(0, 2, 1)
+    return together, series
+
+
+def stack_together(members: Sequence["StreamingMember"], metrics: list[str]) -> None:
+    """Stack these members' live streams and fitted memories now, as the first
+    ``score_together`` of them (or of a window the live streams passed) would: a server does it
+    at start-up, so its first request is not the one that waits for it."""
+    first = members[0]
+    if getattr(first, "width_", None) is None:   # judged one by one: nothing to stack
+        return
+    with _LIVE_LOCK:
+        together, _ = _together(members, metrics)
+        together.fitted()
 
 
 def _judge_buckets(member: StreamingMember, together: _Together, rows: np.ndarray, flat: np.ndarray,

@@ -281,6 +281,13 @@ class ServiceModels:
         """The table models stacked (made on first use; the models do not change afterwards)."""
         return StackedTables.of(self.models)
 
+    def warm(self) -> None:
+        """Stack the models and their live state now (what the first request would otherwise
+        wait for: about 0.7 s for 20 ensembles), so a server starts ready."""
+        _ = self.tables
+        if self.fleet.groups:
+            self.fleet.warm()
+
     def get(self, cluster: str, service: str, field_name: str) -> LoadedModel:
         name = f"{cluster}--{service}"
         if name in self.models:

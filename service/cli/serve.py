@@ -63,6 +63,7 @@ def serve(ctx, host: str, port: int, config_path, insecure_no_auth: bool, access
                + f"; {settings.mode.value} mode; mutating endpoints "
                + ("need a bearer token" if settings.api_tokens else "OPEN (--insecure-no-auth)"),
                err=True)
+    models.warm()   # stacked before the first request, and frozen with the rest below
     # Everything loaded so far (models, pandas, scikit-learn: ~200,000 objects) lives as long as
     # the process; a full garbage collection walking it took 100-260 ms on the 2-core machine and
     # landed on whichever request triggered it. Frozen, the collector walks only what requests make.

@@ -95,3 +95,32 @@ def test_every_service_gets_its_own_detectors_anomalies(detectors) -> None:
                 own = [a for a in own if a.timestamp >= frame.index[-newest]]
             assert [a.to_dict() for a in found[name]] == [a.to_dict() for a in own], name
     assert found["loaded-1"] and found["z-1"], "the surge is an anomaly for both kinds of model"
+
+
+def test_a_warmed_scorer_scores_its_first_window_without_stacking_anything(detectors, monkeypatch) -> None:
+    import detection.streaming as streaming
+    import detection.streaming_stack as streaming_stack
+
+    names = ["loaded-0", "loaded-1"]
+    served = {n: decode(encode(detectors[n])) for n in names}   # live streams of their own
+    scorer = FleetScorer(served)
+    scorer.warm()   # what `aiops serve` does before its first request
+    from detection import kernels
+
+    dispatchers = [kernels.forest_depths, kernels.count_at_least, kernels.count_at_least_sorted,
+                   kernels.calibrate]
+    compiled = [list(d.signatures) for d in dispatchers]
+
+    def no_new_stack(*args, **kwargs):
+        raise AssertionError("a stack was made on the first window, after warm()")
+
+    monkeypatch.setattr(streaming._Together, "__init__", no_new_stack)
+    monkeypatch.setattr(streaming_stack.StreamStack, "__init__", no_new_stack)
+    frames = frames_for(names)
+    scores = scorer.score(frames)
+    monkeypatch.undo()
+    assert [list(d.signatures) for d in dispatchers] == compiled, "a kernel was compiled for the first window"
+    for name in names:
+        own = decode(encode(detectors[name])).score(frames[name])
+        np.testing.assert_allclose(scores[name].to_numpy(), own.to_numpy(), rtol=0, atol=1e-9,
+                                   equal_nan=True, err_msg=name)
