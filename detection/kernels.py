@@ -13,8 +13,12 @@ folder is read-only), so only the first process on a machine pays for the compil
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
+
+_LN10 = math.log(10)   # what the numpy code divides by (math.log(10))
 
 
 @njit(cache=True, nogil=True)
@@ -174,6 +178,108 @@ def calibrate(x: np.ndarray, quantiles: np.ndarray, references: np.ndarray, rows
     return out
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _settle(value: float, bits: int) -> float:
+    """``streaming_state.settle`` of one float (frexp and ldexp are exact; round half to even)."""
+    if value == 0.0 or not np.isfinite(value):
+        return value
+    mantissa, exponent = math.frexp(value)
+    return math.ldexp(np.rint(math.ldexp(mantissa, bits)), exponent - bits)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rarity_one(ring: np.ndarray, valid: int, held: float, u: float, unit: float, min_reference: float,
+                tail_index: float) -> float:
+    """``StreamStack._rarity`` of one value among its series' sorted ring."""
+    if np.isnan(u) or held < min_reference:
+        return 0.0
+    lo, hi = 0, valid
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ring[mid] >= u:
+            hi = mid
+        else:
+            lo = mid + 1
+    at_least = float(valid - lo)
+    surprise = -np.log10((at_least * unit + 1) / (held * unit + 1))
+    if at_least == 0 and valid > 0:
+        record = ring[valid - 1]
+        if record > 0:
+            surprise += min(tail_index * np.log10(max(u / record, 1.0)), 3.0)
+    return surprise if np.isfinite(surprise) else 0.0
+
+
+@njit(cache=True, nogil=True)
+def judge_trials(values: np.ndarray, predictions: np.ndarray, best: np.ndarray, spread: np.ndarray,
+                 sums: np.ndarray, tail: np.ndarray, seen: np.ndarray, high: np.ndarray, low: np.ndarray,
+                 shift_rings: np.ndarray, shift_valid: np.ndarray, shift_held: np.ndarray,
+                 sustained_rings: np.ndarray, sustained_valid: np.ndarray, sustained_held: np.ndarray,
+                 rows: np.ndarray, windows: np.ndarray, params: np.ndarray, bits: int
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """``StreamStack._judge`` of what-if values (surprise, residual), one series at a time:
+    ``rows[k]``'s expectation (``predictions``, ``best``, ``spread``, the shift windows'
+    ``sums`` and the sustained window's ``tail``, its rows ``seen``), its range (``high``,
+    ``low``) and its channels' rings sorted with their counts. ``params``: z_clip,
+    range_tolerance, max_excess, history, unit, min_reference, tail_index, min_z."""
+    z_clip, tolerance, max_excess, history = params[0], params[1], params[2], params[3]
+    unit, min_reference, tail_index, min_z = params[4], params[5], params[6], params[7]
+    n = len(values)
+    surprise = np.zeros(n)
+    residual = np.empty(n)
+    width_tail = tail.shape[1]
+    window = np.empty(width_tail + 1)
+    for k in range(n):
+        row, value = rows[k], values[k]
+        r = value - predictions[k, best[k]]
+        residual[k] = r
+        z = r / spread[k]
+        if z < -1e9:
+            z = -1e9
+        elif z > 1e9:
+            z = 1e9
+        # the range channel
+        width = high[row] - low[row]
+        if width == 0:
+            outside = np.inf if value != high[row] else 0.0
+        else:
+            outside = max(value - high[row], low[row] - value) / width
+            if np.isnan(value - high[row]) or np.isnan(low[row] - value):
+                outside = np.nan
+        excess = (outside - tolerance) / tolerance
+        if not excess <= max_excess and not np.isnan(excess):
+            excess = max_excess
+        count = min(seen[k] + 1.0, history)
+        range_s = np.log10(1.0 + (count - 1) * unit) + excess / _LN10 if excess > 0 else 0.0
+        # the shift and sustained channels
+        zc = min(max(z, -z_clip), z_clip) if not np.isnan(z) else z
+        shift = -np.inf
+        for j in range(len(windows)):
+            w = windows[j]
+            v = abs((sums[k, j] + zc) / w) * np.sqrt(w)
+            if np.isnan(v) or np.isnan(shift):
+                shift = np.nan
+            elif v > shift:
+                shift = v
+        for j in range(width_tail):
+            window[j] = abs(tail[k, j])
+        window[width_tail] = abs(z)
+        if np.isnan(window).any():
+            sustained = np.nan
+        else:
+            ordered = np.sort(window)
+            half = len(ordered) // 2
+            sustained = ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
+        shift_s = _rarity_one(shift_rings[row], shift_valid[row], shift_held[row], _settle(shift, bits),
+                              unit, min_reference, tail_index)
+        sustained_s = _rarity_one(sustained_rings[row], sustained_valid[row], sustained_held[row],
+                                  _settle(sustained, bits), unit, min_reference, tail_index)
+        s = max(max(range_s, shift_s), sustained_s)
+        if min_z > 0 and not abs(z) >= min_z:
+            s = 0.0
+        surprise[k] = s
+    return surprise, residual
+
+
 def warm() -> None:
     """Load every kernel (from numba's cache, or compile it) on tiny inputs of the types the
     scorers pass, so the first real call does not pay for it."""
@@ -184,6 +290,9 @@ def warm() -> None:
     rows, u = np.zeros(1, dtype=np.intp), np.zeros(1)
     count_at_least(np.zeros((1, 1)), rows, u)
     count_at_least_sorted(np.zeros((1, 1)), np.zeros(1, dtype=np.intp), rows, u)
+    f1, f2, i1 = np.zeros(1), np.zeros((1, 1)), np.zeros(1, dtype=np.int64)
+    judge_trials(f1, f2, i1, np.ones(1), f2, f2, f1, f1, f1, f2, i1, f1, f2, i1, f1, i1,
+                 np.ones(1, dtype=np.int64), np.ones(8), 33)
     table = np.zeros((1, 2))
     for surprise in (True, False):
         calibrate(one, table, np.array([0.0, 1.0]), np.zeros((1, 1), dtype=np.intp), np.zeros((1, 1)),

@@ -24,6 +24,7 @@ from detection.streaming_state import (
     MAD_TO_SIGMA,
     MAX_EXCESS,
     SCALARS,
+    SETTLE_BITS,
     STEP_ROWS,
     StreamConfig,
     StreamState,
@@ -211,9 +212,28 @@ class StreamStack:
             table.put(todo, self._expect(todo, np.full(len(todo), float(seconds))), self._version[todo])
         e = table.get(asked)
         done[done] = e.ok
-        judged = self._judge(e, values[done], trial=True)
-        surprise[done], residual[done] = judged.surprise, judged.residual
+        surprise[done], residual[done] = self._judge_trials(e, values[done])
         return surprise, residual, done
+
+    def _judge_trials(self, e: "_Expectation", value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``_judge(e, value, trial=True)``'s surprise and residual in one compiled loop
+        (``kernels.judge_trials``: the same steps, series by series)."""
+        from detection.kernels import judge_trials
+
+        c, sc = self.config, self.scalars
+        self._know_range(e.rows)
+        rings = []
+        for name in ("shift", "sustained"):
+            ring = self._sorted.get(name)
+            if ring is None:
+                ring = self._sorted[name] = _SortedRings(self.arrays[name].shape)
+            ring.refresh(self.arrays[name], e.rows, self._version)
+            rings += [ring.values, ring.valid, sc[f"{name}_count"]]
+        params = np.array([c.z_clip, c.range_tolerance, MAX_EXCESS, c.history, c.unit, c.min_reference,
+                           c.tail_index, c.min_z], dtype=float)
+        return judge_trials(np.ascontiguousarray(value, dtype=float), e.predictions, e.best, e.spread,
+                            e.sums, e.tail, e.i.astype(float), self.high, self.low, *rings, e.rows,
+                            np.asarray(c.shift_windows, dtype=np.int64), params, SETTLE_BITS)
 
     def _expectations(self, seconds: float) -> "_ExpectationTable":
         table = self._expected.get(seconds)

@@ -187,3 +187,33 @@ def test_threads_scoring_live_and_what_if_windows_at_once_get_the_serial_scores(
         for aside in asides:
             np.testing.assert_array_equal(aside.result(), expected_what_if)
     assert np.nanmax(expected_live[-1]) > 0 and np.isfinite(expected_what_if).any()
+
+
+def test_the_compiled_trial_judges_as_the_numpy_judge_does_at_the_edges() -> None:
+    """``_judge_trials`` (one compiled loop) against ``_judge(trial=True)`` (numpy), value for
+    value: a flat series (a range of width 0), values on the range's ends, far outside it (the
+    excess capped), below zero, and quantised values that tie with the channels' rings."""
+    rng = np.random.default_rng(8)
+    days = 9
+    index = pd.date_range("2026-11-02", periods=days * 288, freq="5min", tz="UTC")
+    flat = np.full(days * 288, 7.0)
+    states = []
+    for x in [*series_set(4, days, rng), flat]:
+        detector = StreamingUnivariateDetector()
+        detector.fit_predict_stream(x, index)
+        states.append(detector.stream_state())
+    stack = StreamStack.of(states)
+    rows = np.arange(len(states))
+    start = float(index[-1].timestamp()) + 300
+    e = stack._expect(rows, np.full(len(rows), start))
+    assert e.ok.all(), "every series is mature"
+    stack._know_range(e.rows)
+    ends = [stack.high[rows], stack.low[rows]]
+    for values in (*ends, np.full(len(rows), 7.0), np.full(len(rows), 1e9), np.full(len(rows), -3.0),
+                   np.round(stack.high[rows]) + 1, rng.normal(50, 25, len(rows))):
+        want = stack._judge(e, values, trial=True)
+        surprise, residual = stack._judge_trials(e, values)
+        np.testing.assert_array_equal(residual, want.residual)
+        np.testing.assert_allclose(surprise, want.surprise, rtol=1e-14, atol=0)
+    far = stack._judge_trials(e, np.full(len(rows), 1e9))[0]
+    assert (far > 2).all(), "a value far outside every range is surprising"
