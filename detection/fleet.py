@@ -42,28 +42,6 @@ from detection.zscore import DIRECTION_CODES, RobustZDetector, by_directions
 
 
 # ------------------------------------------------------------------------- numpy primitives
-def interp_shared(x: np.ndarray, xp: np.ndarray, fp: np.ndarray) -> np.ndarray:
-    """``np.interp(x, xp, fp[c])`` for every row ``c`` of ``fp`` (one grid ``xp`` shared by all):
-    the index is found once, the arithmetic is numpy's (see ``detection.kernels._interp_one``)."""
-    n = xp.size
-    j = np.searchsorted(xp, x, side="right") - 1
-    jj = np.clip(j, 0, n - 2)
-    x0, x1 = xp[jj], xp[jj + 1]
-    f0, f1 = fp[:, jj], fp[:, jj + 1]
-    with np.errstate(invalid="ignore", divide="ignore"):
-        slope = (f1 - f0) / (x1 - x0)
-        out = slope * (x - x0) + f0
-        redo = np.isnan(out)
-        if redo.any():
-            again = slope * (x - x1) + f1
-            out = np.where(redo, np.where(np.isnan(again) & (f0 == f1), f0, again), out)
-    out = np.where(x == x0, f0, out)
-    out = np.where(j >= n - 1, fp[:, -1].reshape((-1,) + (1,) * x.ndim), out)
-    out = np.where(j < 0, fp[:, 0].reshape((-1,) + (1,) * x.ndim), out)
-    out = np.where(x > xp[-1], fp[:, -1].reshape((-1,) + (1,) * x.ndim), out)
-    return np.where(np.isnan(x), x, out)
-
-
 def _sliding(values: np.ndarray, before: int, length: int, keep: slice = slice(None)) -> np.ndarray:
     """Windows along axis 1: for row i (of the rows ``keep``) the rows
     ``i - before - length + 1 .. i - before`` (NaN where they fall before the frame).
@@ -341,6 +319,8 @@ class _Group:
     def _seasonal(self, values: np.ndarray, ns: np.ndarray, direction: np.ndarray) -> np.ndarray:
         """``SeasonalResidualDetector.score`` (weekly repeat) for every service at once, at
         the UTC epoch nanoseconds ``ns``."""
+        from detection.kernels import seasonal_centres
+
         part = self.parts["seasonal"]
         model = part["model"]
         t = ns / 1e9
@@ -356,13 +336,11 @@ class _Group:
         at = t[:, None] - k * repeat                                 # (R, K)
         use = valid & (np.cumsum(valid, axis=1) <= model.max_cycles)
         s, m, g = curves.shape
-        flat = curves.reshape(s * m, g)
-        # the same positions for every series (one grid): the index is found once
-        vals = interp_shared(at, centres, flat)                      # (SM, R, K)
-        total = (vals * use).sum(axis=2)
-        count = use.sum(axis=1)
-        own = interp_shared(t, centres, flat)
-        centre = np.where(count > 0, 1.0 * total / np.maximum(count, 1), own)
+        flat = np.ascontiguousarray(curves.reshape(s * m, g), dtype=float)
+        # the mean of the used cycles' curve values, or the curve at t (one compiled loop; the
+        # grid is shared, so each position's place in it is found once)
+        centre = seasonal_centres(np.ascontiguousarray(t, dtype=float), np.ascontiguousarray(at, dtype=float),
+                                  np.ascontiguousarray(use), np.ascontiguousarray(centres, dtype=float), flat)
         centre = centre.reshape(s, m, -1).transpose(0, 2, 1)          # (S, R, M)
         spread = part["spread"][:, :, ns // HOUR_NS % 24].transpose(0, 2, 1)   # the UTC hour
         floor = np.maximum(part["relative_floor"][:, None, None] * np.abs(centre),

@@ -280,6 +280,86 @@ def judge_trials(values: np.ndarray, predictions: np.ndarray, best: np.ndarray, 
     return surprise, residual
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _numpy_sum(a: np.ndarray) -> float:
+    """``np.add.reduce`` of a short contiguous 1-D float array, in numpy's order (a plain loop
+    under 8 values; eight running sums, paired, up to 128): the same bits."""
+    n = len(a)
+    if n < 8:
+        res = 0.0
+        for i in range(n):
+            res += a[i]
+        return res
+    r0, r1, r2, r3, r4, r5, r6, r7 = a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7]
+    i = 8
+    while i < n - (n % 8):
+        r0 += a[i]
+        r1 += a[i + 1]
+        r2 += a[i + 2]
+        r3 += a[i + 3]
+        r4 += a[i + 4]
+        r5 += a[i + 5]
+        r6 += a[i + 6]
+        r7 += a[i + 7]
+        i += 8
+    res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+    while i < n:
+        res += a[i]
+        i += 1
+    return res
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _interp_at(x: float, j: int, xp: np.ndarray, fp: np.ndarray) -> float:
+    """``np.interp(x, xp, fp)`` given ``j``, the value's place in the grid
+    (``searchsorted(xp, x, "right") - 1``, found once for every row ``fp`` on that grid):
+    numpy's arithmetic, its exact grid points and held ends, NaN kept."""
+    n = len(xp)
+    if np.isnan(x):
+        return x
+    if x > xp[n - 1] or j >= n - 1:
+        return fp[n - 1]
+    if j < 0:
+        return fp[0]
+    x0, x1, f0, f1 = xp[j], xp[j + 1], fp[j], fp[j + 1]
+    if x == x0:
+        return f0
+    slope = (f1 - f0) / (x1 - x0)
+    out = slope * (x - x0) + f0
+    if np.isnan(out):
+        out = slope * (x - x1) + f1
+        if np.isnan(out) and f0 == f1:
+            out = f0
+    return out
+
+
+@njit(cache=True, nogil=True)
+def seasonal_centres(t: np.ndarray, at: np.ndarray, use: np.ndarray, xp: np.ndarray,
+                     curves: np.ndarray) -> np.ndarray:
+    """The seasonal member's expected value (series, rows): per row of ``t``, the mean of each
+    series' curve ``curves[c]`` (on the grid ``xp``) at the cycles ``at[r, k]`` that ``use``
+    marks, summed in numpy's order, or the curve at ``t`` itself when none is used
+    (``_Group._seasonal``'s numpy, value for value)."""
+    series, rows, cycles = curves.shape[0], at.shape[0], at.shape[1]
+    j_at = np.searchsorted(xp, at.ravel(), side="right").reshape(rows, cycles) - 1
+    j_t = np.searchsorted(xp, t, side="right") - 1
+    out = np.empty((series, rows))
+    terms = np.empty(cycles)
+    for c in range(series):
+        fp = curves[c]
+        for r in range(rows):
+            count = 0
+            for k in range(cycles):
+                value = _interp_at(at[r, k], j_at[r, k], xp, fp)
+                terms[k] = value * use[r, k]
+                count += use[r, k]
+            if count > 0:
+                out[c, r] = 1.0 * _numpy_sum(terms) / max(count, 1)
+            else:
+                out[c, r] = _interp_at(t[r], j_t[r], xp, fp)
+    return out
+
+
 def warm() -> None:
     """Load every kernel (from numba's cache, or compile it) on tiny inputs of the types the
     scorers pass, so the first real call does not pay for it."""
@@ -293,7 +373,9 @@ def warm() -> None:
     f1, f2, i1 = np.zeros(1), np.zeros((1, 1)), np.zeros(1, dtype=np.int64)
     judge_trials(f1, f2, i1, np.ones(1), f2, f2, f1, f1, f1, f2, i1, f1, f2, i1, f1, i1,
                  np.ones(1, dtype=np.int64), np.ones(8), 33)
+    seasonal_centres(f1, f2, np.ones((1, 1), dtype=bool), np.array([0.0, 1.0]), np.zeros((1, 2)))
     table = np.zeros((1, 2))
     for surprise in (True, False):
         calibrate(one, table, np.array([0.0, 1.0]), np.zeros((1, 1), dtype=np.intp), np.zeros((1, 1)),
                   np.ones((1, 1)), np.full((1, 1), 0.5), surprise)
+

@@ -108,7 +108,8 @@ def test_a_warmed_scorer_scores_its_first_window_without_stacking_anything(detec
     from detection import kernels
 
     dispatchers = [kernels.forest_depths, kernels.count_at_least, kernels.count_at_least_sorted,
-                   kernels.calibrate, kernels.judge_trials]
+                   kernels.calibrate, kernels.judge_trials,
+                   kernels.seasonal_centres]
     compiled = [list(d.signatures) for d in dispatchers]
 
     def no_new_stack(*args, **kwargs):

@@ -95,3 +95,28 @@ def test_stacked_calibrators_give_each_calibrators_own_surprise_and_transform() 
         np.testing.assert_allclose(stacked.transform(x)[k], fitted[k].transform(x[k]), rtol=0, atol=1e-12)
     some = stacked.of_services(np.array([2, 0]))                # a request for two of them
     np.testing.assert_allclose(some.surprise(x[[2, 0]])[0], fitted[2].surprise(x[2]), rtol=0, atol=1e-12)
+
+
+def test_seasonal_centres_are_numpys_interpolation_and_mean() -> None:
+    """The seasonal member's expected value: on one shared grid, np.interp of each curve at
+    each used cycle, their mean summed in numpy's order (over 8 cycles numpy sums in eight
+    running sums, then pairs them), or the curve at t itself when no cycle is used."""
+    rng = np.random.default_rng(2)
+    grid = np.sort(rng.uniform(0, 100, 40))
+    grid[10:13] = grid[10]                                        # repeated grid points
+    curves = rng.normal(50, 10, (7, 40)) * 10 ** rng.uniform(-3, 3, (7, 1))
+    curves[3, 20:22] = np.nan                                     # a gap in one curve
+    t = np.array([grid[0] - 1, grid[5], 37.3, grid[-1] + 5, np.nan, 61.0])
+    for cycles in (3, 14):
+        at = np.concatenate([rng.uniform(-10, 110, (len(t), cycles - 1)), grid[[10]].repeat(len(t))[:, None]],
+                            axis=1)
+        use = rng.random((len(t), cycles)) < 0.7
+        use[1] = False                                            # no cycle used: the curve at t
+        got = kernels.seasonal_centres(t, at, use, grid, curves)
+        for c in range(len(curves)):
+            vals = np.array([[np.interp(x, grid, curves[c]) for x in row] for row in at])
+            total = (vals * use).sum(axis=1)
+            count = use.sum(axis=1)
+            own = np.interp(t, grid, curves[c])
+            want = np.where(count > 0, 1.0 * total / np.maximum(count, 1), own)
+            np.testing.assert_array_equal(got[c], want, err_msg=f"curve {c}, {cycles} cycles")
