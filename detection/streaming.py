@@ -635,6 +635,9 @@ def _suppress(surprise: np.ndarray, present: np.ndarray, refractory: int,
 # The same detector as a member of the service's ensemble
 
 
+_SPEC_ROWS: "weakref.WeakKeyDictionary[StreamingMember, dict]" = weakref.WeakKeyDictionary()
+
+
 @dataclass(frozen=True)
 class _SpecRows:
     """Per row, what the member's gate and raw score read of its metric's spec: the direction
@@ -649,19 +652,25 @@ class _SpecRows:
     @classmethod
     def of(cls, member: "StreamingMember", metrics: Sequence[str], metric_of: np.ndarray,
            ndim: int = 1) -> "_SpecRows":
-        from detection.metrics import spec_for
-
-        specs = [spec_for(metric, member.specs) for metric in metrics]
-        width = getattr(member, "width_", None)
         shape = (-1,) + (1,) * (ndim - 1)   # broadcast along the rows' later axes
+        per_metric = cls.of_metrics(member, tuple(metrics))
+        return cls(*(values[metric_of].reshape(shape) for values in per_metric))
 
-        def rows(values: list, dtype) -> np.ndarray:
-            return np.asarray(values, dtype=dtype)[metric_of].reshape(shape)
+    @staticmethod
+    def of_metrics(member: "StreamingMember", metrics: tuple[str, ...]) -> tuple[np.ndarray, ...]:
+        """The four fields per metric (made once per member and metrics: a window asks again)."""
+        known = _SPEC_ROWS.setdefault(member, {})
+        if metrics not in known:
+            from detection.metrics import spec_for
 
-        return cls(rows([DIRECTION_CODES[s.direction] for s in specs], np.int8),
-                   rows([s.min_spread for s in specs], float), rows([s.count for s in specs], bool),
-                   rows([width / member.step_ if width is not None and s.count else 1.0 for s in specs],
-                        float))
+            specs = [spec_for(metric, member.specs) for metric in metrics]
+            width = getattr(member, "width_", None)
+            known[metrics] = (
+                np.array([DIRECTION_CODES[s.direction] for s in specs], dtype=np.int8),
+                np.array([s.min_spread for s in specs], dtype=float),
+                np.array([s.count for s in specs], dtype=bool),
+                np.array([width / member.step_ if width is not None and s.count else 1.0 for s in specs]))
+        return known[metrics]
 
     def floor(self, centre: np.ndarray) -> np.ndarray:
         """``baseline.spread_floor(centre, 0.0, spec)`` row by row (the same arithmetic)."""
