@@ -74,33 +74,6 @@ def count_at_least(ring: np.ndarray, rows: np.ndarray, u: np.ndarray) -> tuple[n
     return count, largest
 
 
-@njit(cache=True, nogil=True)
-def count_at_least_sorted(rings: np.ndarray, valid: np.ndarray, rows: np.ndarray,
-                          u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``count_at_least`` on rings sorted ascending with their ``valid`` values first: a
-    binary search for the first value >= ``u[k]`` (none for a NaN ``u``)."""
-    n = len(rows)
-    count = np.zeros(n)
-    largest = np.full(n, -np.inf)
-    for k in range(n):
-        row = rings[rows[k]]
-        m = valid[rows[k]]
-        if m > 0:
-            largest[k] = row[m - 1]
-        threshold = u[k]
-        if np.isnan(threshold):
-            continue
-        lo, hi = 0, m
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if row[mid] >= threshold:
-                hi = mid
-            else:
-                lo = mid + 1
-        count[k] = m - lo
-    return count, largest
-
-
 @njit(cache=True, nogil=True, inline="always")
 def _interp_one(v: float, grid: np.ndarray, fp: np.ndarray, mirrored: bool = False) -> float:
     """``np.interp(v, grid, fp)`` for one value: numpy's own steps (the last grid point at most
@@ -125,7 +98,14 @@ def _interp_one(v: float, grid: np.ndarray, fp: np.ndarray, mirrored: bool = Fal
     if j < 0:
         return sign * fp[n - 1 if mirrored else 0]
     a, b = (n - 1 - j, n - 2 - j) if mirrored else (j, j + 1)
-    x0, x1, f0, f1 = sign * grid[a], sign * grid[b], sign * fp[a], sign * fp[b]
+    return _on_segment(v, sign * grid[a], sign * grid[b], sign * fp[a], sign * fp[b])
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _on_segment(v: float, x0: float, x1: float, f0: float, f1: float) -> float:
+    """``np.interp``'s value at ``v`` between grid points ``x0 <= v < x1`` holding ``f0``,
+    ``f1``: the grid point itself, the slope from the left, from the right when that is NaN
+    (an infinite value), ``f0`` when both are and the segment is flat."""
     if v == x0:
         return f0
     slope = (f1 - f0) / (x1 - x0)
@@ -321,16 +301,7 @@ def _interp_at(x: float, j: int, xp: np.ndarray, fp: np.ndarray) -> float:
         return fp[n - 1]
     if j < 0:
         return fp[0]
-    x0, x1, f0, f1 = xp[j], xp[j + 1], fp[j], fp[j + 1]
-    if x == x0:
-        return f0
-    slope = (f1 - f0) / (x1 - x0)
-    out = slope * (x - x0) + f0
-    if np.isnan(out):
-        out = slope * (x - x1) + f1
-        if np.isnan(out) and f0 == f1:
-            out = f0
-    return out
+    return _on_segment(x, xp[j], xp[j + 1], fp[j], fp[j + 1])
 
 
 @njit(cache=True, nogil=True)
@@ -369,7 +340,6 @@ def warm() -> None:
                   one, np.zeros(1, dtype=np.intp), np.zeros((1, 1, 1), dtype=np.float32))
     rows, u = np.zeros(1, dtype=np.intp), np.zeros(1)
     count_at_least(np.zeros((1, 1)), rows, u)
-    count_at_least_sorted(np.zeros((1, 1)), np.zeros(1, dtype=np.intp), rows, u)
     f1, f2, i1 = np.zeros(1), np.zeros((1, 1)), np.zeros(1, dtype=np.int64)
     judge_trials(f1, f2, i1, np.ones(1), f2, f2, f1, f1, f1, f2, i1, f1, f2, i1, f1, i1,
                  np.ones(1, dtype=np.int64), np.ones(8), 33)

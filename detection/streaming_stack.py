@@ -216,8 +216,10 @@ class StreamStack:
         return surprise, residual, done
 
     def _judge_trials(self, e: "_Expectation", value: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``_judge(e, value, trial=True)``'s surprise and residual in one compiled loop
-        (``kernels.judge_trials``: the same steps, series by series)."""
+        """``_judge(e, value)``'s surprise and residual in one compiled loop
+        (``kernels.judge_trials``: the same steps, series by series; the channels' rarity by a
+        binary search of their rings sorted, kept while the series' state holds: a what-if asks
+        the same rings again and again, and a count would read all 30 days of them)."""
         from detection.kernels import judge_trials
 
         c, sc = self.config, self.scalars
@@ -312,10 +314,9 @@ class StreamStack:
         tail = z_past[:, self._z_rows - (s - 1):] if s > 1 else z_past[:, :0]
         return _Expectation(rows, ok, i, t, predictions, best, spread, sums, tail)
 
-    def _judge(self, e: "_Expectation", value: np.ndarray, trial: bool = False) -> "_Judged":
+    def _judge(self, e: "_Expectation", value: np.ndarray) -> "_Judged":
         """The row's residual, z-score, channels and surprise, given its expectation (step 2 of
-        ``StreamState.update``). Reads the state, writes nothing but the range's cache (and, for
-        a ``trial``, the channels' sorted rings)."""
+        ``StreamState.update``). Reads the state, writes nothing but the range's cache."""
         c = self.config
         residuals = value[:, None] - e.predictions
         residual = residuals[np.arange(len(value)), e.best]
@@ -326,8 +327,8 @@ class StreamStack:
                                  for j, k in enumerate(c.shift_windows)], axis=1), axis=1)
         sustained = np.median(np.abs(np.concatenate([e.tail, z[:, None]], axis=1)), axis=1)
         shift, sustained = settle(shift), settle(sustained)
-        shift_s = self._rarity("shift", e.rows, shift, trial)
-        sustained_s = self._rarity("sustained", e.rows, sustained, trial)
+        shift_s = self._rarity("shift", e.rows, shift)
+        sustained_s = self._rarity("sustained", e.rows, sustained)
         surprise = np.maximum(np.maximum(range_s, shift_s), sustained_s)
         if c.min_z > 0:  # the row itself must be off (StreamState.update)
             surprise = np.where(np.abs(z) >= c.min_z, surprise, 0.0)
@@ -420,25 +421,14 @@ class StreamStack:
         self.high[rows] = np.where(lost, high, np.maximum(high, value))
         self.low[rows] = np.where(lost, low, np.minimum(low, value))
 
-    def _rarity(self, name: str, rows: np.ndarray, u: np.ndarray, trial: bool = False) -> np.ndarray:
-        """``-log10`` tail probability of ``u`` among each series' previous channel values.
-
-        A ``trial`` counts them in the ring sorted (kept while the series' state holds): a
-        what-if asks the same rings again and again, and a binary search reads a few of a
-        ring's values where a count reads all 30 days of them (and pushes the rest of the
-        request's state out of the processor's cache)."""
-        from detection.kernels import count_at_least, count_at_least_sorted
+    def _rarity(self, name: str, rows: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """``-log10`` tail probability of ``u`` among each series' previous channel values
+        (a what-if's trial does the same in ``kernels.judge_trials``, on the rings sorted)."""
+        from detection.kernels import count_at_least
 
         c = self.config
         held = self.scalars[f"{name}_count"][rows]
-        if trial:
-            ring = self._sorted.get(name)
-            if ring is None:
-                ring = self._sorted[name] = _SortedRings(self.arrays[name].shape)
-            ring.refresh(self.arrays[name], rows, self._version)
-            at_least, largest = count_at_least_sorted(ring.values, ring.valid, rows, u)
-        else:
-            at_least, largest = count_at_least(self.arrays[name], rows, u)  # NaN entries never count
+        at_least, largest = count_at_least(self.arrays[name], rows, u)  # NaN entries never count
         with np.errstate(divide="ignore", invalid="ignore"):
             surprise = -np.log10((at_least * c.unit + 1) / (held * c.unit + 1))
         for k in np.flatnonzero((at_least == 0) & (held >= c.min_reference)):

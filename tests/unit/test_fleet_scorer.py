@@ -107,7 +107,7 @@ def test_a_warmed_scorer_scores_its_first_window_without_stacking_anything(detec
     scorer.warm()   # what `aiops serve` does before its first request
     from detection import kernels
 
-    dispatchers = [kernels.forest_depths, kernels.count_at_least, kernels.count_at_least_sorted,
+    dispatchers = [kernels.forest_depths, kernels.count_at_least,
                    kernels.calibrate, kernels.judge_trials,
                    kernels.seasonal_centres]
     compiled = [list(d.signatures) for d in dispatchers]

@@ -190,9 +190,10 @@ def test_threads_scoring_live_and_what_if_windows_at_once_get_the_serial_scores(
 
 
 def test_the_compiled_trial_judges_as_the_numpy_judge_does_at_the_edges() -> None:
-    """``_judge_trials`` (one compiled loop) against ``_judge(trial=True)`` (numpy), value for
-    value: a flat series (a range of width 0), values on the range's ends, far outside it (the
-    excess capped), below zero, and quantised values that tie with the channels' rings."""
+    """``_judge_trials`` (one compiled loop, a binary search of the sorted rings) against
+    ``_judge`` (numpy, counting the rings), value for value: a flat series (a range of width
+    0), values on the range's ends, far outside it (the excess capped), below zero, and
+    quantised values that tie with the channels' rings."""
     rng = np.random.default_rng(8)
     days = 9
     index = pd.date_range("2026-11-02", periods=days * 288, freq="5min", tz="UTC")
@@ -211,7 +212,7 @@ def test_the_compiled_trial_judges_as_the_numpy_judge_does_at_the_edges() -> Non
     ends = [stack.high[rows], stack.low[rows]]
     for values in (*ends, np.full(len(rows), 7.0), np.full(len(rows), 1e9), np.full(len(rows), -3.0),
                    np.round(stack.high[rows]) + 1, rng.normal(50, 25, len(rows))):
-        want = stack._judge(e, values, trial=True)
+        want = stack._judge(e, values)
         surprise, residual = stack._judge_trials(e, values)
         np.testing.assert_array_equal(residual, want.residual)
         np.testing.assert_allclose(surprise, want.surprise, rtol=1e-14, atol=0)
