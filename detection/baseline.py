@@ -78,6 +78,18 @@ def spread_floor(centre, spread, spec: MetricSpec, relative_floor: float = 0.0):
     return np.maximum(spread, floor)
 
 
+def spread_floors(centre: np.ndarray, spread, min_spread, count, relative_floor=0.0) -> np.ndarray:
+    """``spread_floor`` with the spec's ``min_spread`` and ``count`` (and ``relative_floor``)
+    given per value, as arrays broadcast against ``centre``: many metrics' floors in one pass,
+    value for value the same arithmetic."""
+    floor = np.maximum(relative_floor * np.abs(centre), min_spread)
+    if np.any(count):
+        with np.errstate(invalid="ignore"):
+            poisson = np.maximum(floor, np.sqrt(np.clip(centre, 0, None)) + 1.0)
+        floor = np.where(count, poisson, floor)
+    return np.maximum(spread, floor)
+
+
 def hour_of_week(index: pd.DatetimeIndex) -> np.ndarray:
     """Each UTC timestamp's hour-of-week slot: Monday 00:00-00:59 is 0, Sunday 23:00 is 167.
 
@@ -85,7 +97,12 @@ def hour_of_week(index: pd.DatetimeIndex) -> np.ndarray:
     read as UTC): the slots of ``day_of_week * 24 + hour``, six times faster than pandas'
     calendar fields, and every member of the ensemble looks its baseline up once per metric.
     """
-    return (index.as_unit("ns").asi8 // HOUR_NS + EPOCH_HOUR_OF_WEEK) % SLOTS
+    return hour_of_week_ns(index.as_unit("ns").asi8)
+
+
+def hour_of_week_ns(ns: np.ndarray) -> np.ndarray:
+    """``hour_of_week`` of UTC epoch nanoseconds."""
+    return (ns // HOUR_NS + EPOCH_HOUR_OF_WEEK) % SLOTS
 
 
 def _bucket(index: pd.DatetimeIndex, resolution: str) -> np.ndarray:

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from detection.anomaly import Anomaly
-from detection.baseline import EPOCH_HOUR_OF_WEEK, HOUR_NS, SLOTS
+from detection.baseline import HOUR_NS, hour_of_week_ns, spread_floors
 from detection.ensemble import ServiceDetector
 from detection.forest import CompiledForest
 from detection.metrics import spec_for
@@ -236,7 +236,7 @@ class _Group:
         index = index.tz_convert("UTC")
         ns = index.as_unit("ns").asi8   # the members read the index as epoch nanoseconds (no pandas per call)
         newest = min(newest, len(index)) if newest else None
-        slots = (ns // HOUR_NS + EPOCH_HOUR_OF_WEEK) % SLOTS   # baseline.hour_of_week
+        slots = hour_of_week_ns(ns)
         centre = self.tables["centre"][:, :, slots].transpose(0, 2, 1)
         spread = self.tables["spread"][:, :, slots].transpose(0, 2, 1)
         tolerance = self.tables["tolerance"][:, :, slots].transpose(0, 2, 1)
@@ -343,11 +343,8 @@ class _Group:
                                   np.ascontiguousarray(use), np.ascontiguousarray(centres, dtype=float), flat)
         centre = centre.reshape(s, m, -1).transpose(0, 2, 1)          # (S, R, M)
         spread = part["spread"][:, :, ns // HOUR_NS % 24].transpose(0, 2, 1)   # the UTC hour
-        floor = np.maximum(part["relative_floor"][:, None, None] * np.abs(centre),
-                           part["min_spread"][:, None, :])
-        poisson = np.sqrt(np.clip(centre, 0, None)) + 1.0   # counts: spread_floor's Poisson floor
-        floor = np.where(part["count"][:, None, :], np.maximum(floor, poisson), floor)
-        spread = np.maximum(spread, floor)
+        spread = spread_floors(centre, spread, part["min_spread"][:, None, :], part["count"][:, None, :],
+                               part["relative_floor"][:, None, None])
         resid = values - centre
         resid = np.where(np.abs(resid) <= 1e-9 * np.maximum(1.0, np.abs(centre)), 0.0, resid)
         resid = np.sign(resid) * np.maximum(np.abs(resid) - 0.0 * np.abs(centre), 0.0)

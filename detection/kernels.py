@@ -218,16 +218,14 @@ def judge_trials(values: np.ndarray, predictions: np.ndarray, best: np.ndarray, 
         elif z > 1e9:
             z = 1e9
         # the range channel
-        width = high[row] - low[row]
+        width, above, below = high[row] - low[row], value - high[row], low[row] - value
         if width == 0:
             outside = np.inf if value != high[row] else 0.0
+        elif np.isnan(above) or np.isnan(below):   # numpy's maximum keeps NaN
+            outside = np.nan
         else:
-            outside = max(value - high[row], low[row] - value) / width
-            if np.isnan(value - high[row]) or np.isnan(low[row] - value):
-                outside = np.nan
-        excess = (outside - tolerance) / tolerance
-        if not excess <= max_excess and not np.isnan(excess):
-            excess = max_excess
+            outside = max(above, below) / width
+        excess = min((outside - tolerance) / tolerance, max_excess) if not np.isnan(outside) else np.nan
         count = min(seen[k] + 1.0, history)
         range_s = np.log10(1.0 + (count - 1) * unit) + excess / _LN10 if excess > 0 else 0.0
         # the shift and sustained channels

@@ -673,13 +673,10 @@ class _SpecRows:
         return known[metrics]
 
     def floor(self, centre: np.ndarray) -> np.ndarray:
-        """``baseline.spread_floor(centre, 0.0, spec)`` row by row (the same arithmetic)."""
-        floor = np.maximum(0.0 * np.abs(centre), self.min_spread)
-        if self.count.any():
-            with np.errstate(invalid="ignore"):
-                poisson = np.maximum(floor, np.sqrt(np.clip(centre, 0, None)) + 1.0)
-            floor = np.where(self.count, poisson, floor)
-        return np.maximum(0.0, floor)
+        """``baseline.spread_floor(centre, 0.0, spec)`` row by row."""
+        from detection.baseline import spread_floors
+
+        return spread_floors(centre, 0.0, self.min_spread, self.count)
 
 
 class StreamingMember:

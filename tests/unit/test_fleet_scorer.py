@@ -98,18 +98,29 @@ def test_every_service_gets_its_own_detectors_anomalies(detectors) -> None:
 
 
 def test_a_warmed_scorer_scores_its_first_window_without_stacking_anything(detectors, monkeypatch) -> None:
+    import numba
+
     import detection.streaming as streaming
     import detection.streaming_stack as streaming_stack
+    from detection import kernels
 
     names = ["loaded-0", "loaded-1"]
     served = {n: decode(encode(detectors[n])) for n in names}   # live streams of their own
     scorer = FleetScorer(served)
-    scorer.warm()   # what `aiops serve` does before its first request
-    from detection import kernels
+    kernel_names = ["forest_depths", "count_at_least", "calibrate", "judge_trials", "seasonal_centres"]
+    dispatchers = [getattr(kernels, name) for name in kernel_names]
+    called: dict[str, set] = {name: set() for name in kernel_names}
 
-    dispatchers = [kernels.forest_depths, kernels.count_at_least,
-                   kernels.calibrate, kernels.judge_trials,
-                   kernels.seasonal_centres]
+    def recorded(name, kernel):   # the argument types each kernel is called with
+        def call(*args):
+            called[name].add(tuple(numba.typeof(a) for a in args))
+            return kernel(*args)
+        return call
+
+    for name, kernel in zip(kernel_names, dispatchers, strict=True):
+        monkeypatch.setattr(kernels, name, recorded(name, kernel))
+    scorer.warm()   # what `aiops serve` does before its first request
+    warmed = {name: set(types) for name, types in called.items()}
     compiled = [list(d.signatures) for d in dispatchers]
 
     def no_new_stack(*args, **kwargs):
@@ -121,6 +132,9 @@ def test_a_warmed_scorer_scores_its_first_window_without_stacking_anything(detec
     scores = scorer.score(frames)
     monkeypatch.undo()
     assert [list(d.signatures) for d in dispatchers] == compiled, "a kernel was compiled for the first window"
+    for name in kernel_names:   # whatever compiled earlier in this process: warm() used the same types
+        assert called[name] <= warmed[name], f"{name} is called with types warm() does not load"
+        assert called[name], f"the window did not call {name}"
     for name in names:
         own = decode(encode(detectors[name])).score(frames[name])
         np.testing.assert_allclose(scores[name].to_numpy(), own.to_numpy(), rtol=0, atol=1e-9,
