@@ -283,7 +283,8 @@ class ServiceModels:
 
     def warm(self) -> None:
         """Stack the models and their live state now (what the first request would otherwise
-        wait for: about 0.7 s for 20 ensembles), so a server starts ready."""
+        wait for; ``python scripts/profile_score_request.py`` prints both), so a server starts
+        ready."""
         _ = self.tables
         if self.fleet.groups:
             self.fleet.warm()
