@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, WrapValidator
 
 from service.requests import Name
+from service.timestamps import remembered
 
 MAX_SERIES = 1_000
 MAX_POINTS_PER_SERIES = 10_080                        # one week of one-minute points
 
 Value = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+# Parsed once per distinct short list, with their epoch seconds (``service.timestamps``).
+Stamps = Annotated[list[AwareDatetime], WrapValidator(remembered)]
 
 SCORE_EXAMPLE = {"series": [
     {"service": "aiops-platform-service", "metric": "cpu_utilization",
@@ -36,10 +39,9 @@ class SeriesIn(BaseModel):
     service: Name
     metric: str = Field(min_length=1, max_length=100, examples=["cpu_utilization"],
                         description="A canonical metric the service's model scores")
-    timestamps: list[AwareDatetime] = Field(min_length=1, max_length=MAX_POINTS_PER_SERIES,
-                                            description="ISO 8601 with a time zone, strictly increasing "
-                                                        "(checked with the known metrics, by the use "
-                                                        "case)")
+    timestamps: Stamps = Field(min_length=1, max_length=MAX_POINTS_PER_SERIES,
+                               description="ISO 8601 with a time zone, strictly increasing (checked "
+                                           "with the known metrics, by the use case)")
     values: list[Value] = Field(min_length=1, max_length=MAX_POINTS_PER_SERIES,
                                 description="Finite, non-negative, in the metric's unit")
 

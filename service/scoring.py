@@ -34,6 +34,7 @@ from models.bundle import BundleError
 from models.signing import Trust
 from models.store import LocalModelStore, load_champion
 from rca.payload import PayloadError
+from service.timestamps import Timestamps
 
 log = logging.getLogger("aiops.scoring")
 HOURS_OF_WEEK = 168
@@ -384,8 +385,20 @@ def check_series(series: Sequence[Series], known_metrics: Iterable[str],
 
 
 def _all_seconds(series: Sequence[Series]) -> tuple[list[np.ndarray], np.ndarray]:
-    """Every series' timestamps as epoch seconds (converted in one pass), and whether each
-    series' are strictly increasing."""
+    """Every series' timestamps as epoch seconds, and whether each series' are strictly
+    increasing: read off the API's ``Timestamps``, the others converted in one pass."""
+    seconds: list[np.ndarray] = [getattr(one.timestamps, "seconds", None) for one in series]
+    increasing = np.array([getattr(one.timestamps, "increasing", True) for one in series])
+    rest = [i for i, known in enumerate(seconds) if known is None]
+    if rest:
+        converted, ok = _convert([series[i] for i in rest])
+        for k, i in enumerate(rest):
+            seconds[i] = converted[k]
+        increasing[rest] = ok
+    return seconds, increasing
+
+
+def _convert(series: Sequence[Series]) -> tuple[list[np.ndarray], np.ndarray]:
     counts = np.fromiter((len(one.timestamps) for one in series), dtype=np.int64, count=len(series))
     flat = np.fromiter((t.timestamp() for one in series for t in one.timestamps), dtype=float,
                        count=int(counts.sum()))
@@ -415,7 +428,8 @@ def _shared_index(members: list[int], seconds: list[np.ndarray], series: Sequenc
     if any(seconds[i] is not first for i in members[1:]):
         return None
     if id(first) not in made:
-        made[id(first)] = pd.DatetimeIndex(list(series[members[0]].timestamps))
+        stamps = series[members[0]].timestamps
+        made[id(first)] = stamps.index if isinstance(stamps, Timestamps) else pd.DatetimeIndex(list(stamps))
     return made[id(first)]
 
 
