@@ -233,8 +233,9 @@ class _Group:
         """Final scores (S, n, M) of the newest ``n`` rows (all rows when None) of the stacked
         values (S, R, M) at ``index``; the older rows are the context the level shift and the
         forest's change feature look back on, as in the detector's own ``score``."""
-        index = index.tz_convert("UTC")
-        ns = index.as_unit("ns").asi8   # the members read the index as epoch nanoseconds (no pandas per call)
+        # the members read the index as UTC epoch nanoseconds (what an aware index holds, in any
+        # zone), not through pandas per call
+        ns = index.asi8 if index.unit == "ns" else index.as_unit("ns").asi8
         newest = min(newest, len(index)) if newest else None
         slots = hour_of_week_ns(ns)
         centre = self.tables["centre"][:, :, slots].transpose(0, 2, 1)
@@ -256,7 +257,7 @@ class _Group:
             raw["shift"] = self._shift(values, centre, ns, direction, keep)
         if "iforest" in self.members:
             raw["iforest"], culprit = self._iforest(values, centre, tolerant, ns, keep)
-        values, index = values[:, keep], index[keep]
+        values = values[:, keep]
         if expected is not None:   # the baseline's centre, spread, tolerance: detect()'s band
             expected.update(centre=centre[:, keep], spread=spread[:, keep],
                             tolerance=tolerance[:, keep])

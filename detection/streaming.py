@@ -527,9 +527,8 @@ def _bucket(seconds: np.ndarray, width: float) -> np.ndarray:
 
 
 def _seconds(timestamps: pd.DatetimeIndex) -> np.ndarray:
-    """Seconds since the epoch as floats, made non-decreasing by a running maximum (causal)."""
-    if timestamps.tz is not None:
-        timestamps = timestamps.tz_convert("UTC").tz_localize(None)
+    """Seconds since the epoch as floats, made non-decreasing by a running maximum (causal).
+    An aware index holds UTC epoch values in any zone: read as they are."""
     raw = timestamps.as_unit("s").asi8.astype(float)
     raw[timestamps.isna()] = np.nan
     return np.fmax.accumulate(np.where(np.isnan(raw), -np.inf, raw))
