@@ -329,6 +329,81 @@ def seasonal_centres(t: np.ndarray, at: np.ndarray, use: np.ndarray, xp: np.ndar
     return out
 
 
+_BIG = np.finfo(np.float64).max   # what np.nan_to_num makes of +inf
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _maximum(a: float, b: float) -> float:
+    """``np.maximum`` of two floats: NaN if either is."""
+    if np.isnan(a):
+        return a
+    if np.isnan(b):
+        return b
+    return a if a >= b else b
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _outward(z: float, direction: int) -> float:
+    """``np.nan_to_num(by_directions(z, direction), nan=0.0)`` of one value: how far ``z`` lies
+    the metric's bad way (direction 1 up, 2 down, else either), 0 for NaN."""
+    if np.isnan(z):
+        return 0.0
+    out = (z if z > 0.0 else 0.0) if direction == 1 else ((-z if z < 0.0 else 0.0) if direction == 2
+                                                          else abs(z))
+    return _BIG if out == np.inf else out
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _floor(centre: float, min_spread: float, count: bool) -> float:
+    """``baseline.spread_floors(centre, 0.0, min_spread, count)`` of one value."""
+    floor = _maximum(0.0 * abs(centre), min_spread)
+    if count:
+        clipped = centre if (np.isnan(centre) or centre > 0.0) else 0.0
+        floor = _maximum(floor, np.sqrt(clipped) + 1.0)
+    return _maximum(0.0, floor)
+
+
+@njit(cache=True, nogil=True)
+def streaming_gate(x: np.ndarray, carried: np.ndarray, expected: np.ndarray, level: np.ndarray,
+                   direction: np.ndarray, min_spread: np.ndarray, count: np.ndarray,
+                   share: float) -> np.ndarray:
+    """``StreamingMember._gate_rows`` of x (rows, columns), row ``k``'s metric spec given by
+    ``direction[k]``, ``min_spread[k]``, ``count[k]``: the carried bucket score where the
+    minute is off its expectation the bad way beyond the floor and by ``share`` of the
+    bucket's own excess, 0 where it is not (NaN where nothing is carried or x is missing)."""
+    rows, columns = x.shape
+    out = np.empty(x.shape)
+    for k in range(rows):
+        d, ms, c = direction[k], min_spread[k], count[k]
+        for j in range(columns):
+            e = expected[k, j]
+            if np.isnan(x[k, j]):
+                out[k, j] = np.nan
+                continue
+            finite = 0.0 if np.isnan(e) else (_BIG if e == np.inf else (-_BIG if e == -np.inf else e))
+            outward = _outward(x[k, j] - e, d)
+            shows = outward > _floor(finite, ms, c) and outward >= share * _outward(level[k, j] - e, d)
+            value = carried[k, j]
+            out[k, j] = value if shows else (value if np.isnan(value) else 0.0)
+    return out
+
+
+@njit(cache=True, nogil=True)
+def streaming_raw(x: np.ndarray, residual: np.ndarray, surprise: np.ndarray, direction: np.ndarray,
+                  min_spread: np.ndarray, count: np.ndarray, minutes: np.ndarray) -> np.ndarray:
+    """``StreamingMember._raw_rows`` (one value a row, row ``k``'s spec as in
+    ``streaming_gate``, ``minutes[k]`` the minutes a bucket's mean stands for): the surprise
+    where the residual lies the bad way beyond the floor of the expectation, else 0."""
+    out = np.empty(len(x))
+    for k in range(len(x)):
+        if np.isnan(x[k]):
+            out[k] = np.nan
+            continue
+        floor = _floor((x[k] - residual[k]) * minutes[k], min_spread[k], count[k]) / minutes[k]
+        out[k] = surprise[k] if _outward(residual[k], direction[k]) > floor else 0.0
+    return out
+
+
 def warm() -> None:
     """Load every kernel (from numba's cache, or compile it) on tiny inputs of the types the
     scorers pass, so the first real call does not pay for it."""
@@ -342,6 +417,9 @@ def warm() -> None:
     judge_trials(f1, f2, i1, np.ones(1), f2, f2, f1, f1, f1, f2, i1, f1, f2, i1, f1, i1,
                  np.ones(1, dtype=np.int64), np.ones(8), 33)
     seasonal_centres(f1, f2, np.ones((1, 1), dtype=bool), np.array([0.0, 1.0]), np.zeros((1, 2)))
+    codes, spreads, counts = np.zeros(1, dtype=np.int8), np.zeros(1), np.zeros(1, dtype=bool)
+    streaming_gate(f2, f2, f2, f2, codes, spreads, counts, 0.5)
+    streaming_raw(f1, f1, f1, codes, spreads, counts, np.ones(1))
     table = np.zeros((1, 2))
     for surprise in (True, False):
         calibrate(one, table, np.array([0.0, 1.0]), np.zeros((1, 1), dtype=np.intp), np.zeros((1, 1)),

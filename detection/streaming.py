@@ -105,7 +105,7 @@ import pandas as pd
 
 from detection.rolling import rolling_count, rolling_max, rolling_median, rolling_min
 from detection.streaming_state import settle
-from detection.zscore import DIRECTION_CODES, by_directions
+from detection.zscore import DIRECTION_CODES
 
 if TYPE_CHECKING:
     from detection.streaming_state import StreamConfig, StreamState
@@ -637,45 +637,26 @@ def _suppress(surprise: np.ndarray, present: np.ndarray, refractory: int,
 _SPEC_ROWS: "weakref.WeakKeyDictionary[StreamingMember, dict]" = weakref.WeakKeyDictionary()
 
 
-@dataclass(frozen=True)
-class _SpecRows:
-    """Per row, what the member's gate and raw score read of its metric's spec: the direction
-    code, ``spread_floor``'s minimum spread and Poisson flag, and the minutes a bucket's mean
-    stands for (a count's bucket mean is its total over them)."""
+def _spec_rows(member: "StreamingMember", metrics: Sequence[str], metric_of: np.ndarray
+               ) -> tuple[np.ndarray, ...]:
+    """Per row (of metric ``metrics[metric_of[k]]``), what the member's gate and raw score
+    read of its metric's spec: the direction code, ``spread_floor``'s minimum spread and
+    Poisson flag, and the minutes a bucket's mean stands for (a count's bucket mean is its
+    total over them). The per-metric values are made once per member and metrics (a window
+    asks again)."""
+    known = _SPEC_ROWS.setdefault(member, {})
+    key = tuple(metrics)
+    if key not in known:
+        from detection.metrics import spec_for
 
-    direction: np.ndarray
-    min_spread: np.ndarray
-    count: np.ndarray
-    minutes: np.ndarray
-
-    @classmethod
-    def of(cls, member: "StreamingMember", metrics: Sequence[str], metric_of: np.ndarray,
-           ndim: int = 1) -> "_SpecRows":
-        shape = (-1,) + (1,) * (ndim - 1)   # broadcast along the rows' later axes
-        per_metric = cls.of_metrics(member, tuple(metrics))
-        return cls(*(values[metric_of].reshape(shape) for values in per_metric))
-
-    @staticmethod
-    def of_metrics(member: "StreamingMember", metrics: tuple[str, ...]) -> tuple[np.ndarray, ...]:
-        """The four fields per metric (made once per member and metrics: a window asks again)."""
-        known = _SPEC_ROWS.setdefault(member, {})
-        if metrics not in known:
-            from detection.metrics import spec_for
-
-            specs = [spec_for(metric, member.specs) for metric in metrics]
-            width = getattr(member, "width_", None)
-            known[metrics] = (
-                np.array([DIRECTION_CODES[s.direction] for s in specs], dtype=np.int8),
-                np.array([s.min_spread for s in specs], dtype=float),
-                np.array([s.count for s in specs], dtype=bool),
-                np.array([width / member.step_ if width is not None and s.count else 1.0 for s in specs]))
-        return known[metrics]
-
-    def floor(self, centre: np.ndarray) -> np.ndarray:
-        """``baseline.spread_floor(centre, 0.0, spec)`` row by row."""
-        from detection.baseline import spread_floors
-
-        return spread_floors(centre, 0.0, self.min_spread, self.count)
+        specs = [spec_for(metric, member.specs) for metric in key]
+        width = getattr(member, "width_", None)
+        known[key] = (
+            np.array([DIRECTION_CODES[s.direction] for s in specs], dtype=np.int8),
+            np.array([s.min_spread for s in specs], dtype=float),
+            np.array([s.count for s in specs], dtype=bool),
+            np.array([width / member.step_ if width is not None and s.count else 1.0 for s in specs]))
+    return tuple(values[metric_of] for values in known[key])
 
 
 class StreamingMember:
@@ -825,11 +806,11 @@ class StreamingMember:
         # CPU, one error, 10 ms) is no symptom, however rare it is for a metric that stood still.
         # A count's bucket mean stands for the bucket's total: one error in five minutes is one
         # error, so its floor is the total's floor over the minutes it holds
-        specs = _SpecRows.of(self, metrics, metric_of)
-        floor = specs.floor((x - residual) * specs.minutes) / specs.minutes
-        outward = np.nan_to_num(by_directions(residual, specs.direction), nan=0.0)
-        scores = np.where(outward > floor, surprise, 0.0)
-        return np.where(np.isnan(x), np.nan, scores)
+        from detection.kernels import streaming_raw
+
+        direction, min_spread, count, minutes = _spec_rows(self, metrics, metric_of)
+        return streaming_raw(*(np.ascontiguousarray(a, dtype=float) for a in (x, residual, surprise)),
+                             direction, min_spread, count, minutes)
 
     # ----------------------------------------------------------------------------- live state
     # The live streams are not the member's fitted state: they live beside it (``_LIVE``), so a
@@ -925,14 +906,14 @@ class StreamingMember:
                    carried: np.ndarray, expected: np.ndarray, level: np.ndarray) -> np.ndarray:
         """``_gate`` of rows of several metrics at once (row ``k`` of every array is of
         ``metrics[metric_of[k]]``; the arrays may have more axes after the rows')."""
-        specs = _SpecRows.of(self, metrics, metric_of, x.ndim)
-        floor = specs.floor(np.nan_to_num(expected))
-        with np.errstate(invalid="ignore"):
-            outward = np.nan_to_num(by_directions(x - expected, specs.direction), nan=0.0)
-            symptom = np.nan_to_num(by_directions(level - expected, specs.direction), nan=0.0)
-        shows = (outward > floor) & (outward >= self.CARRY_SHARE * symptom)
-        out = np.where(shows, carried, np.where(np.isnan(carried), np.nan, 0.0))
-        return np.where(np.isnan(x), np.nan, out)
+        from detection.kernels import streaming_gate
+
+        direction, min_spread, count, _ = _spec_rows(self, metrics, metric_of)
+        rows = (len(x), int(np.prod(np.shape(x)[1:])))   # the later axes as one
+        out = streaming_gate(*(np.ascontiguousarray(a, dtype=float).reshape(rows)
+                               for a in (x, carried, expected, level)),
+                             direction, min_spread, count, float(self.CARRY_SHARE))
+        return out.reshape(np.shape(x))
 
     def _buckets(self, x: np.ndarray, seconds: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:
         """The means and starts of the window's buckets that can be judged: wholly inside the

@@ -114,3 +114,55 @@ def test_seasonal_centres_are_numpys_interpolation_and_mean() -> None:
             own = np.interp(t, grid, curves[c])
             want = np.where(count > 0, 1.0 * total / np.maximum(count, 1), own)
             np.testing.assert_array_equal(got[c], want, err_msg=f"curve {c}, {cycles} cycles")
+
+
+def _edgy(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Values around a metric's floor, with zeros, negatives, NaN and both infinities."""
+    values = rng.normal(0, 3, shape) * 10 ** rng.uniform(-2, 2, shape)
+    flat = values.reshape(-1)
+    picks = rng.choice(len(flat), size=len(flat) // 3, replace=False)
+    flat[picks] = rng.choice([0.0, -0.0, np.nan, np.inf, -np.inf, 1.0, 0.5], size=len(picks))
+    return values
+
+
+def _floors(centre, min_spread, count):
+    """baseline.spread_floors(centre, 0.0, min_spread, count), as the members called it."""
+    from detection.baseline import spread_floors
+
+    return spread_floors(centre, 0.0, min_spread, count)
+
+
+def test_the_streaming_gate_and_raw_score_are_the_numpy_steps_value_for_value() -> None:
+    """What the streaming member's gate and raw score were in numpy (nan_to_num of the
+    expectation and of the outward move, the spec's floor with the Poisson term for counts,
+    a count's floor over the minutes its bucket mean stands for), against the kernels on
+    values with NaN, infinities, zeros and negatives, every direction, counts or not."""
+    from detection.zscore import by_directions
+
+    rng = np.random.default_rng(5)
+    rows = 60
+    direction = rng.integers(0, 3, rows).astype(np.int8)
+    min_spread = rng.choice([0.0, 0.5, 1.0, 10.0], rows)
+    count = rng.random(rows) < 0.5
+    x, carried, expected, level = (_edgy(rng, (rows, 7)) for _ in range(4))
+    x[count] = np.abs(x[count])
+    with np.errstate(invalid="ignore", over="ignore"):
+        floor = _floors(np.nan_to_num(expected), min_spread[:, None], count[:, None])
+        outward = np.nan_to_num(by_directions(x - expected, direction[:, None]), nan=0.0)
+        symptom = np.nan_to_num(by_directions(level - expected, direction[:, None]), nan=0.0)
+        shows = (outward > floor) & (outward >= 0.5 * symptom)
+        kept = np.where(shows, carried, np.where(np.isnan(carried), np.nan, 0.0))
+        want = np.where(np.isnan(x), np.nan, kept)
+    got = kernels.streaming_gate(x, carried, expected, level, direction, min_spread, count, 0.5)
+    np.testing.assert_array_equal(got, want)
+    assert 0 < np.count_nonzero(got == carried) < np.count_nonzero(~np.isnan(carried))   # both ways
+
+    minutes = np.where(count, 5.0, 1.0)
+    x, residual, surprise = x[:, 0], _edgy(rng, (rows,)), np.abs(_edgy(rng, (rows,)))
+    with np.errstate(invalid="ignore", over="ignore"):
+        floor = _floors((x - residual) * minutes, min_spread, count) / minutes
+        outward = np.nan_to_num(by_directions(residual, direction), nan=0.0)
+        want = np.where(np.isnan(x), np.nan, np.where(outward > floor, surprise, 0.0))
+    got = kernels.streaming_raw(x, residual, surprise, direction, min_spread, count, minutes)
+    np.testing.assert_array_equal(got, want)
+    assert 0 < np.count_nonzero(got == surprise) < np.count_nonzero(~np.isnan(x))
