@@ -384,33 +384,19 @@ class _Group:
                  ns: np.ndarray, keep: slice) -> tuple[np.ndarray, np.ndarray]:
         """The forest's raw score per row and its culprit metric (-1 for none), for every
         service at once (``IsolationForestDetector``'s features, score and attribution)."""
+        from detection.kernels import forest_features
+
         part = self.parts["iforest"]
         model = part["model"]
         window = self._rows(model.change_window, int(ns[1] - ns[0]))
         past = _nan_reduce(_sliding(values, 1, window, keep), "mean")
         values, centre, tolerant_z = values[:, keep], centre[:, keep], tolerant_z[:, keep]
-        missing = np.isnan(values)
-        feature_value = np.where(missing, centre, values)
-        feature_z = np.where(missing, 0.0, tolerant_z)
-        feature_change = np.nan_to_num(values - past, nan=0.0)
-        s, r, m = values.shape
-        features = np.stack([feature_value, feature_z, feature_change], axis=-1).reshape(s, r, 3 * m)
+        features, culprit = forest_features(*(np.ascontiguousarray(a, dtype=float)
+                                              for a in (values, centre, tolerant_z, past)),
+                                            part["centre"], part["scale"], self.direction)
         raw = -part["forests"].score_samples(features)
-        present = ~missing.all(axis=2)
-        raw = np.where(present, raw, np.nan)[:, :, None]
-        centre_f = part["centre"].reshape(s, 1, m, 3)
-        scale_f = part["scale"].reshape(s, 1, m, 3)
-        dev = (features.reshape(s, r, m, 3) - centre_f) / scale_f
-        kinds = dev[..., 1:]   # the z and change features
-        direction = self.direction[:, None, :, None]
-        either = np.maximum.reduce([by_directions(kinds[..., i], np.zeros_like(direction[..., 0]))
-                                    for i in range(2)])
-        bad = np.maximum.reduce([by_directions(kinds[..., i], direction[..., 0]) for i in range(2)])
-        top = either.argmax(axis=2)
-        pick = np.take_along_axis(bad, top[..., None], axis=2)[..., 0]
-        best = np.take_along_axis(either, top[..., None], axis=2)[..., 0]
-        named = (pick > 0) & (pick >= best * (1 - 1e-9))
-        return raw, np.where(named, top, -1)
+        present = ~np.isnan(values).all(axis=2)
+        return np.where(present, raw, np.nan)[:, :, None], culprit
 
 
 class StackedForests:

@@ -52,6 +52,63 @@ def forest_depths(feature: np.ndarray, right: np.ndarray, threshold: np.ndarray,
     return out
 
 
+@njit(cache=True, nogil=True, error_model="numpy")   # x / 0 is inf or NaN, as in numpy
+def forest_features(values: np.ndarray, centre: np.ndarray, tolerant_z: np.ndarray, past: np.ndarray,
+                    feature_centre: np.ndarray, feature_scale: np.ndarray, direction: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """The isolation forest's features of rows (services, rows, metrics) and each row's
+    culprit metric, as ``IsolationForestDetector`` makes and attributes them.
+
+    Per metric three features: the value (the baseline's centre where it is missing), its
+    tolerant z (0 where missing) and its change from the ``past`` mean (0 where NaN, as
+    np.nan_to_num). The culprit is the metric whose z or change feature lies furthest from
+    its training centre in ``feature_scale``s (numpy's argmax: the first NaN, else the first
+    largest), named only when it lies that far the metric's bad way (``direction``, as
+    ``by_directions``); else -1. Returns the features (services, rows, 3 x metrics) as
+    float32, what the forest walks, and the culprits."""
+    services, rows, metrics = values.shape
+    features = np.empty((services, rows, 3 * metrics), dtype=np.float32)
+    culprit = np.empty((services, rows), dtype=np.int64)
+    either = np.empty(metrics)
+    bad = np.empty(metrics)
+    for s in range(services):
+        for r in range(rows):
+            for m in range(metrics):
+                v = values[s, r, m]
+                missing = np.isnan(v)
+                change = _nan_to_num(v - past[s, r, m])
+                z = 0.0 if missing else tolerant_z[s, r, m]
+                features[s, r, 3 * m] = centre[s, r, m] if missing else v
+                features[s, r, 3 * m + 1] = z
+                features[s, r, 3 * m + 2] = change
+                dev_z = (z - feature_centre[s, 3 * m + 1]) / feature_scale[s, 3 * m + 1]
+                dev_change = (change - feature_centre[s, 3 * m + 2]) / feature_scale[s, 3 * m + 2]
+                either[m] = _maximum(abs(dev_z), abs(dev_change))
+                bad[m] = _maximum(_directed(dev_z, direction[s, m]), _directed(dev_change, direction[s, m]))
+            top = 0
+            for m in range(metrics):
+                if np.isnan(either[m]):
+                    top = m
+                    break
+                if either[m] > either[top]:
+                    top = m
+            pick, best = bad[top], either[top]
+            culprit[s, r] = top if (pick > 0 and pick >= best * (1 - 1e-9)) else -1
+    return features, culprit
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _directed(z: float, direction: int) -> float:
+    """``by_directions`` of one value: NaN kept; up (1), down (2) or either way."""
+    if np.isnan(z):
+        return z
+    if direction == 1:
+        return z if z > 0.0 else 0.0
+    if direction == 2:
+        return -z if -z > 0.0 else 0.0
+    return abs(z)
+
+
 @njit(cache=True, nogil=True)
 def count_at_least(ring: np.ndarray, rows: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per ``k``: how many entries of ``ring[rows[k]]`` are >= ``u[k]`` (NaN entries never are),
@@ -343,14 +400,18 @@ def _maximum(a: float, b: float) -> float:
 
 
 @njit(cache=True, nogil=True, inline="always")
+def _nan_to_num(v: float) -> float:
+    """``np.nan_to_num`` of one float: NaN 0, the infinities the largest finite floats."""
+    if np.isnan(v):
+        return 0.0
+    return _BIG if v == np.inf else (-_BIG if v == -np.inf else v)
+
+
+@njit(cache=True, nogil=True, inline="always")
 def _outward(z: float, direction: int) -> float:
     """``np.nan_to_num(by_directions(z, direction), nan=0.0)`` of one value: how far ``z`` lies
-    the metric's bad way (direction 1 up, 2 down, else either), 0 for NaN."""
-    if np.isnan(z):
-        return 0.0
-    out = (z if z > 0.0 else 0.0) if direction == 1 else ((-z if z < 0.0 else 0.0) if direction == 2
-                                                          else abs(z))
-    return _BIG if out == np.inf else out
+    the metric's bad way, 0 for NaN."""
+    return _nan_to_num(_directed(z, direction))
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -380,15 +441,15 @@ def streaming_gate(x: np.ndarray, carried: np.ndarray, expected: np.ndarray, lev
             if np.isnan(x[k, j]):
                 out[k, j] = np.nan
                 continue
-            finite = 0.0 if np.isnan(e) else (_BIG if e == np.inf else (-_BIG if e == -np.inf else e))
             outward = _outward(x[k, j] - e, d)
-            shows = outward > _floor(finite, ms, c) and outward >= share * _outward(level[k, j] - e, d)
+            shows = (outward > _floor(_nan_to_num(e), ms, c)
+                     and outward >= share * _outward(level[k, j] - e, d))
             value = carried[k, j]
             out[k, j] = value if shows else (value if np.isnan(value) else 0.0)
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, error_model="numpy")
 def streaming_raw(x: np.ndarray, residual: np.ndarray, surprise: np.ndarray, direction: np.ndarray,
                   min_spread: np.ndarray, count: np.ndarray, minutes: np.ndarray) -> np.ndarray:
     """``StreamingMember._raw_rows`` (one value a row, row ``k``'s spec as in
@@ -420,6 +481,7 @@ def warm() -> None:
     codes, spreads, counts = np.zeros(1, dtype=np.int8), np.zeros(1), np.zeros(1, dtype=bool)
     streaming_gate(f2, f2, f2, f2, codes, spreads, counts, 0.5)
     streaming_raw(f1, f1, f1, codes, spreads, counts, np.ones(1))
+    forest_features(one, one, one, one, np.ones((1, 3)), np.ones((1, 3)), np.zeros((1, 1), dtype=np.int64))
     table = np.zeros((1, 2))
     for surprise in (True, False):
         calibrate(one, table, np.array([0.0, 1.0]), np.zeros((1, 1), dtype=np.intp), np.zeros((1, 1)),

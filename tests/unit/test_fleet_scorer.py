@@ -107,7 +107,8 @@ def test_a_warmed_scorer_scores_its_first_window_without_stacking_anything(detec
     names = ["loaded-0", "loaded-1"]
     served = {n: decode(encode(detectors[n])) for n in names}   # live streams of their own
     scorer = FleetScorer(served)
-    kernel_names = ["forest_depths", "count_at_least", "calibrate", "judge_trials", "seasonal_centres"]
+    kernel_names = ["forest_depths", "forest_features", "count_at_least", "calibrate", "judge_trials",
+                    "seasonal_centres", "streaming_gate", "streaming_raw"]
     dispatchers = [getattr(kernels, name) for name in kernel_names]
     called: dict[str, set] = {name: set() for name in kernel_names}
 

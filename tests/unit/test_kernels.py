@@ -166,3 +166,45 @@ def test_the_streaming_gate_and_raw_score_are_the_numpy_steps_value_for_value() 
     got = kernels.streaming_raw(x, residual, surprise, direction, min_spread, count, minutes)
     np.testing.assert_array_equal(got, want)
     assert 0 < np.count_nonzero(got == surprise) < np.count_nonzero(~np.isnan(x))
+
+
+def test_the_forests_features_and_culprits_are_the_numpy_steps_value_for_value() -> None:
+    """The isolation forest's features and culprit metric as the fleet scorer made them in
+    numpy (the value or the centre where missing, the tolerant z or 0, the change with
+    nan_to_num; the metric furthest off by its z or change, by numpy's argmax, named only when
+    that far the bad way), against the kernel, with missing values, NaN and infinite
+    features, ties and every direction."""
+    from detection.zscore import by_directions
+
+    rng = np.random.default_rng(7)
+    s, r, m = 6, 9, 5
+    values, tolerant_z, past = (_edgy(rng, (s, r, m)) for _ in range(3))
+    centre = rng.normal(10, 3, (s, r, m))
+    feature_centre, feature_scale = rng.normal(0, 1, (s, 3 * m)), np.abs(rng.normal(1, 0.5, (s, 3 * m)))
+    feature_scale[0, 4] = 0.0                                       # a constant training feature
+    values[1, 2] = values[1, 2, 0]                                  # every metric the same: ties
+    tolerant_z[1, 2], past[1, 2] = 0.0, 0.0
+    direction = rng.integers(0, 3, (s, m))
+    values[2, 0], past[2, 0], tolerant_z[2, 0] = 5.0, 5.0, 1.5      # a row exactly at the training centre
+    feature_centre[2, 1::3], feature_centre[2, 2::3] = 1.5, 0.0
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        missing = np.isnan(values)
+        changes = np.nan_to_num(values - past, nan=0.0)
+        want = np.stack([np.where(missing, centre, values), np.where(missing, 0.0, tolerant_z), changes],
+                        axis=-1).reshape(s, r, 3 * m)
+        kinds = ((want.reshape(s, r, m, 3) - feature_centre.reshape(s, 1, m, 3))
+                 / feature_scale.reshape(s, 1, m, 3))[..., 1:]
+        codes = direction[:, None, :]
+        either = np.maximum.reduce([by_directions(kinds[..., i], np.zeros_like(codes)) for i in range(2)])
+        bad = np.maximum.reduce([by_directions(kinds[..., i], codes) for i in range(2)])
+        top = either.argmax(axis=2)
+        pick = np.take_along_axis(bad, top[..., None], axis=2)[..., 0]
+        best = np.take_along_axis(either, top[..., None], axis=2)[..., 0]
+        culprits = np.where((pick > 0) & (pick >= best * (1 - 1e-9)), top, -1)
+        walked = want.astype(np.float32)   # what the forest walks (beyond float32: infinite)
+    features, culprit = kernels.forest_features(values, centre, tolerant_z, past, feature_centre,
+                                                feature_scale, direction)
+    np.testing.assert_array_equal(features, walked)
+    np.testing.assert_array_equal(culprit, culprits)
+    assert np.isnan(either).any() and (culprits == -1).any() and (culprits >= 1).any()
+    assert culprit[2, 0] == -1                                      # nothing off: no culprit
