@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, WrapValidator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, PlainSerializer, WrapValidator
 
 from service.requests import Name
 from service.timestamps import remembered
@@ -19,8 +19,10 @@ MAX_SERIES = 1_000
 MAX_POINTS_PER_SERIES = 10_080                        # one week of one-minute points
 
 Value = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-# Parsed once per distinct short list, with their epoch seconds (``service.timestamps``).
-Stamps = Annotated[list[AwareDatetime], WrapValidator(remembered)]
+# Parsed once per distinct short list, with their epoch seconds (``service.timestamps``); the
+# ``Timestamps`` tuple is dumped as the list the schema declares.
+Stamps = Annotated[list[AwareDatetime], WrapValidator(remembered),
+                   PlainSerializer(list, return_type=list[AwareDatetime])]
 
 SCORE_EXAMPLE = {"series": [
     {"service": "aiops-platform-service", "metric": "cpu_utilization",

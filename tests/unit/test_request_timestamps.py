@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -61,6 +62,10 @@ def test_series_sending_the_same_timestamps_share_them_and_score_as_plain_lists(
     assert api is not web and list(api) == list(web)                 # the same instants, other text
     assert str(api[0].utcoffset()) == "5:30:00"                      # the offset sent is kept
     np.testing.assert_array_equal(api.seconds, [t.timestamp() for t in frame.index])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")   # dumped as the list the schema declares, without a warning
+        dumped = first.model_dump(mode="json")["series"][-1]["timestamps"]
+    assert [pd.Timestamp(t) for t in dumped] == list(frame.index)
     shared = score_series(_series(first), models, frame.columns, 1000)
     plain = score_series(_plain(first), models, frame.columns, 1000)
     assert all(r.anomalies for r in plain)                           # the comparison means something
