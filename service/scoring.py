@@ -34,7 +34,7 @@ from models.bundle import BundleError
 from models.signing import Trust
 from models.store import LocalModelStore, load_champion
 from rca.payload import PayloadError
-from service.timestamps import Timestamps
+from service.timestamps import Timestamps, as_timestamps, seconds_of
 
 log = logging.getLogger("aiops.scoring")
 HOURS_OF_WEEK = 168
@@ -44,13 +44,19 @@ _REFERENCE_WEEK = pd.date_range("2024-01-01", periods=HOURS_OF_WEEK, freq="h", t
 
 @dataclass(frozen=True)
 class Series:
-    """One metric of one service: timestamps (aware, strictly increasing) and finite values."""
+    """One metric of one service: timestamps (aware, strictly increasing) and finite values.
+
+    The timestamps are kept as ``Timestamps`` (their epoch seconds and index worked out once;
+    the API's schema hands one object to every series that sends the same list)."""
 
     cluster: str
     service: str
     metric: str
     timestamps: Sequence[datetime]
     values: Sequence[float]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "timestamps", as_timestamps(self.timestamps))
 
     @property
     def name(self) -> str:
@@ -90,7 +96,7 @@ class BaselineTable:
     def anomalies(self, series: list[Series]) -> list[Anomaly]:
         rows = [self.row[one.metric] for one in series]
         found = table_anomalies(self, rows, series, [self.specs] * len(rows),
-                                [seconds_of(one.timestamps) for one in series])
+                                [one.timestamps.seconds for one in series])
         return sorted((a for _, a in found), key=lambda a: (a.timestamp, a.metric))
 
 
@@ -215,11 +221,6 @@ def scorer_for(model: Any) -> Scorer:
 
 # 1970-01-01 was a Thursday: hour 0 of the epoch is hour 72 of its week (Monday 00:00 is hour 0).
 _EPOCH_HOUR_OF_WEEK = 3 * 24
-
-
-def seconds_of(timestamps: Sequence[datetime]) -> np.ndarray:
-    """Aware timestamps as epoch seconds."""
-    return np.fromiter((t.timestamp() for t in timestamps), dtype=float, count=len(timestamps))
 
 
 def hours_of_week(timestamps: Sequence[datetime]) -> np.ndarray:
@@ -348,18 +349,16 @@ class ServiceResult:
 
 
 def check_series(series: Sequence[Series], known_metrics: Iterable[str],
-                 max_points: int) -> list[np.ndarray]:
+                 max_points: int) -> list[Timestamps]:
     """Refuse what the schema does not: unknown metrics, a series twice, lengths that differ,
     timestamps out of order or repeated, too many points.
 
-    Returns each series' timestamps as epoch seconds (series sharing their timestamps, as a
-    service's metrics usually do, share one array). Raises PayloadError naming
-    ``series[i].field``.
+    Returns each series' timestamps (series at the same instants, as a service's metrics
+    usually are, share one ``Timestamps``). Raises PayloadError naming ``series[i].field``.
     """
     known = set(known_metrics)
-    seconds, increasing = _all_seconds(series)
     seen: dict[tuple[str, str, str], int] = {}
-    shared: dict[bytes, np.ndarray] = {}
+    shared: dict[tuple, Timestamps] = {}
     out = []
     total = 0
     for i, one in enumerate(series):
@@ -375,62 +374,30 @@ def check_series(series: Sequence[Series], known_metrics: Iterable[str],
             raise PayloadError(f"series[{i}].values", f"{len(one.values)} values for "
                                                       f"{len(one.timestamps)} timestamps; one value "
                                                       "per timestamp")
-        if not increasing[i]:
-            _increasing(seconds[i], one.timestamps, i)
-        out.append(shared.setdefault(seconds[i].tobytes(), seconds[i]))
+        if not one.timestamps.increasing:
+            _increasing(one.timestamps, i)
+        out.append(shared.setdefault(one.timestamps.key, one.timestamps))
         total += len(one.values)
     if total > max_points:
         raise PayloadError("series", f"{total:,} points in one request; at most {max_points:,}")
     return out
 
 
-def _all_seconds(series: Sequence[Series]) -> tuple[list[np.ndarray], np.ndarray]:
-    """Every series' timestamps as epoch seconds, and whether each series' are strictly
-    increasing: read off the API's ``Timestamps``, the others converted in one pass."""
-    seconds: list[np.ndarray] = [getattr(one.timestamps, "seconds", None) for one in series]
-    increasing = np.array([getattr(one.timestamps, "increasing", True) for one in series])
-    rest = [i for i, known in enumerate(seconds) if known is None]
-    if rest:
-        converted, ok = _convert([series[i] for i in rest])
-        for k, i in enumerate(rest):
-            seconds[i] = converted[k]
-        increasing[rest] = ok
-    return seconds, increasing
-
-
-def _convert(series: Sequence[Series]) -> tuple[list[np.ndarray], np.ndarray]:
-    counts = np.fromiter((len(one.timestamps) for one in series), dtype=np.int64, count=len(series))
-    flat = np.fromiter((t.timestamp() for one in series for t in one.timestamps), dtype=float,
-                       count=int(counts.sum()))
-    ends = np.cumsum(counts)
-    bad = np.diff(flat) <= 0
-    bad[ends[:-1][(ends[:-1] > 0) & (ends[:-1] < len(flat))] - 1] = False   # from one series to the next
-    increasing = np.ones(len(series), dtype=bool)
-    increasing[np.searchsorted(ends, np.flatnonzero(bad), side="right")] = False
-    return np.split(flat, ends[:-1]), increasing
-
-
-def _increasing(seconds: np.ndarray, stamps: Sequence[datetime], i: int) -> np.ndarray:
-    steps = np.diff(seconds)
+def _increasing(stamps: Timestamps, i: int) -> None:
+    """Name the first timestamp of series ``i`` that repeats or goes back."""
+    steps = np.diff(stamps.seconds)
     if len(steps) and not (steps > 0).all():
         j = int(np.flatnonzero(steps <= 0)[0]) + 1
         what = (f"repeats timestamps[{j - 1}]; send each point once" if steps[j - 1] == 0 else
                 f"is before timestamps[{j - 1}] {stamps[j - 1].isoformat()}; send points in time order")
         raise PayloadError(f"series[{i}].timestamps", f"timestamps[{j}] {stamps[j].isoformat()} {what}")
-    return seconds
 
 
-def _shared_index(members: list[int], seconds: list[np.ndarray], series: Sequence[Series],
-                  made: dict[int, pd.DatetimeIndex]) -> pd.DatetimeIndex | None:
+def _shared_index(members: list[int], stamps: list[Timestamps]) -> pd.DatetimeIndex | None:
     """The one index of these series when they share their timestamps (``check_series`` gives
-    equal timestamps one array), made once per request in ``made``; else None."""
-    first = seconds[members[0]]
-    if any(seconds[i] is not first for i in members[1:]):
-        return None
-    if id(first) not in made:
-        stamps = series[members[0]].timestamps
-        made[id(first)] = stamps.index if isinstance(stamps, Timestamps) else pd.DatetimeIndex(list(stamps))
-    return made[id(first)]
+    equal timestamps one object); else None."""
+    first = stamps[members[0]]
+    return first.index if all(stamps[i] is first for i in members[1:]) else None
 
 
 def score_series(series: Sequence[Series], models: ServiceModels, known_metrics: Iterable[str],
@@ -440,7 +407,7 @@ def score_series(series: Sequence[Series], models: ServiceModels, known_metrics:
     Raises PayloadError (bad input, named) or NoModelError (a service without a model) before
     anything is scored.
     """
-    seconds = check_series(series, known_metrics, max_points)
+    stamps = check_series(series, known_metrics, max_points)
     groups: dict[tuple[str, str], list[int]] = {}
     for i, one in enumerate(series):
         groups.setdefault((one.cluster, one.service), []).append(i)
@@ -463,14 +430,14 @@ def score_series(series: Sequence[Series], models: ServiceModels, known_metrics:
                         + scorer.row[series[i].metric])
             specs.append(scorer.specs)
         picked = [series[i] for i in by_table]
-        for k, anomaly in table_anomalies(stacked, rows, picked, specs, [seconds[i] for i in by_table]):
+        seconds = [stamps[i].seconds for i in by_table]
+        for k, anomaly in table_anomalies(stacked, rows, picked, specs, seconds):
             found[(picked[k].cluster, picked[k].service)].append(anomaly)
     fleet = [(cluster, service, model, members) for cluster, service, model, members in plan
              if model.name not in stacked.offset and model.name in models.fleet.detectors]
     if fleet:   # every ensemble of the request in one pass
-        indexes: dict[int, pd.DatetimeIndex] = {}
         windows = {model.name: model.scorer.window([series[i] for i in members],
-                                                   _shared_index(members, seconds, series, indexes))
+                                                   _shared_index(members, stamps))
                    for _, _, model, members in fleet}
         detected = models.fleet.detect(windows)
         for cluster, service, model, _ in fleet:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +21,11 @@ import pandas as pd
 
 REMEMBER_POINTS = 60     # lists this long at most are remembered (a long series pays once anyway)
 REMEMBER_LISTS = 4_096   # distinct lists kept; the oldest one goes first
+
+
+def seconds_of(timestamps: Sequence[datetime]) -> np.ndarray:
+    """Aware timestamps as epoch seconds."""
+    return np.fromiter((t.timestamp() for t in timestamps), dtype=float, count=len(timestamps))
 
 
 class Timestamps(tuple):
@@ -32,11 +37,17 @@ class Timestamps(tuple):
 
     def __new__(cls, stamps: Iterable[datetime]) -> "Timestamps":
         self = super().__new__(cls, stamps)
-        seconds = np.fromiter((t.timestamp() for t in self), dtype=float, count=len(self))
+        seconds = seconds_of(self)
         seconds.flags.writeable = False
         self.seconds = seconds
         self.increasing = bool((np.diff(seconds) > 0).all())
         return self
+
+    @functools.cached_property
+    def key(self) -> tuple[bytes, tuple]:
+        """Equal for lists of the same instants written with the same UTC offsets (equal
+        datetimes at other offsets are other text and another index)."""
+        return self.seconds.tobytes(), tuple(t.utcoffset() for t in self)
 
     @functools.cached_property
     def index(self) -> pd.DatetimeIndex:
@@ -46,6 +57,11 @@ class Timestamps(tuple):
 
 _KNOWN: dict[tuple[str, ...], Timestamps] = {}
 _KNOWN_LOCK = threading.Lock()
+
+
+def as_timestamps(stamps: Iterable[datetime]) -> Timestamps:
+    """``stamps`` as ``Timestamps`` (themselves when they already are)."""
+    return stamps if isinstance(stamps, Timestamps) else Timestamps(stamps)
 
 
 def remembered(value: Any, parse: Callable[[Any], list[datetime]]) -> Timestamps:
