@@ -21,6 +21,60 @@ from numba import njit
 _LN10 = math.log(10)   # what the numpy code divides by (math.log(10))
 
 
+# ------------------------------------------------------------ numpy's steps on one float
+_BIG = np.finfo(np.float64).max   # what np.nan_to_num makes of +inf
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _maximum(a: float, b: float) -> float:
+    """``np.maximum`` of two floats: NaN if either is."""
+    if np.isnan(a):
+        return a
+    if np.isnan(b):
+        return b
+    return a if a >= b else b
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _nan_to_num(v: float) -> float:
+    """``np.nan_to_num`` of one float: NaN 0, the infinities the largest finite floats."""
+    if np.isnan(v):
+        return 0.0
+    return _BIG if v == np.inf else (-_BIG if v == -np.inf else v)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _directed(z: float, direction: int) -> float:
+    """``by_directions`` of one value: NaN kept; up (1), down (2) or either way."""
+    if np.isnan(z):
+        return z
+    if direction == 1:
+        return z if z > 0.0 else 0.0
+    if direction == 2:
+        return -z if -z > 0.0 else 0.0
+    return abs(z)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _outward(z: float, direction: int) -> float:
+    """``np.nan_to_num(by_directions(z, direction), nan=0.0)`` of one value: how far ``z`` lies
+    the metric's bad way, 0 for NaN."""
+    return _nan_to_num(_directed(z, direction))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _floor(centre: float, min_spread: float, count: bool) -> float:
+    """``baseline.spread_floors(centre, 0.0, min_spread, count)`` of one value."""
+    floor = _maximum(0.0 * abs(centre), min_spread)
+    if count:
+        clipped = centre if (np.isnan(centre) or centre > 0.0) else 0.0
+        floor = _maximum(floor, np.sqrt(clipped) + 1.0)
+    return _maximum(0.0, floor)
+
+
+# ------------------------------------------------------------------------------- kernels
+
+
 @njit(cache=True, nogil=True)
 def forest_depths(feature: np.ndarray, right: np.ndarray, threshold: np.ndarray, missing_left: np.ndarray,
                   leaves: np.ndarray, services: np.ndarray, X: np.ndarray) -> np.ndarray:
@@ -95,18 +149,6 @@ def forest_features(values: np.ndarray, centre: np.ndarray, tolerant_z: np.ndarr
             pick, best = bad[top], either[top]
             culprit[s, r] = top if (pick > 0 and pick >= best * (1 - 1e-9)) else -1
     return features, culprit
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _directed(z: float, direction: int) -> float:
-    """``by_directions`` of one value: NaN kept; up (1), down (2) or either way."""
-    if np.isnan(z):
-        return z
-    if direction == 1:
-        return z if z > 0.0 else 0.0
-    if direction == 2:
-        return -z if -z > 0.0 else 0.0
-    return abs(z)
 
 
 @njit(cache=True, nogil=True)
@@ -290,11 +332,7 @@ def judge_trials(values: np.ndarray, predictions: np.ndarray, best: np.ndarray, 
         shift = -np.inf
         for j in range(len(windows)):
             w = windows[j]
-            v = abs((sums[k, j] + zc) / w) * np.sqrt(w)
-            if np.isnan(v) or np.isnan(shift):
-                shift = np.nan
-            elif v > shift:
-                shift = v
+            shift = _maximum(shift, abs((sums[k, j] + zc) / w) * np.sqrt(w))
         for j in range(width_tail):
             window[j] = abs(tail[k, j])
         window[width_tail] = abs(z)
@@ -384,44 +422,6 @@ def seasonal_centres(t: np.ndarray, at: np.ndarray, use: np.ndarray, xp: np.ndar
             else:
                 out[c, r] = _interp_at(t[r], j_t[r], xp, fp)
     return out
-
-
-_BIG = np.finfo(np.float64).max   # what np.nan_to_num makes of +inf
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _maximum(a: float, b: float) -> float:
-    """``np.maximum`` of two floats: NaN if either is."""
-    if np.isnan(a):
-        return a
-    if np.isnan(b):
-        return b
-    return a if a >= b else b
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _nan_to_num(v: float) -> float:
-    """``np.nan_to_num`` of one float: NaN 0, the infinities the largest finite floats."""
-    if np.isnan(v):
-        return 0.0
-    return _BIG if v == np.inf else (-_BIG if v == -np.inf else v)
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _outward(z: float, direction: int) -> float:
-    """``np.nan_to_num(by_directions(z, direction), nan=0.0)`` of one value: how far ``z`` lies
-    the metric's bad way, 0 for NaN."""
-    return _nan_to_num(_directed(z, direction))
-
-
-@njit(cache=True, nogil=True, inline="always")
-def _floor(centre: float, min_spread: float, count: bool) -> float:
-    """``baseline.spread_floors(centre, 0.0, min_spread, count)`` of one value."""
-    floor = _maximum(0.0 * abs(centre), min_spread)
-    if count:
-        clipped = centre if (np.isnan(centre) or centre > 0.0) else 0.0
-        floor = _maximum(floor, np.sqrt(clipped) + 1.0)
-    return _maximum(0.0, floor)
 
 
 @njit(cache=True, nogil=True)
