@@ -190,12 +190,12 @@ class DetectorScorer:
         """
         stamps = list(series[0].timestamps)
         if index is not None or all(list(s.timestamps) == stamps for s in series[1:]):
-            index = pd.DatetimeIndex(stamps) if index is None else index
+            index = series[0].timestamps.index if index is None else index
             frame = pd.DataFrame(np.array([list(s.values) for s in series], dtype=float).T,
                                  index=index, columns=[s.metric for s in series])
             return frame if index.is_monotonic_increasing else frame.sort_index()
-        columns = {s.metric: pd.Series(list(s.values), index=pd.DatetimeIndex(list(s.timestamps)),
-                                       dtype=float) for s in series}
+        columns = {s.metric: pd.Series(list(s.values), index=s.timestamps.index, dtype=float)
+                   for s in series}
         return pd.DataFrame(columns).sort_index()
 
     def window(self, series: list[Series], index: pd.DatetimeIndex | None = None) -> Any:
