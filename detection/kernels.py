@@ -80,29 +80,37 @@ def forest_depths(feature: np.ndarray, right: np.ndarray, threshold: np.ndarray,
                   leaves: np.ndarray, services: np.ndarray, X: np.ndarray) -> np.ndarray:
     """Per row of ``X`` (batch, rows, features; float32), the sum over its service's trees of
     the path length of the leaf it reaches. Trees in pre-order as node arrays (services, trees,
-    nodes): the split ``feature`` (-1 at a leaf), the ``right`` child (the left one is the next
-    node; at a leaf, its place in ``leaves``), the float32 ``threshold`` and whether a missing
-    value goes left; ``leaves`` (services, trees, leaves) the path lengths. Batch item ``k`` is
-    scored by the trees of service ``services[k]``. Sums tree by tree in order, as numpy's sum
-    over the trees axis does."""
+    nodes; C-contiguous): the split ``feature`` (-1 at a leaf), the ``right`` child (the left
+    one is the next node; at a leaf, its place in ``leaves``), the float32 ``threshold`` and
+    whether a missing value goes left; ``leaves`` (services, trees, leaves) the path lengths.
+    Batch item ``k`` is scored by the trees of service ``services[k]``. Sums tree by tree in
+    order, as numpy's sum over the trees axis does.
+
+    A tree walks all the rows of its batch item before the next tree (its nodes are fetched
+    from memory once, not once a row), and nodes are addressed by one unsigned offset into the
+    flat arrays (no per-axis index arithmetic or negative-index check on the walk)."""
     batch, rows = X.shape[0], X.shape[1]
-    trees = feature.shape[1]
+    trees, nodes = np.uint64(feature.shape[1]), np.uint64(feature.shape[2])
+    n_leaves = np.uint64(leaves.shape[2])
+    feature, right, threshold = feature.ravel(), right.ravel(), threshold.ravel()
+    missing_left, leaves = missing_left.ravel(), leaves.ravel()
+    one = np.uint64(1)
     out = np.zeros((batch, rows))
     for k in range(batch):
-        s = services[k]
-        for r in range(rows):
-            total = 0.0
-            for t in range(trees):
-                node = 0
-                while feature[s, t, node] >= 0:
-                    x = X[k, r, feature[s, t, node]]
-                    if np.isnan(x):
-                        go_left = missing_left[s, t, node]
-                    else:
-                        go_left = x <= threshold[s, t, node]
-                    node = node + 1 if go_left else right[s, t, node]
-                total += leaves[s, t, right[s, t, node]]
-            out[k, r] = total
+        first_tree = np.uint64(services[k]) * trees
+        for t in range(trees):
+            tree = first_tree + np.uint64(t)
+            root, leaf_base = tree * nodes, tree * n_leaves
+            for r in range(rows):
+                x_row = X[k, r]
+                node = root
+                split = feature[node]
+                while split >= 0:
+                    x = x_row[np.uint64(split)]
+                    go_left = missing_left[node] if np.isnan(x) else x <= threshold[node]
+                    node = node + one if go_left else root + np.uint64(right[node])
+                    split = feature[node]
+                out[k, r] += leaves[leaf_base + np.uint64(right[node])]
     return out
 
 

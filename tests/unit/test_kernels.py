@@ -69,6 +69,24 @@ def test_the_stacked_forest_walk_gives_scikit_learns_scores() -> None:
     np.testing.assert_array_equal(some.score_samples(X[[2, 1]]), got[[2, 1]])
 
 
+def test_the_stacked_walk_sends_a_missing_feature_the_way_its_split_says() -> None:
+    from detection.fleet import StackedForests
+
+    rng = np.random.default_rng(5)
+    fitted = CompiledForest.from_sklearn(
+        IsolationForest(n_estimators=30, random_state=0).fit(rng.normal(size=(1000, 4))))
+    sides = [CompiledForest(fitted.left, fitted.right, fitted.feature, fitted.threshold,
+                            rng.random(fitted.left.shape) < share, fitted.leaf_depth,
+                            fitted.denominator, fitted.n_features_in_) for share in (0.0, 0.5, 1.0)]
+    X = rng.normal(size=(3, 40, 4)).astype(np.float32)
+    X[:, ::3, 1] = np.nan
+    X[:, ::5, 3] = np.nan
+    got = StackedForests(sides).score_samples(X)
+    for k, forest in enumerate(sides):
+        np.testing.assert_allclose(got[k], forest.score_samples(X[k]), rtol=0, atol=1e-12, err_msg=str(k))
+    assert not np.allclose(got[0], got[2])   # the side a missing value takes changes the score
+
+
 def test_stacked_calibrators_give_each_calibrators_own_surprise_and_transform() -> None:
     from detection.fleet import _Calibrators
     from detection.postprocess import TailCalibrator
