@@ -56,9 +56,21 @@ def _sliding(values: np.ndarray, before: int, length: int, keep: slice = slice(N
 def _nan_reduce(windows: np.ndarray, how: str) -> np.ndarray:
     import warnings
 
+    if how == "mean":
+        return _nan_mean(windows)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN, as pandas does
-        return np.nanmedian(windows, axis=-1) if how == "median" else np.nanmean(windows, axis=-1)
+        return np.nanmedian(windows, axis=-1)
+
+
+def _nan_mean(windows: np.ndarray) -> np.ndarray:
+    """``np.nanmean(windows, axis=-1)`` by numpy's own steps (NaN as 0 in a contiguous copy,
+    summed, divided by the count), NaN for an all-NaN window without a warning to silence: a
+    warnings filter is process-wide state, and this runs on every request."""
+    present = ~np.isnan(windows)
+    total = np.where(present, windows, 0.0).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return total / present.sum(axis=-1, dtype=np.intp)
 
 
 # ------------------------------------------------------------------------ stacked calibrators

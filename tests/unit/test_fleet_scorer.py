@@ -140,3 +140,24 @@ def test_a_warmed_scorer_scores_its_first_window_without_stacking_anything(detec
         own = decode(encode(detectors[name])).score(frames[name])
         np.testing.assert_allclose(scores[name].to_numpy(), own.to_numpy(), rtol=0, atol=1e-9,
                                    equal_nan=True, err_msg=name)
+
+
+def test_the_forests_past_mean_is_numpys_nanmean_without_touching_the_warnings_filters() -> None:
+    import warnings
+
+    from detection.fleet import _nan_mean, _sliding
+
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(4, 70, 5)) * 10.0 ** rng.integers(-3, 6, size=(4, 70, 5))
+    values[rng.random(values.shape) < 0.3] = np.nan
+    values[1, 10:50] = np.nan                       # windows with nothing in them
+    for length in (1, 9, 30):
+        windows = _sliding(values, 1, length)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            expected = np.nanmean(windows, axis=-1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")          # an all-NaN window must not warn
+            got = _nan_mean(windows)
+        np.testing.assert_array_equal(got, expected, err_msg=str(length))
+        assert np.isnan(got[1, 40]).all()
