@@ -296,6 +296,41 @@ def _rarity_one(ring: np.ndarray, valid: int, held: float, u: float, unit: float
     return surprise if np.isfinite(surprise) else 0.0
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _median_in_place(a: np.ndarray) -> float:
+    """``np.median`` of a NaN-free 1-D array, reordering it: the middle value(s) by selection
+    (Hoare's quickselect, then the largest below it for an even count) rather than a full sort:
+    the same values, so the same bits, for the one window per series a trial judges."""
+    m = len(a)
+    half = m // 2
+    lo, hi = 0, m - 1
+    while hi > lo:   # a[half] ends up the value a sort would put there, none larger before it
+        pivot = a[(lo + hi) // 2]
+        i, j = lo, hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if half <= j:
+            hi = j
+        elif half >= i:
+            lo = i
+        else:
+            break
+    upper = a[half]
+    if m % 2:
+        return upper
+    lower = a[0]
+    for j in range(1, half):
+        lower = max(lower, a[j])
+    return (lower + upper) / 2
+
+
 @njit(cache=True, nogil=True)
 def judge_trials(values: np.ndarray, predictions: np.ndarray, best: np.ndarray, spread: np.ndarray,
                  sums: np.ndarray, tail: np.ndarray, seen: np.ndarray, high: np.ndarray, low: np.ndarray,
@@ -341,15 +376,12 @@ def judge_trials(values: np.ndarray, predictions: np.ndarray, best: np.ndarray, 
         for j in range(len(windows)):
             w = windows[j]
             shift = _maximum(shift, abs((sums[k, j] + zc) / w) * np.sqrt(w))
+        missing = np.isnan(z)
         for j in range(width_tail):
             window[j] = abs(tail[k, j])
+            missing = missing or np.isnan(window[j])
         window[width_tail] = abs(z)
-        if np.isnan(window).any():
-            sustained = np.nan
-        else:
-            ordered = np.sort(window)
-            half = len(ordered) // 2
-            sustained = ordered[half] if len(ordered) % 2 else (ordered[half - 1] + ordered[half]) / 2
+        sustained = np.nan if missing else _median_in_place(window)
         shift_s = _rarity_one(shift_rings[row], shift_valid[row], shift_held[row], _settle(shift, bits),
                               unit, min_reference, tail_index)
         sustained_s = _rarity_one(sustained_rings[row], sustained_valid[row], sustained_held[row],

@@ -226,3 +226,20 @@ def test_the_forests_features_and_culprits_are_the_numpy_steps_value_for_value()
     np.testing.assert_array_equal(culprit, culprits)
     assert np.isnan(either).any() and (culprits == -1).any() and (culprits >= 1).any()
     assert culprit[2, 0] == -1                                      # nothing off: no culprit
+
+
+def test_the_trials_median_by_selection_is_numpys_median() -> None:
+    from detection.kernels import _median_in_place
+
+    rng = np.random.default_rng(4)
+    for size in [1, 2, 3, 4, 5, 47, 48, 49, 240, 241]:
+        for draw in range(30):
+            a = np.abs(rng.normal(size=size)) * 10.0 ** rng.integers(-3, 4)
+            if draw % 3 == 0:
+                a = np.round(a, 1)                      # ties
+            if draw % 5 == 0:
+                a[rng.random(size) < 0.3] = np.inf
+            if draw % 7 == 0:
+                a[:] = a[0]                             # all equal
+            expected = np.median(a)
+            assert _median_in_place(a.copy()) == expected, (size, draw)
