@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from detection.anomaly import Anomaly
-from detection.baseline import HOUR_NS, hour_of_week_ns, spread_floors
+from detection.baseline import HOUR_NS, hour_of_week_ns
 from detection.ensemble import ServiceDetector
 from detection.forest import CompiledForest
 from detection.metrics import spec_for
@@ -212,8 +212,9 @@ class _Group:
                 "spread": np.stack([[s.spread_[m] for m in metrics] for s in seasonal]),
                 "relative_floor": np.array([s.relative_floor for s in seasonal], dtype=float),
                 "min_spread": np.array([[spec_for(m, s.specs).min_spread for m in metrics]
-                                        for s in seasonal]),
-                "count": np.array([[spec_for(m, s.specs).count for m in metrics] for s in seasonal]),
+                                        for s in seasonal], dtype=float),
+                "count": np.array([[spec_for(m, s.specs).count for m in metrics] for s in seasonal],
+                                  dtype=bool),
             }
             if any(not np.array_equal(s.centres_, seasonal[0].centres_) for s in seasonal):
                 raise _Unstackable("seasonal grids differ")
@@ -274,7 +275,7 @@ class _Group:
             expected.update(centre=centre[:, keep], spread=spread[:, keep],
                             tolerance=tolerance[:, keep])
         if "seasonal" in self.members:
-            raw["seasonal"] = self._seasonal(values, ns[keep], direction)
+            raw["seasonal"] = self._seasonal(values, ns[keep])
         surprises = {}
         for name in self.members:
             if name == "streaming":  # added after the combination (see _streaming)
@@ -329,10 +330,10 @@ class _Group:
         combined[np.isnan(values)] = np.nan
         return combined
 
-    def _seasonal(self, values: np.ndarray, ns: np.ndarray, direction: np.ndarray) -> np.ndarray:
+    def _seasonal(self, values: np.ndarray, ns: np.ndarray) -> np.ndarray:
         """``SeasonalResidualDetector.score`` (weekly repeat) for every service at once, at
         the UTC epoch nanoseconds ``ns``."""
-        from detection.kernels import seasonal_centres
+        from detection.kernels import seasonal_centres, seasonal_deviation
 
         part = self.parts["seasonal"]
         model = part["model"]
@@ -354,14 +355,10 @@ class _Group:
         # grid is shared, so each position's place in it is found once)
         centre = seasonal_centres(np.ascontiguousarray(t, dtype=float), np.ascontiguousarray(at, dtype=float),
                                   np.ascontiguousarray(use), np.ascontiguousarray(centres, dtype=float), flat)
-        centre = centre.reshape(s, m, -1).transpose(0, 2, 1)          # (S, R, M)
-        spread = part["spread"][:, :, ns // HOUR_NS % 24].transpose(0, 2, 1)   # the UTC hour
-        spread = spread_floors(centre, spread, part["min_spread"][:, None, :], part["count"][:, None, :],
-                               part["relative_floor"][:, None, None])
-        resid = values - centre
-        resid = np.where(np.abs(resid) <= 1e-9 * np.maximum(1.0, np.abs(centre)), 0.0, resid)
-        resid = np.sign(resid) * np.maximum(np.abs(resid) - 0.0 * np.abs(centre), 0.0)
-        return by_directions(resid / spread, direction)
+        # the spread of the UTC hour, floored; the residual in spreads, the bad way (one loop)
+        return seasonal_deviation(centre, np.ascontiguousarray(values, dtype=float), part["spread"],
+                                  ns // HOUR_NS % 24, part["min_spread"], part["count"],
+                                  part["relative_floor"], self.direction)
 
     def _rows(self, duration: Any, step: int) -> int:
         """How many rows of ``step`` ns a duration (a timedelta) spans."""

@@ -464,6 +464,36 @@ def seasonal_centres(t: np.ndarray, at: np.ndarray, use: np.ndarray, xp: np.ndar
     return out
 
 
+@njit(cache=True, nogil=True, error_model="numpy")   # x / 0 is inf or NaN, as in numpy
+def seasonal_deviation(centre: np.ndarray, values: np.ndarray, spread: np.ndarray, hour: np.ndarray,
+                       min_spread: np.ndarray, count: np.ndarray, relative_floor: np.ndarray,
+                       direction: np.ndarray) -> np.ndarray:
+    """The seasonal member's score (services, rows, metrics) of ``values`` against its expected
+    value ``centre`` (services x metrics, rows: ``seasonal_centres``' answer): the spread of the
+    row's UTC ``hour`` (``spread``: services, metrics, 24) floored as ``baseline.spread_floors``
+    does (``relative_floor`` per service, the spec's ``min_spread`` and Poisson floor for
+    counts), the residual zeroed within 1e-9 of the centre, in spreads, the metric's bad way
+    (``by_directions``): ``_Group._seasonal``'s numpy steps, value for value."""
+    services, rows, metrics = values.shape
+    out = np.empty(values.shape)
+    for s in range(services):
+        for r in range(rows):
+            for m in range(metrics):
+                c = centre[s * metrics + m, r]
+                floor = _maximum(relative_floor[s] * abs(c), min_spread[s, m])
+                if count[s, m]:
+                    clipped = c if (np.isnan(c) or c > 0.0) else 0.0
+                    floor = _maximum(floor, np.sqrt(clipped) + 1.0)
+                width = _maximum(spread[s, m, hour[r]], floor)
+                resid = values[s, r, m] - c
+                if abs(resid) <= 1e-9 * _maximum(1.0, abs(c)):
+                    resid = 0.0
+                size = _maximum(abs(resid) - 0.0 * abs(c), 0.0)
+                sign = 1.0 if resid > 0.0 else (-1.0 if resid < 0.0 else (resid if np.isnan(resid) else 0.0))
+                out[s, r, m] = _directed(sign * size / width, direction[s, m])
+    return out
+
+
 @njit(cache=True, nogil=True)
 def streaming_gate(x: np.ndarray, carried: np.ndarray, expected: np.ndarray, level: np.ndarray,
                    direction: np.ndarray, min_spread: np.ndarray, count: np.ndarray,
@@ -518,6 +548,8 @@ def warm() -> None:
     judge_trials(f1, f2, i1, np.ones(1), f2, f2, f1, f1, f1, f2, i1, f1, f2, i1, f1, i1,
                  np.ones(1, dtype=np.int64), np.ones(8), 33)
     seasonal_centres(f1, f2, np.ones((1, 1), dtype=bool), np.array([0.0, 1.0]), np.zeros((1, 2)))
+    seasonal_deviation(f2, one, np.ones((1, 1, 24)), np.zeros(1, dtype=np.int64), f2,
+                       np.zeros((1, 1), dtype=bool), f1, np.zeros((1, 1), dtype=np.int64))
     codes, spreads, counts = np.zeros(1, dtype=np.int8), np.zeros(1), np.zeros(1, dtype=bool)
     streaming_gate(f2, f2, f2, f2, codes, spreads, counts, 0.5)
     streaming_raw(f1, f1, f1, codes, spreads, counts, np.ones(1))

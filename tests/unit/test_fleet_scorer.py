@@ -108,7 +108,7 @@ def test_a_warmed_scorer_scores_its_first_window_without_stacking_anything(detec
     served = {n: decode(encode(detectors[n])) for n in names}   # live streams of their own
     scorer = FleetScorer(served)
     kernel_names = ["forest_depths", "forest_features", "count_at_least", "calibrate", "judge_trials",
-                    "seasonal_centres", "streaming_gate", "streaming_raw"]
+                    "seasonal_centres", "seasonal_deviation", "streaming_gate", "streaming_raw"]
     dispatchers = [getattr(kernels, name) for name in kernel_names]
     called: dict[str, set] = {name: set() for name in kernel_names}
 

@@ -243,3 +243,43 @@ def test_the_trials_median_by_selection_is_numpys_median() -> None:
                 a[:] = a[0]                             # all equal
             expected = np.median(a)
             assert _median_in_place(a.copy()) == expected, (size, draw)
+
+
+def test_the_seasonal_deviation_is_the_numpy_steps_value_for_value() -> None:
+    """Against ``_Group._seasonal``'s numpy: the hour's spread floored (relative, min_spread,
+    Poisson for counts), the residual zeroed near the centre, in spreads, by direction; with
+    NaN, infinities, zeros, negatives, a value on its centre and every direction."""
+    from detection.baseline import spread_floors
+    from detection.zscore import by_directions
+
+    rng = np.random.default_rng(6)
+    services, rows, metrics = 3, 7, 6
+    centre = rng.normal(20, 30, (services * metrics, rows))
+    centre[0, :3] = [np.nan, np.inf, 0.0]
+    centre[4, 2] = -np.inf
+    values = rng.normal(20, 40, (services, rows, metrics))
+    values[0, 3, 0] = np.nan
+    values[1, 1, 1] = np.inf
+    values[2, 0, 3] = centre[2 * metrics + 3, 0] * (1 + 1e-10)      # within 1e-9 of its centre
+    values[2, 1, 2] = centre[2 * metrics + 2, 1]                     # on it
+    spread = rng.uniform(0, 5, (services, metrics, 24))
+    spread[1, 2] = 0.0
+    spread[2, 4, :5] = np.nan
+    hour = rng.integers(0, 24, rows)
+    min_spread = rng.uniform(0, 2, (services, metrics))
+    count = rng.random((services, metrics)) < 0.5
+    relative = np.array([0.0, 0.05, 0.2])
+    direction = np.array([[0, 1, 2, 0, 1, 2]] * services)
+
+    got = kernels.seasonal_deviation(centre, values, spread, hour, min_spread, count, relative, direction)
+
+    mid = centre.reshape(services, metrics, rows).transpose(0, 2, 1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        width = spread_floors(mid, spread[:, :, hour].transpose(0, 2, 1), min_spread[:, None, :],
+                              count[:, None, :], relative[:, None, None])
+        resid = values - mid
+        resid = np.where(np.abs(resid) <= 1e-9 * np.maximum(1.0, np.abs(mid)), 0.0, resid)
+        resid = np.sign(resid) * np.maximum(np.abs(resid) - 0.0 * np.abs(mid), 0.0)
+        want = by_directions(resid / width, direction[:, None, :])
+    np.testing.assert_array_equal(got, want)
+    assert np.isnan(got).any() and np.isinf(got).any() and (got == 0).any()
