@@ -53,13 +53,12 @@ def _sliding(values: np.ndarray, before: int, length: int, keep: slice = slice(N
     return windows[:, :r][:, keep]
 
 
-def _nan_reduce(windows: np.ndarray, how: str) -> np.ndarray:
+def _nan_median(windows: np.ndarray) -> np.ndarray:
+    """``np.nanmedian(windows, axis=-1)``; an all-NaN window gives NaN, as pandas does."""
     import warnings
 
-    if how == "mean":
-        return _nan_mean(windows)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows give NaN, as pandas does
+        warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmedian(windows, axis=-1)
 
 
@@ -379,8 +378,8 @@ class _Group:
         if not covered.any():   # a window too short to judge a shift in (a request's few minutes)
             return np.full(values[:, keep].shape, np.nan)
         deviation = values - centre
-        now = _nan_reduce(_sliding(deviation, 0, recent, keep), "median")
-        before = _nan_reduce(_sliding(deviation, recent, reference, keep), "median")
+        now = _nan_median(_sliding(deviation, 0, recent, keep))
+        before = _nan_median(_sliding(deviation, recent, reference, keep))
         now, before = np.where(covered, now, np.nan), np.where(covered, before, np.nan)
         with np.errstate(invalid="ignore"):
             up = np.where(now > 0, np.maximum(now - np.maximum(before, 0.0), 0.0), 0.0)
@@ -398,7 +397,7 @@ class _Group:
         part = self.parts["iforest"]
         model = part["model"]
         window = self._rows(model.change_window, int(ns[1] - ns[0]))
-        past = _nan_reduce(_sliding(values, 1, window, keep), "mean")
+        past = _nan_mean(_sliding(values, 1, window, keep))
         values, centre, tolerant_z = values[:, keep], centre[:, keep], tolerant_z[:, keep]
         features, culprit = forest_features(*(np.ascontiguousarray(a, dtype=float)
                                               for a in (values, centre, tolerant_z, past)),

@@ -63,13 +63,13 @@ def _outward(z: float, direction: int) -> float:
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _floor(centre: float, min_spread: float, count: bool) -> float:
-    """``baseline.spread_floors(centre, 0.0, min_spread, count)`` of one value."""
-    floor = _maximum(0.0 * abs(centre), min_spread)
+def _spread_floor(centre: float, spread: float, min_spread: float, count: bool, relative: float) -> float:
+    """``baseline.spread_floors(centre, spread, min_spread, count, relative)`` of one value."""
+    floor = _maximum(relative * abs(centre), min_spread)
     if count:
         clipped = centre if (np.isnan(centre) or centre > 0.0) else 0.0
         floor = _maximum(floor, np.sqrt(clipped) + 1.0)
-    return _maximum(0.0, floor)
+    return _maximum(spread, floor)
 
 
 # ------------------------------------------------------------------------------- kernels
@@ -480,11 +480,8 @@ def seasonal_deviation(centre: np.ndarray, values: np.ndarray, spread: np.ndarra
         for r in range(rows):
             for m in range(metrics):
                 c = centre[s * metrics + m, r]
-                floor = _maximum(relative_floor[s] * abs(c), min_spread[s, m])
-                if count[s, m]:
-                    clipped = c if (np.isnan(c) or c > 0.0) else 0.0
-                    floor = _maximum(floor, np.sqrt(clipped) + 1.0)
-                width = _maximum(spread[s, m, hour[r]], floor)
+                width = _spread_floor(c, spread[s, m, hour[r]], min_spread[s, m], count[s, m],
+                                      relative_floor[s])
                 resid = values[s, r, m] - c
                 if abs(resid) <= 1e-9 * _maximum(1.0, abs(c)):
                     resid = 0.0
@@ -512,7 +509,7 @@ def streaming_gate(x: np.ndarray, carried: np.ndarray, expected: np.ndarray, lev
                 out[k, j] = np.nan
                 continue
             outward = _outward(x[k, j] - e, d)
-            shows = (outward > _floor(_nan_to_num(e), ms, c)
+            shows = (outward > _spread_floor(_nan_to_num(e), 0.0, ms, c, 0.0)
                      and outward >= share * _outward(level[k, j] - e, d))
             value = carried[k, j]
             out[k, j] = value if shows else (value if np.isnan(value) else 0.0)
@@ -530,7 +527,8 @@ def streaming_raw(x: np.ndarray, residual: np.ndarray, surprise: np.ndarray, dir
         if np.isnan(x[k]):
             out[k] = np.nan
             continue
-        floor = _floor((x[k] - residual[k]) * minutes[k], min_spread[k], count[k]) / minutes[k]
+        expected = (x[k] - residual[k]) * minutes[k]
+        floor = _spread_floor(expected, 0.0, min_spread[k], count[k], 0.0) / minutes[k]
         out[k] = surprise[k] if _outward(residual[k], direction[k]) > floor else 0.0
     return out
 

@@ -275,10 +275,10 @@ def _cpu_seconds(pid: int) -> float:
 @contextmanager
 def _no_client_pauses() -> Iterator[None]:
     """The client's garbage collector off while it sends and waits: a full collection walks
-    every request task made so far (25 ms at a few thousand) and holds back the requests due
-    meanwhile, which then reach the server at once, a burst of the client's making that the
-    run would charge to the server. Collected once at the end: the garbage kept meanwhile is
-    about 10 MB a thousand requests, and a run is bounded by rate x seconds requests."""
+    every request task made so far (tens of ms once there are thousands) and holds back the
+    requests due meanwhile, which then reach the server at once, a burst of the client's
+    making that the run would charge to the server. Collected once at the end; what piles up
+    meanwhile is bounded, as the run is, by rate x seconds requests."""
     enabled = gc.isenabled()
     gc.collect()
     gc.disable()

@@ -188,9 +188,9 @@ class DetectorScorer:
         usually share them: converting once per request, not per service, is a fifth of a
         20-service ensemble request's CPU).
         """
-        stamps = list(series[0].timestamps)
-        if index is not None or all(list(s.timestamps) == stamps for s in series[1:]):
-            index = series[0].timestamps.index if index is None else index
+        first = series[0].timestamps
+        if index is not None or all(s.timestamps == first for s in series[1:]):
+            index = first.index if index is None else index
             frame = pd.DataFrame(np.array([list(s.values) for s in series], dtype=float).T,
                                  index=index, columns=[s.metric for s in series])
             return frame if index.is_monotonic_increasing else frame.sort_index()
